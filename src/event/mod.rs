@@ -1,0 +1,638 @@
+//! The typed model of a task callback: [`TaskEvent`] and its parts.
+//!
+//! The provider pushes exactly the body of its "Get Task Status" endpoint, so
+//! one parser serves callbacks and polled status alike. The body is usually
+//! wrapped in an envelope (`{"code":200,"data":{...}}`); the bare inner object
+//! is accepted too.
+//!
+//! Parsing is lenient where the provider is loose and strict where we must be:
+//!
+//! - `id` is required and validated (see [`IdError`]): it is the dedup key.
+//! - Every other field may be missing. A known field whose JSON type is not
+//!   the expected one (say `"progress": "50%"`) does not fail the parse: the
+//!   typed accessor returns `None` and the raw value stays readable through
+//!   [`TaskEvent::extra`] under its own key.
+//! - Unknown fields are kept, never rejected, and readable through
+//!   [`TaskEvent::extra`].
+//! - `result.<kind>[].url` may be a string or an array of strings; both are
+//!   exposed as a list by [`MediaItem::urls`].
+//! - `error` may be an object `{code, message, type}` or a plain string.
+//!
+//! Parsing is a single pass over the body with `serde_json`: no intermediate
+//! `serde_json::Value` of the whole document is built.
+//!
+//! # Example
+//!
+//! ```
+//! use taskhook::{TaskEvent, TaskStatus};
+//!
+//! let body = br#"{"code":200,"data":{"id":"task_01","status":"completed",
+//!     "result":{"images":[{"url":["https://cdn.example/a.png","https://cdn.example/b.png"],
+//!                          "expires_at":1763174708}]}}}"#;
+//! let event = TaskEvent::from_slice(body)?;
+//! assert_eq!(event.id(), "task_01");
+//! assert_eq!(event.status(), Some(&TaskStatus::Completed));
+//! assert!(event.is_final());
+//!
+//! let urls: Vec<&str> = event.urls().map(|u| u.url()).collect();
+//! assert_eq!(urls, ["https://cdn.example/a.png", "https://cdn.example/b.png"]);
+//! assert_eq!(event.urls().next().unwrap().expires_at(), Some(1763174708));
+//! # Ok::<(), taskhook::PayloadError>(())
+//! ```
+
+mod de;
+mod error;
+
+use std::fmt;
+use std::sync::Arc;
+
+use serde::ser::{SerializeMap, Serializer};
+use serde::Serialize;
+use serde_json::{Map, Value};
+
+pub use self::error::{IdError, PayloadError, PayloadErrorKind};
+
+/// The longest task id accepted, in bytes.
+pub const MAX_ID_LEN: usize = 256;
+
+/// A parsed task callback (the provider's task-status object).
+///
+/// Cheap to clone: the parsed fields live behind an [`Arc`], so the payload
+/// layer can put it in request extensions and every later layer, extractor
+/// or background worker can hold its own copy.
+#[derive(Clone, PartialEq)]
+pub struct TaskEvent {
+    inner: Arc<Fields>,
+}
+
+/// The fields of a task-status object, shared by [`TaskEvent`].
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Fields {
+    id: String,
+    status: Option<TaskStatus>,
+    progress: Option<u8>,
+    result: Option<TaskResult>,
+    created: Option<i64>,
+    completed: Option<i64>,
+    estimated_time: Option<i64>,
+    actual_time: Option<i64>,
+    error: Option<TaskError>,
+    cost: Option<Value>,
+    credits_cost: Option<Value>,
+    extra: Map<String, Value>,
+    envelope: Option<Map<String, Value>>,
+}
+
+impl TaskEvent {
+    /// Parses a callback body, with or without the `{"code":..,"data":{..}}`
+    /// envelope.
+    ///
+    /// ```
+    /// use taskhook::{PayloadErrorKind, TaskEvent, IdError};
+    ///
+    /// let bare = TaskEvent::from_slice(br#"{"id":"t1","status":"failed","error":"timeout"}"#)?;
+    /// assert_eq!(bare.error().unwrap().message(), Some("timeout"));
+    ///
+    /// let err = TaskEvent::from_slice(br#"{"code":200,"data":{"status":"completed"}}"#).unwrap_err();
+    /// assert_eq!(err.kind(), &PayloadErrorKind::InvalidId(IdError::Missing));
+    /// # Ok::<(), taskhook::PayloadError>(())
+    /// ```
+    pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
+        let parsed: de::Parsed =
+            serde_json::from_slice(body).map_err(|e| PayloadError::json(e, body))?;
+        parsed.into_event().map_err(PayloadError::id)
+    }
+
+    /// The task id: the provider's unique key for the task, and the dedup key.
+    ///
+    /// Guaranteed non-empty, at most [`MAX_ID_LEN`] bytes, without control
+    /// characters.
+    pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The task status, if the body had one as a string.
+    pub fn status(&self) -> Option<&TaskStatus> {
+        self.inner.status.as_ref()
+    }
+
+    /// `true` if the status is final (`completed`, `failed` or `cancelled`).
+    ///
+    /// The provider only pushes final states; a push with another status is
+    /// unexpected input, not an error to retry.
+    pub fn is_final(&self) -> bool {
+        self.status().is_some_and(TaskStatus::is_final)
+    }
+
+    /// Progress in percent (0 to 100).
+    pub fn progress(&self) -> Option<u8> {
+        self.inner.progress
+    }
+
+    /// The result object, present when the task completed.
+    pub fn result(&self) -> Option<&TaskResult> {
+        self.inner.result.as_ref()
+    }
+
+    /// Every result URL of every media kind, in document order, with its
+    /// media kind and expiry.
+    ///
+    /// ```
+    /// # use taskhook::TaskEvent;
+    /// let event = TaskEvent::from_slice(br#"{"id":"t","result":{
+    ///     "videos":[{"url":"https://cdn.example/v.mp4","expires_at":10}],
+    ///     "audios":[{"url":["https://cdn.example/a.mp3"]}]}}"#)?;
+    /// let all: Vec<(&str, &str, Option<i64>)> =
+    ///     event.urls().map(|u| (u.kind(), u.url(), u.expires_at())).collect();
+    /// assert_eq!(all, [
+    ///     ("videos", "https://cdn.example/v.mp4", Some(10)),
+    ///     ("audios", "https://cdn.example/a.mp3", None),
+    /// ]);
+    /// # Ok::<(), taskhook::PayloadError>(())
+    /// ```
+    pub fn urls(&self) -> impl Iterator<Item = ResultUrl<'_>> + '_ {
+        self.result().into_iter().flat_map(TaskResult::urls)
+    }
+
+    /// When the task was created, in Unix seconds.
+    pub fn created(&self) -> Option<i64> {
+        self.inner.created
+    }
+
+    /// When the task completed, in Unix seconds (only when completed).
+    pub fn completed(&self) -> Option<i64> {
+        self.inner.completed
+    }
+
+    /// The provider's estimate of the task's duration, in seconds.
+    pub fn estimated_time(&self) -> Option<i64> {
+        self.inner.estimated_time
+    }
+
+    /// The task's actual duration, in seconds.
+    pub fn actual_time(&self) -> Option<i64> {
+        self.inner.actual_time
+    }
+
+    /// The error of a failed task, object or plain string.
+    pub fn error(&self) -> Option<&TaskError> {
+        self.inner.error.as_ref()
+    }
+
+    /// The task's cost, from a JSON number or a numeric string.
+    pub fn cost(&self) -> Option<f64> {
+        self.inner.cost.as_ref().and_then(number_or_numeric_string)
+    }
+
+    /// The task's cost in credits, from a JSON number or a numeric string.
+    pub fn credits_cost(&self) -> Option<f64> {
+        self.inner
+            .credits_cost
+            .as_ref()
+            .and_then(number_or_numeric_string)
+    }
+
+    /// Fields of the task object this crate does not model, and known fields
+    /// whose JSON type was unexpected, under their own keys.
+    ///
+    /// ```
+    /// # use taskhook::TaskEvent;
+    /// let event = TaskEvent::from_slice(br#"{"id":"t","model":"m-3","progress":"half"}"#)?;
+    /// assert_eq!(event.extra()["model"], "m-3");
+    /// assert_eq!(event.progress(), None);
+    /// assert_eq!(event.extra()["progress"], "half");
+    /// # Ok::<(), taskhook::PayloadError>(())
+    /// ```
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.inner.extra
+    }
+
+    /// The envelope's own fields (such as `code`), if the body was wrapped.
+    pub fn envelope(&self) -> Option<&Map<String, Value>> {
+        self.inner.envelope.as_ref()
+    }
+}
+
+impl fmt::Debug for TaskEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let Fields {
+            id,
+            status,
+            progress,
+            result,
+            created,
+            completed,
+            estimated_time,
+            actual_time,
+            error,
+            cost,
+            credits_cost,
+            extra,
+            envelope,
+        } = &*self.inner;
+        f.debug_struct("TaskEvent")
+            .field("id", id)
+            .field("status", status)
+            .field("progress", progress)
+            .field("result", result)
+            .field("created", created)
+            .field("completed", completed)
+            .field("estimated_time", estimated_time)
+            .field("actual_time", actual_time)
+            .field("error", error)
+            .field("cost", cost)
+            .field("credits_cost", credits_cost)
+            .field("extra", extra)
+            .field("envelope", envelope)
+            .finish()
+    }
+}
+
+/// Serializes the task object (without the envelope), keeping unknown fields.
+impl Serialize for TaskEvent {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.inner.serialize(serializer)
+    }
+}
+
+impl Serialize for Fields {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        if !self.id.is_empty() {
+            map.serialize_entry("id", &self.id)?;
+        }
+        if let Some(status) = &self.status {
+            map.serialize_entry("status", status.as_str())?;
+        }
+        if let Some(progress) = self.progress {
+            map.serialize_entry("progress", &progress)?;
+        }
+        if let Some(result) = &self.result {
+            map.serialize_entry("result", result)?;
+        }
+        for (key, value) in [
+            ("created", self.created),
+            ("completed", self.completed),
+            ("estimated_time", self.estimated_time),
+            ("actual_time", self.actual_time),
+        ] {
+            if let Some(value) = value {
+                map.serialize_entry(key, &value)?;
+            }
+        }
+        if let Some(error) = &self.error {
+            map.serialize_entry("error", error)?;
+        }
+        if let Some(cost) = &self.cost {
+            map.serialize_entry("cost", cost)?;
+        }
+        if let Some(credits_cost) = &self.credits_cost {
+            map.serialize_entry("credits_cost", credits_cost)?;
+        }
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+fn number_or_numeric_string(value: &Value) -> Option<f64> {
+    match value {
+        Value::Number(n) => n.as_f64(),
+        Value::String(s) => s.trim().parse().ok(),
+        _ => None,
+    }
+}
+
+/// The status of a task.
+///
+/// Unknown values do not fail parsing: they are kept in [`TaskStatus::Other`].
+///
+/// ```
+/// use taskhook::TaskStatus;
+///
+/// assert_eq!(TaskStatus::from("completed"), TaskStatus::Completed);
+/// assert!(TaskStatus::Failed.is_final());
+/// assert!(!TaskStatus::Processing.is_final());
+/// assert_eq!(TaskStatus::from("paused").as_str(), "paused");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TaskStatus {
+    /// `pending`: queued at the provider.
+    Pending,
+    /// `submitted`: accepted by the provider.
+    Submitted,
+    /// `processing`: running.
+    Processing,
+    /// `completed`: finished with a result.
+    Completed,
+    /// `failed`: finished with an error.
+    Failed,
+    /// `cancelled`: stopped before it finished.
+    Cancelled,
+    /// Any other value, kept as it was sent.
+    Other(Box<str>),
+}
+
+impl TaskStatus {
+    /// The status as the provider spells it.
+    pub fn as_str(&self) -> &str {
+        match self {
+            Self::Pending => "pending",
+            Self::Submitted => "submitted",
+            Self::Processing => "processing",
+            Self::Completed => "completed",
+            Self::Failed => "failed",
+            Self::Cancelled => "cancelled",
+            Self::Other(other) => other,
+        }
+    }
+
+    /// `true` for the final states: completed, failed and cancelled.
+    pub fn is_final(&self) -> bool {
+        matches!(self, Self::Completed | Self::Failed | Self::Cancelled)
+    }
+
+    /// `true` for [`TaskStatus::Completed`].
+    pub fn is_success(&self) -> bool {
+        matches!(self, Self::Completed)
+    }
+
+    fn known(value: &str) -> Option<Self> {
+        Some(match value {
+            "pending" => Self::Pending,
+            "submitted" => Self::Submitted,
+            "processing" => Self::Processing,
+            "completed" => Self::Completed,
+            "failed" => Self::Failed,
+            "cancelled" => Self::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl From<&str> for TaskStatus {
+    fn from(value: &str) -> Self {
+        Self::known(value).unwrap_or_else(|| Self::Other(value.into()))
+    }
+}
+
+impl From<String> for TaskStatus {
+    fn from(value: String) -> Self {
+        Self::known(&value).unwrap_or_else(|| Self::Other(value.into_boxed_str()))
+    }
+}
+
+impl fmt::Display for TaskStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The `result` object of a completed task.
+///
+/// Every array of objects under `result` is a list of [`MediaItem`]s, keyed
+/// by its media kind (`images`, `videos`, `audios`, or any other name); other
+/// values are kept in [`TaskResult::extra`].
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskResult {
+    media: Vec<(String, Vec<MediaItem>)>,
+    extra: Map<String, Value>,
+}
+
+impl TaskResult {
+    /// The items of one media kind (`"images"`, `"videos"`, ...); empty when
+    /// absent.
+    pub fn media(&self, kind: &str) -> &[MediaItem] {
+        self.media
+            .iter()
+            .find(|(k, _)| k == kind)
+            .map_or(&[], |(_, items)| items.as_slice())
+    }
+
+    /// `result.images`.
+    pub fn images(&self) -> &[MediaItem] {
+        self.media("images")
+    }
+
+    /// `result.videos`.
+    pub fn videos(&self) -> &[MediaItem] {
+        self.media("videos")
+    }
+
+    /// `result.audios`.
+    pub fn audios(&self) -> &[MediaItem] {
+        self.media("audios")
+    }
+
+    /// Every media kind with its items, in document order.
+    pub fn media_kinds(&self) -> impl Iterator<Item = (&str, &[MediaItem])> + '_ {
+        self.media.iter().map(|(k, v)| (k.as_str(), v.as_slice()))
+    }
+
+    /// Every URL of every media item, in document order.
+    pub fn urls(&self) -> impl Iterator<Item = ResultUrl<'_>> + '_ {
+        self.media.iter().flat_map(|(kind, items)| {
+            items.iter().flat_map(move |item| {
+                item.urls
+                    .iter()
+                    .map(move |url| ResultUrl { kind, url, item })
+            })
+        })
+    }
+
+    /// Values under `result` that are not lists of media items.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+}
+
+impl Serialize for TaskResult {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(Some(self.media.len() + self.extra.len()))?;
+        for (kind, items) in &self.media {
+            map.serialize_entry(kind, items)?;
+        }
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// One media item of a result: its URLs, expiry and other fields.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MediaItem {
+    urls: Vec<String>,
+    url_was_string: bool,
+    expires_at: Option<i64>,
+    extra: Map<String, Value>,
+}
+
+impl MediaItem {
+    /// The item's URLs, whether the JSON had `url` as a string or an array.
+    pub fn urls(&self) -> &[String] {
+        &self.urls
+    }
+
+    /// When the links expire, in Unix seconds: copy the files before then.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.expires_at
+    }
+
+    /// Another field of the item (`duration`, `width`, `seed`, ...).
+    pub fn get(&self, field: &str) -> Option<&Value> {
+        self.extra.get(field)
+    }
+
+    /// `duration` in seconds, if it is a number.
+    pub fn duration(&self) -> Option<f64> {
+        self.get("duration").and_then(Value::as_f64)
+    }
+
+    /// `width` in pixels, if it is a non-negative integer.
+    pub fn width(&self) -> Option<u64> {
+        self.get("width").and_then(Value::as_u64)
+    }
+
+    /// `height` in pixels, if it is a non-negative integer.
+    pub fn height(&self) -> Option<u64> {
+        self.get("height").and_then(Value::as_u64)
+    }
+
+    /// Every field other than `url` and `expires_at`.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+}
+
+impl Serialize for MediaItem {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let mut map = serializer.serialize_map(None)?;
+        match (self.url_was_string, self.urls.as_slice()) {
+            (true, [url]) => map.serialize_entry("url", url)?,
+            (_, []) => {}
+            (_, urls) => map.serialize_entry("url", urls)?,
+        }
+        if let Some(expires_at) = self.expires_at {
+            map.serialize_entry("expires_at", &expires_at)?;
+        }
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}
+
+/// One URL of a result, with the media kind and item it belongs to.
+#[derive(Debug, Clone, Copy)]
+pub struct ResultUrl<'a> {
+    kind: &'a str,
+    url: &'a str,
+    item: &'a MediaItem,
+}
+
+impl<'a> ResultUrl<'a> {
+    /// The URL.
+    pub fn url(&self) -> &'a str {
+        self.url
+    }
+
+    /// The media kind: `"images"`, `"videos"`, `"audios"`, or another key of
+    /// `result`.
+    pub fn kind(&self) -> &'a str {
+        self.kind
+    }
+
+    /// When the link expires, in Unix seconds.
+    pub fn expires_at(&self) -> Option<i64> {
+        self.item.expires_at
+    }
+
+    /// The media item the URL belongs to.
+    pub fn item(&self) -> &'a MediaItem {
+        self.item
+    }
+}
+
+/// The error of a failed task: an object `{code, message, type}` or a plain
+/// string (then only [`TaskError::message`] is set).
+///
+/// ```
+/// # use taskhook::TaskEvent;
+/// let event = TaskEvent::from_slice(br#"{"id":"t","error":{"code":400,"message":"content rejected","type":"invalid_request_error"}}"#)?;
+/// let error = event.error().unwrap();
+/// assert_eq!(error.message(), Some("content rejected"));
+/// assert_eq!(error.kind(), Some("invalid_request_error"));
+/// assert_eq!(error.code().and_then(|c| c.as_i64()), Some(400));
+/// # Ok::<(), taskhook::PayloadError>(())
+/// ```
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct TaskError {
+    message: Option<String>,
+    code: Option<Value>,
+    kind: Option<String>,
+    extra: Map<String, Value>,
+    plain: bool,
+}
+
+impl TaskError {
+    /// The error message (the whole string for a plain-string error).
+    pub fn message(&self) -> Option<&str> {
+        self.message.as_deref()
+    }
+
+    /// The error code: a number or a string, as sent.
+    pub fn code(&self) -> Option<&Value> {
+        self.code.as_ref()
+    }
+
+    /// The error's `type` field.
+    pub fn kind(&self) -> Option<&str> {
+        self.kind.as_deref()
+    }
+
+    /// `true` if the error was sent as a plain string.
+    pub fn is_plain(&self) -> bool {
+        self.plain
+    }
+
+    /// Other fields of an error object.
+    pub fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+}
+
+impl fmt::Display for TaskError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match (&self.kind, &self.message) {
+            (Some(kind), Some(message)) => write!(f, "{kind}: {message}"),
+            (None, Some(message)) => f.write_str(message),
+            (Some(kind), None) => f.write_str(kind),
+            (None, None) => f.write_str("task failed"),
+        }
+    }
+}
+
+impl Serialize for TaskError {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        if self.plain {
+            return serializer.serialize_str(self.message.as_deref().unwrap_or_default());
+        }
+        let mut map = serializer.serialize_map(None)?;
+        if let Some(code) = &self.code {
+            map.serialize_entry("code", code)?;
+        }
+        if let Some(message) = &self.message {
+            map.serialize_entry("message", message)?;
+        }
+        if let Some(kind) = &self.kind {
+            map.serialize_entry("type", kind)?;
+        }
+        for (key, value) in &self.extra {
+            map.serialize_entry(key, value)?;
+        }
+        map.end()
+    }
+}

@@ -1,0 +1,51 @@
+//! Tower layers for *receiving* webhook callbacks from asynchronous task APIs.
+//!
+//! A generation API (images, video, audio) POSTs the task-status JSON to
+//! `<base>/callback` when a task reaches a final state. It retries a 5xx or a
+//! missing answer (after 10 s, 30 s and 60 s) and gives up for good on a 4xx,
+//! and rarely pushes the same task twice. This crate makes a callback route
+//! correct under those rules:
+//!
+//! - [`payload`]: buffer (bounded) and parse the body once into a typed
+//!   [`TaskEvent`], put it in the request extensions.
+//!
+//! The status-code policy behind every response the layers write: a 2xx only
+//! once the event is safely accepted; `503` with `Retry-After` for every
+//! transient failure of ours; a 4xx only for input that can never succeed.
+//!
+//! # Example
+//!
+//! An axum route with the payload layer (feature `axum` for the extractor):
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{routing::post, Router};
+//! use taskhook::{PayloadLayer, TaskEvent};
+//!
+//! async fn on_callback(event: TaskEvent) {
+//!     for url in event.urls() {
+//!         println!("{} {} expires at {:?}", event.id(), url.url(), url.expires_at());
+//!     }
+//! }
+//!
+//! let app: Router = Router::new().route(
+//!     "/callback",
+//!     post(on_callback).layer(PayloadLayer::new()),
+//! );
+//! # }
+//! ```
+//!
+//! # Feature flags
+//!
+//! | feature | what it adds |
+//! |---|---|
+//! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod body;
+pub mod event;
+pub mod payload;
+mod response;
+
+pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
+pub use self::payload::{Payload, PayloadLayer, RawPayload};

@@ -1,0 +1,67 @@
+//! Buffer the callback body (bounded), parse it once into a
+//! [`TaskEvent`](crate::TaskEvent), and hand both to the inner service.
+//!
+//! [`PayloadLayer`] is the first layer of the stack on a callback route. For
+//! each request it:
+//!
+//! 1. rejects a declared `Content-Length` over the limit (default 256 KiB)
+//!    with `413`, and a `Content-Type` that is present and clearly not JSON
+//!    (forms, multipart, markup, images, ...) with `415`;
+//! 2. collects the body, with or without `Content-Length`, stopping with
+//!    `413` as soon as it passes the limit (the excess is never buffered);
+//! 3. parses it with [`TaskEvent::from_slice`](crate::TaskEvent::from_slice):
+//!    malformed JSON, invalid UTF-8, nesting too deep, a body that is not an
+//!    object, or a bad task id get `400`;
+//! 4. inserts the [`TaskEvent`](crate::TaskEvent) and the
+//!    [`RawPayload`] into the request extensions and calls
+//!    the inner service with a [`BufferedBody`](crate::body::BufferedBody)
+//!    that still holds the whole body.
+//!
+//! Rejections carry a small JSON body: `{"error":{"code":"..","message":".."}}`.
+//! A body that fails while being read (a reset connection, a read timeout of
+//! an outer layer) is our transient problem, not bad input: `503` with
+//! `Retry-After`, so the provider retries. A length-limit error raised by an
+//! outer `RequestBodyLimit` is still a `413`.
+//!
+//! With the `axum` feature, [`TaskEvent`](crate::TaskEvent) and
+//! [`RawPayload`] are extractors.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use taskhook::{body::BufferedBody, PayloadLayer, TaskEvent};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new().limit(64 * 1024))
+//!     .service(service_fn(|req: Request<BufferedBody>| async move {
+//!         let event = req.extensions().get::<TaskEvent>().expect("set by PayloadLayer");
+//!         println!("task {} is {:?}", event.id(), event.status());
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//!
+//! let ok = Request::post("/callback")
+//!     .body(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#.to_owned())
+//!     .unwrap();
+//! assert_eq!(service.clone().oneshot(ok).await?.status(), StatusCode::OK);
+//!
+//! let bad = Request::post("/callback").body("{not json".to_owned()).unwrap();
+//! assert_eq!(service.oneshot(bad).await?.status(), StatusCode::BAD_REQUEST);
+//! # Ok(()) }
+//! ```
+
+#[cfg(feature = "axum")]
+mod extract;
+pub mod future;
+mod layer;
+mod raw;
+mod service;
+
+#[cfg(feature = "axum")]
+pub use self::extract::MissingPayload;
+pub use self::layer::{PayloadLayer, DEFAULT_LIMIT};
+pub use self::raw::RawPayload;
+pub use self::service::Payload;
