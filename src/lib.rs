@@ -8,6 +8,8 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
+//! - `verify` (feature `verify`): secret path token, IP allowlist,
+//!   confirm-by-refetch and Standard Webhooks signatures.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -40,12 +42,19 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
+//! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
+//! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
 pub mod event;
 pub mod payload;
 mod response;
+#[cfg(feature = "verify")]
+#[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
+pub mod verify;
 
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};
+#[cfg(feature = "verify")]
+pub use self::verify::{IpAllowLayer, PathTokenLayer, RefetchLayer, StandardWebhooksLayer};

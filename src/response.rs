@@ -90,3 +90,30 @@ impl Rejection {
         response
     }
 }
+
+// ---- verify layers (src/verify) -------------------------------------------
+
+#[cfg_attr(not(feature = "verify"), allow(dead_code))]
+impl Rejection {
+    /// A programming or configuration error of ours (a layer stacked in the
+    /// wrong order, a missing extension): `500`, never a 4xx, so the provider
+    /// retries and a fixed deployment still gets the event.
+    pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// A `404 Not Found` with an empty body and no `Content-Type`, byte for byte
+/// what axum answers for a path no route matches, so a wrong secret path token
+/// is indistinguishable from a URL that does not exist.
+#[cfg_attr(not(feature = "verify"), allow(dead_code))]
+pub(crate) fn not_found<B>() -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(Bytes::new()));
+    *response.status_mut() = StatusCode::NOT_FOUND;
+    response
+}
