@@ -446,6 +446,10 @@ async fn provider(State(fake): State<Arc<Fake>>, uri: Uri, headers: HeaderMap) -
         "task_running" => reply(200, task("processing")),
         "task_broken" => reply(500, "oops".into()),
         "task_garbage" => reply(200, "<html>".into()),
+        "task_ghost" => reply(
+            200,
+            r#"{"error":{"code":404,"message":"no such task"}}"#.into(),
+        ),
         _ => reply(
             404,
             r#"{"error":{"code":404,"message":"task not found"}}"#.into(),
@@ -496,6 +500,15 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test]
 async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::WARN)
+        .with_ansi(false)
+        .with_writer(move || writer.clone())
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
     let (addr, fake) = fake_provider().await;
     let confirm = HttpConfirm::new(&format!("http://{addr}/"), API_KEY).unwrap();
     let (service, stats) = refetching(RefetchLayer::new(confirm));
@@ -505,10 +518,13 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
     assert_eq!(status, StatusCode::OK, "{body}");
     assert_eq!(body, "/callback||completed");
 
-    // Forged: another final status, and an id the provider does not know.
+    // Forged: another final status, a running push for a final task, and
+    // an id the provider does not know (404, or its error shape in a 200).
     for (id, pushed) in [
         ("task_failed", "completed"),
+        ("task_done", "processing"),
         ("task_nobody_knows", "completed"),
+        ("task_ghost", "completed"),
     ] {
         let (status, headers, body) = send(service.clone(), push(id, pushed)).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "{id}: {body}");
@@ -518,8 +534,19 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
     }
     assert_eq!(
         (stats.confirmed(), stats.forged(), stats.unavailable()),
-        (1, 2, 0)
+        (1, 4, 0)
     );
+    // Each refusal is logged with the task id; the API key never is.
+    let logs = captured.text();
+    for id in ["task_failed", "task_nobody_knows", "task_ghost"] {
+        assert!(logs.contains(&format!("task_id={id}")), "{logs}");
+    }
+    assert_eq!(
+        logs.matches("not confirmed by the provider").count(),
+        4,
+        "{logs}"
+    );
+    assert!(!logs.contains(API_KEY));
 
     // The id is percent-encoded into the path.
     let (status, _, body) = send(service.clone(), push("task with/slash", "completed")).await;
@@ -530,7 +557,9 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
         [
             "/v1/tasks/task_done",
             "/v1/tasks/task_failed",
+            "/v1/tasks/task_done",
             "/v1/tasks/task_nobody_knows",
+            "/v1/tasks/task_ghost",
             "/v1/tasks/task%20with%2Fslash"
         ]
     );

@@ -22,7 +22,7 @@ const MAX_ANSWER: usize = 1024 * 1024;
 /// | the provider answers | meaning |
 /// |---|---|
 /// | 2xx with a task-status body | the authoritative state |
-/// | 404 | the task does not exist: forged push |
+/// | 404, or a 2xx with the API's error shape and code 404 | the task does not exist: forged push |
 /// | 401, 403 | our API key is wrong: logged as an error, `503` |
 /// | anything else, no answer, an unreadable body | unavailable: `503` |
 ///
@@ -128,7 +128,13 @@ where
                 .await
                 .map_err(ConfirmError::unavailable)?
                 .to_bytes();
-            TaskEvent::from_slice(&body).map_err(ConfirmError::unavailable)
+            TaskEvent::from_slice(&body).map_err(|error| {
+                if says_not_found(&body) {
+                    ConfirmError::not_found()
+                } else {
+                    ConfirmError::unavailable(error)
+                }
+            })
         }
     }
 
@@ -185,6 +191,19 @@ impl fmt::Display for InvalidHttpConfirm {
 
 impl std::error::Error for InvalidHttpConfirm {}
 
+/// `true` for a 2xx body that is the API's error shape for an unknown task:
+/// `{"error":{"code":404,..}}` or `{"code":404,..}` without a task.
+fn says_not_found(body: &[u8]) -> bool {
+    let Ok(serde_json::Value::Object(map)) = serde_json::from_slice(body) else {
+        return false;
+    };
+    let code = map
+        .get("error")
+        .and_then(|e| e.get("code"))
+        .or_else(|| map.get("code"));
+    code.and_then(serde_json::Value::as_u64) == Some(404)
+}
+
 /// A path segment with everything but the unreserved characters
 /// (`A-Z a-z 0-9 - . _ ~`) percent-encoded.
 struct PercentEncoded<'a>(&'a str);
@@ -208,7 +227,18 @@ impl fmt::Display for PercentEncoded<'_> {
 
 #[cfg(test)]
 mod tests {
-    use super::PercentEncoded;
+    use super::{says_not_found, PercentEncoded};
+
+    #[test]
+    fn error_shapes() {
+        assert!(says_not_found(
+            br#"{"error":{"code":404,"message":"no such task"}}"#
+        ));
+        assert!(says_not_found(br#"{"code":404,"message":"no such task"}"#));
+        assert!(!says_not_found(br#"{"error":{"code":500}}"#));
+        assert!(!says_not_found(br#"{"code":200,"data":{}}"#));
+        assert!(!says_not_found(b"<html>"));
+    }
 
     #[test]
     fn percent_encoding() {
