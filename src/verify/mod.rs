@@ -50,6 +50,8 @@
 //!     .layer(PayloadLayer::new())
 //!     // 3. body needed: (StandardWebhooksLayer for a provider that signs) and refetch
 //!     .layer(RefetchLayer::new(Provider))
+//!     // 4. dedup and fast-ack come after every check: a refused push never
+//!     //    touches their state
 //!     .service(service_fn(|req: Request<BufferedBody>| async move {
 //!         let event = req.extensions().get::<TaskEvent>().expect("set by PayloadLayer");
 //!         println!("task {} is {:?}", event.id(), event.status());

@@ -37,8 +37,9 @@
 //! as our fault: `503`, logged as an error.
 //!
 //! Refetching costs one API call per push, within the provider's ~10 s
-//! wait. With a dedup layer, put the refetch after it so a duplicate push
-//! is not fetched twice, or before it so a forged push never claims a key.
+//! wait. Put it before a dedup layer: a forged push then never touches the
+//! dedup state, so it cannot claim a real task's id ahead of the real push
+//! (the price, a rare duplicate push fetched twice, is small).
 //!
 //! # Example
 //!
