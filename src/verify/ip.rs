@@ -261,9 +261,13 @@ impl IpAllowLayer {
     /// Allows clients in the given blocks (none: every client is refused),
     /// trusts no proxy, and finds the peer with [`default_peer_addr`].
     pub fn new(allow: impl IntoIterator<Item = Cidr>) -> Self {
+        let allow: Vec<Cidr> = allow.into_iter().collect();
+        if allow.is_empty() {
+            tracing::warn!("IpAllowLayer with an empty allowlist refuses every request");
+        }
         Self {
             config: Arc::new(Config {
-                allow: allow.into_iter().collect(),
+                allow,
                 trusted: Vec::new(),
                 header: ForwardedHeader::default(),
                 peer: default_peer_addr,
@@ -285,7 +289,14 @@ impl IpAllowLayer {
     /// ```
     #[must_use]
     pub fn trusted_proxies(mut self, proxies: impl IntoIterator<Item = Cidr>) -> Self {
-        Arc::make_mut(&mut self.config).trusted = proxies.into_iter().collect();
+        let trusted: Vec<Cidr> = proxies.into_iter().collect();
+        if trusted.iter().any(|c| c.prefix == 0) {
+            tracing::warn!(
+                "IpAllowLayer trusts every address as a proxy: any client can choose \
+                 the address it is allowed as"
+            );
+        }
+        Arc::make_mut(&mut self.config).trusted = trusted;
         self
     }
 
@@ -307,7 +318,8 @@ impl IpAllowLayer {
     }
 
     /// Sets how the direct peer's address is found in the request
-    /// extensions, for servers that record it in a type of their own.
+    /// extensions, for servers that record it in a type of their own (tonic:
+    /// `|ext| ext.get::<TcpConnectInfo>()?.remote_addr()`).
     ///
     /// ```
     /// use std::net::SocketAddr;

@@ -36,6 +36,12 @@
 //! a task id you know. An API key the provider refuses (401/403) is treated
 //! as our fault: `503`, logged as an error.
 //!
+//! Every request that reaches this layer costs one call on your API key, so
+//! someone who can reach it can spend your rate limit (and a `429` from the
+//! provider turns real pushes into `503`s). Put the path token and the
+//! allowlist in front of it, so only a caller who knows the secret URL gets
+//! this far.
+//!
 //! Refetching costs one API call per push, within the provider's ~10 s
 //! wait. Put it before a dedup layer: a forged push then never touches the
 //! dedup state, so it cannot claim a real task's id ahead of the real push
