@@ -159,13 +159,29 @@ async fn wrong_token_is_indistinguishable_from_no_route() {
     assert_eq!(wrong.body, no_route.body);
 }
 
-/// A `Write` into a shared buffer, for a tracing subscriber.
+/// Tracing output captured on one test thread.
+///
+/// One global subscriber (at TRACE, so no callsite is ever cached as
+/// uninteresting by a test on another thread) writes each event into the
+/// buffer of the thread that emitted it, if that thread installed one.
+/// `#[tokio::test]` runs on the current thread, so a test sees exactly the
+/// events of its own layers.
 #[derive(Clone, Default)]
 struct Captured(Arc<Mutex<Vec<u8>>>);
 
-impl Write for Captured {
+thread_local! {
+    static CAPTURE: std::cell::RefCell<Option<Captured>> = const { std::cell::RefCell::new(None) };
+}
+
+struct ThreadWriter;
+
+impl Write for ThreadWriter {
     fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
+        CAPTURE.with(|c| {
+            if let Some(captured) = &*c.borrow() {
+                captured.0.lock().unwrap().extend_from_slice(buf);
+            }
+        });
         Ok(buf.len())
     }
     fn flush(&mut self) -> std::io::Result<()> {
@@ -173,22 +189,38 @@ impl Write for Captured {
     }
 }
 
+struct CaptureGuard;
+
+impl Drop for CaptureGuard {
+    fn drop(&mut self) {
+        CAPTURE.with(|c| c.borrow_mut().take());
+    }
+}
+
 impl Captured {
     fn text(&self) -> String {
         String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Captures this thread's tracing output while the guard lives.
+    fn install() -> (Self, CaptureGuard) {
+        static INIT: std::sync::Once = std::sync::Once::new();
+        INIT.call_once(|| {
+            tracing_subscriber::fmt()
+                .with_max_level(tracing::Level::TRACE)
+                .with_ansi(false)
+                .with_writer(|| ThreadWriter)
+                .init();
+        });
+        let captured = Captured::default();
+        CAPTURE.with(|c| *c.borrow_mut() = Some(captured.clone()));
+        (captured, CaptureGuard)
     }
 }
 
 #[tokio::test]
 async fn token_never_reaches_logs_or_debug_output() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let layer = PathTokenLayer::new(secret(TOKEN))
         .also_accept(secret(NEW_TOKEN))
@@ -500,14 +532,7 @@ fn error_code(body: &str) -> String {
 
 #[tokio::test]
 async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::WARN)
-        .with_ansi(false)
-        .with_writer(move || writer.clone())
-        .finish();
-    let _guard = tracing::subscriber::set_default(subscriber);
+    let (captured, _guard) = Captured::install();
 
     let (addr, fake) = fake_provider().await;
     let confirm = HttpConfirm::new(&format!("http://{addr}/"), API_KEY).unwrap();
