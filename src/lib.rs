@@ -8,6 +8,7 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
+//! - `sim` (feature `sim`): a simulator of the provider's sending side, for demos, end-to-end tests and benchmarks.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -40,12 +41,15 @@
 //! | feature | what it adds |
 //! |---|---|
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
+//! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod body;
 pub mod event;
 pub mod payload;
 mod response;
+#[cfg(feature = "sim")]
+pub mod sim;
 
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};
