@@ -218,8 +218,9 @@ pub enum Outcome {
 pub struct Push {
     /// Why it was pushed.
     pub kind: PushKind,
-    /// When its first attempt started, from the start of the run (or the
-    /// creation of the [`Sender`]).
+    /// When its first attempt started, from the creation of the [`Sender`]
+    /// (for [`Simulator::run`](super::Simulator::run) and
+    /// [`run_tasks`](super::Simulator::run_tasks): the start of the run).
     pub started: Duration,
     /// Every attempt, in order.
     pub attempts: Vec<Attempt>,

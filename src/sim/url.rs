@@ -475,7 +475,13 @@ fn parse_host(host: &str) -> Result<Host, UrlError> {
         return Err(UrlError::Malformed(format!("invalid host `{host}`")));
     }
     match parse_ipv4(&name) {
-        None => Ok(Host::Domain(name)),
+        None if name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.')) =>
+        {
+            Ok(Host::Domain(name))
+        }
+        None => Err(UrlError::Malformed(format!("invalid host `{host}`"))),
         Some(Some(ip)) => Ok(Host::Ip(IpAddr::V4(ip))),
         Some(None) => Err(UrlError::Malformed(format!("invalid IPv4 host `{host}`"))),
     }

@@ -150,6 +150,26 @@ pub struct Task {
 }
 
 impl Task {
+    /// A task whose payload is pushed exactly as given, never parsed: for
+    /// bodies a receiver must refuse (malformed JSON, a missing id). It has
+    /// no [`urls`](Self::urls).
+    ///
+    /// ```
+    /// use taskhook::sim::Task;
+    ///
+    /// let broken = Task::new("task_broken", "{not json");
+    /// assert_eq!(broken.payload().as_ref(), b"{not json");
+    /// ```
+    pub fn new(id: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        Self {
+            id: id.into(),
+            kind: None,
+            payload: payload.into(),
+            urls: Vec::new(),
+            duplicates: Vec::new(),
+        }
+    }
+
     /// A task from a payload of your own (a sample file, an edge case). The
     /// id and the result URLs are read with [`TaskEvent::from_slice`].
     ///
@@ -185,7 +205,7 @@ impl Task {
         &self.id
     }
 
-    /// The generated kind; `None` for [`Task::from_payload`].
+    /// The generated kind; `None` for [`Task::new`] and [`Task::from_payload`].
     pub fn kind(&self) -> Option<TaskKind> {
         self.kind
     }

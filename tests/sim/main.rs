@@ -19,7 +19,7 @@ use taskhook::sim::{
     callback_url, AddressKind, AttemptResult, DuplicateKind, Mix, Outcome, PushKind, RunError,
     Schedule, Simulator, Task, TaskKind, UrlError, UrlPolicy, Workload,
 };
-use taskhook::{TaskEvent, TaskStatus};
+use taskhook::{PayloadLayer, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -281,6 +281,10 @@ fn url_rules_table() {
         ("http://example.com:99999", Malformed),
         ("http://example.com:8o", Malformed),
         ("http://x..com", Malformed),
+        ("http://ex!ample.com", Malformed),
+        ("http://ex$ample.com", Malformed),
+        ("http://a_b.example.com", Ok),
+        ("http://example.com.", Ok),
         ("http://[::1", Malformed),
         ("http://[fe80::1%25eth0]", Malformed),
     ];
@@ -762,6 +766,73 @@ async fn concurrency_is_bounded_and_retry_waits_hold_no_slot() {
         Duration::from_millis(20),
     );
     assert_eq!(report.summary().tasks_undelivered, 0);
+}
+
+/// A receiver with the crate's payload layer in front of a handler that
+/// records each event.
+async fn payload_receiver() -> (String, Arc<Mutex<Vec<TaskEvent>>>) {
+    let seen: Arc<Mutex<Vec<TaskEvent>>> = Arc::default();
+    let handler_seen = Arc::clone(&seen);
+    let app = Router::new().route(
+        "/callback",
+        axum::routing::post(
+            move |axum::Extension(event): axum::Extension<TaskEvent>| async move {
+                handler_seen.lock().unwrap().push(event);
+            },
+        )
+        .layer(PayloadLayer::new()),
+    );
+    let addr = common::serve_axum(app).await;
+    (format!("http://{addr}"), seen)
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_payload_layer_accepts_every_generated_payload() {
+    let (base, seen) = payload_receiver().await;
+    let tasks = Workload::new(200).seed(5).generate();
+    let report = local(1.0).run_tasks(&base, tasks.clone()).await.unwrap();
+    let summary = report.summary();
+    assert_eq!((summary.delivered, summary.attempts), (200, 200));
+    let seen = seen.lock().unwrap();
+    assert_eq!(seen.len(), 200);
+    let by_id: HashMap<&str, &TaskEvent> = seen.iter().map(|e| (e.id(), e)).collect();
+    for task in &tasks {
+        let event = by_id[task.id()];
+        assert_eq!(
+            event.status().unwrap().as_str(),
+            task.kind().unwrap().status()
+        );
+        let urls: Vec<&str> = event.urls().map(|u| u.url()).collect();
+        assert_eq!(urls, task.urls());
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_malformed_body_gets_a_4xx_and_the_simulator_gives_up() {
+    let (base, seen) = payload_receiver().await;
+    let tasks = vec![
+        Task::new("task_broken", "{not json"),
+        Task::new(
+            "task_no_id",
+            r#"{"code":200,"data":{"status":"completed"}}"#,
+        ),
+        one_task(),
+    ];
+    let report = local(1.0).run_tasks(&base, tasks).await.unwrap();
+    for id in ["task_broken", "task_no_id"] {
+        let pushes = &report.task(id).unwrap().pushes;
+        assert_eq!(
+            pushes[0].outcome,
+            Outcome::Rejected(StatusCode::BAD_REQUEST)
+        );
+        assert_eq!(pushes[0].attempts.len(), 1);
+    }
+    let summary = report.summary();
+    assert_eq!(
+        (summary.rejected, summary.delivered, summary.retries),
+        (2, 1, 0)
+    );
+    assert_eq!(seen.lock().unwrap().len(), 1);
 }
 
 // ---------------------------------------------------------------------------
