@@ -25,6 +25,26 @@
 //!   counts, ack [`Latencies`] and throughput. [`Progress`] is a live view
 //!   for a progress bar.
 //!
+//! # Decisions where the provider's docs are silent
+//!
+//! - The query of the base URL is kept after `/callback`; a fragment is
+//!   dropped; `/callback` is appended even to a base that ends with it.
+//! - Port 80 and 443 are both allowed with both schemes; user information
+//!   (`user@host`) is refused; a host name is refused if *any* address it
+//!   resolves to is not public, and the sender connects only to the
+//!   addresses checked (no second lookup).
+//! - A retry delay counts from the end of the failed attempt (a timed-out
+//!   attempt is retried 10 s + 10 s after it started).
+//! - Only 2xx delivers and only 4xx gives up; every other answer (a 3xx,
+//!   redirects not followed) is a failure and retried like a 5xx.
+//! - Duplicates are full pushes with their own retries.
+//! - The simulator speaks plain HTTP/1.1: `https` URLs pass the rules, but
+//!   [`Simulator::connect`] refuses them.
+//!
+//! Everything waits on tokio time: under `tokio::time::pause`, with the
+//! receiver on loopback in the same runtime, a push that uses all its
+//! retries (about 100 s) completes in milliseconds.
+//!
 //! # Example
 //!
 //! A receiver on loopback (the payload layer in front of a handler, built

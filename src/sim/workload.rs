@@ -93,6 +93,12 @@ impl Mix {
     }
 
     /// Sets the weight of `kind` (0 for none).
+    ///
+    /// ```
+    /// use taskhook::sim::{Mix, TaskKind};
+    ///
+    /// let more_video = Mix::default().weight(TaskKind::Video, 50);
+    /// ```
     #[must_use]
     pub fn weight(mut self, kind: TaskKind, weight: u32) -> Self {
         self.weights[kind.index()] = weight;
@@ -194,6 +200,16 @@ impl Task {
     }
 
     /// Adds a duplicate push of this task.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhook::sim::{DuplicateKind, Task};
+    ///
+    /// let task = Task::new("task_01", "{}")
+    ///     .duplicate(DuplicateKind::Immediate)
+    ///     .duplicate(DuplicateKind::After(Duration::from_secs(300)));
+    /// assert_eq!(task.duplicates().len(), 2);
+    /// ```
     #[must_use]
     pub fn duplicate(mut self, kind: DuplicateKind) -> Self {
         self.duplicates.push(kind);
