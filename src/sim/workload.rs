@@ -138,7 +138,8 @@ impl Default for Mix {
 pub enum DuplicateKind {
     /// Pushed again as soon as the first push has ended (delivered or not).
     Immediate,
-    /// Pushed at the same moment as the first push, on another connection.
+    /// Pushed at the same moment as the first push, on another connection
+    /// (as far as the simulator's in-flight limit allows).
     Concurrent,
     /// Pushed again this long after the first push started (scaled by the
     /// schedule's time factor), like a provider restart minutes later.
