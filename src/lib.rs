@@ -8,6 +8,7 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
+//! - [`dedup`]: run the handler once per task id, answer duplicates `200`, with a moka TTL store ([`backend`]).
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -42,10 +43,14 @@
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backend;
 pub mod body;
+pub mod dedup;
 pub mod event;
 pub mod payload;
 mod response;
 
+pub use self::backend::MokaStore;
+pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};

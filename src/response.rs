@@ -90,3 +90,36 @@ impl Rejection {
         response
     }
 }
+
+// ---------------------------------------------------------------------------
+// Dedup layer (`src/dedup/`).
+
+/// The header on the acknowledgement of a duplicate callback, whose value
+/// says why it was not processed again (`done`: already processed).
+pub const DUPLICATE_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("taskhook-duplicate");
+
+impl Rejection {
+    /// Our own programming error (a layer missing from the stack): `500`,
+    /// which the provider retries, so a fixed deployment still gets the event.
+    pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// `200 OK` for a callback whose key was already processed: the event is
+/// safely accepted (it was, the first time), so the provider may stop.
+pub(crate) fn duplicate<B>() -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from_static(
+        br#"{"duplicate":"done"}"#,
+    )));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("done"));
+    response
+}
