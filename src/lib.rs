@@ -8,7 +8,8 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
-//! - [`dedup`]: run the handler once per task id, answer duplicates `200`, with a moka TTL store ([`backend`]).
+//! - [`dedup`]: run the handler once per task id and answer duplicates
+//!   `200`, remembering ids in a moka TTL store ([`backend`]).
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every

@@ -123,7 +123,7 @@ where
             id,
             metrics,
         }),
-        outcome: Outcome::Release("dropped"),
+        outcome: Outcome::Release("dropped or panicked"),
     };
     let result = inner.call(req).await;
     let outcome = match &result {

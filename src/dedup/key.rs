@@ -36,6 +36,12 @@ impl DedupKey {
     }
 }
 
+impl AsRef<str> for DedupKey {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
 impl From<&str> for DedupKey {
     fn from(key: &str) -> Self {
         Self::new(key)

@@ -637,3 +637,39 @@ async fn over_http_a_duplicate_is_acknowledged_with_the_header() {
     assert_eq!(again.json()["duplicate"], "done");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn the_moka_store_only_touches_the_callers_own_claim() {
+    let store = MokaStore::builder()
+        .claim_timeout(Duration::from_secs(60))
+        .build();
+    let key = DedupKey::new("task_01");
+    let Claim::Acquired(stale) = store.claim(&key).await.unwrap() else {
+        panic!("a new key is claimed");
+    };
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::InFlight));
+
+    // The first claim expires; a second caller takes the key.
+    tokio::time::advance(Duration::from_secs(60)).await;
+    let Claim::Acquired(current) = store.claim(&key).await.unwrap() else {
+        panic!("an expired claim is claimed again");
+    };
+    // The first owner's release and complete leave the live claim alone.
+    store.release(&key, &stale).await.unwrap();
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::InFlight));
+    store.complete(&key, &stale).await.unwrap();
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::InFlight));
+
+    store.complete(&key, &current).await.unwrap();
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::Done));
+    // A released key is unknown again.
+    let other = DedupKey::new("task_02");
+    let Claim::Acquired(token) = store.claim(&other).await.unwrap() else {
+        panic!("a new key is claimed");
+    };
+    store.release(&other, &token).await.unwrap();
+    assert!(matches!(
+        store.claim(&other).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+}
