@@ -39,6 +39,8 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 ///   keys (default 1,000,000). Past it, the least recently used keys are
 ///   forgotten first (moka's LRU policy: its default TinyLFU policy may refuse
 ///   to admit a *new* key when full, which would forget the newest task ids).
+///   A full store may also evict a key that is in flight, letting a
+///   duplicate run beside it: keep headroom in the capacity.
 /// - **Compact keys**: a key is stored as a 128-bit keyed hash (SipHash-1-3
 ///   with a random per-store key, two outputs), not as the id string. Two
 ///   distinct ids collide with probability about n² / 2¹²⁹: for n = 1,000,000

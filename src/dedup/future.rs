@@ -240,19 +240,15 @@ impl<St: DedupStore> Held<St> {
         let (id, key) = (&*self.id, &self.key);
         let result = match outcome {
             Outcome::Done => self.store.complete(key, &self.token).await,
-            Outcome::Release(reason) => {
+            Outcome::Release(_) => self.store.release(key, &self.token).await,
+        };
+        match (result, outcome) {
+            (Ok(()), Outcome::Done) => tracing::debug!(id, %key, "dedup: done"),
+            (Ok(()), Outcome::Release(reason)) => {
                 self.metrics.incr(Counter::Released);
                 tracing::debug!(id, %key, reason, "dedup: released");
-                self.store.release(key, &self.token).await
             }
-        };
-        match result {
-            Ok(()) => {
-                if let Outcome::Done = outcome {
-                    tracing::debug!(id, %key, "dedup: done");
-                }
-            }
-            Err(error) => {
+            (Err(error), _) => {
                 // The claim expires on its own after the store's claim
                 // timeout; until then duplicates wait or get a 503.
                 self.metrics.incr(Counter::StoreError);
