@@ -11,7 +11,7 @@ use std::time::Duration;
 use ::moka::future::Cache;
 use ::moka::ops::compute::Op;
 use ::moka::policy::EvictionPolicy;
-use tokio::sync::watch;
+use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
 use crate::dedup::{Claim, DedupKey, DedupStore};
@@ -50,7 +50,7 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 ///   close. Measured cost: about 400 bytes of resident memory per key at
 ///   1,000,000 keys (moka's bookkeeping is most of it; compact keys save
 ///   about 48 bytes per 31-byte id), so a full default store takes about
-///   385 MiB: size `max_capacity` to your task volume per TTL. Method and
+///   390 MiB: size `max_capacity` to your task volume per TTL. Method and
 ///   figures: `BENCHMARKS.md`, section "Dedup memory".
 /// - **Expiry you can test**: each entry carries its own deadline as a
 ///   [`tokio::time::Instant`], and every decision compares it with
@@ -64,7 +64,7 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 ///   (default 1 s); expired entries leave memory even when no request comes.
 ///   The task holds only a weak reference and ends once every clone of the
 ///   store is dropped; it is spawned again if its runtime went away.
-/// - **Waiting**: an in-flight claim holds a `tokio::sync::watch` channel;
+/// - **Waiting**: an in-flight claim holds a `tokio::sync::Notify` and a flag;
 ///   duplicates wait on it and wake when the claim is completed, released or
 ///   expired.
 ///
@@ -107,12 +107,37 @@ enum Slot {
 struct Flight {
     until: Instant,
     /// `true` once the claim was completed or released.
-    settled: watch::Sender<bool>,
+    settled: AtomicBool,
+    /// Wakes the waiters when `settled` is set.
+    notify: Notify,
 }
 
 impl Flight {
+    fn new(until: Instant) -> Self {
+        Self {
+            until,
+            settled: AtomicBool::new(false),
+            notify: Notify::new(),
+        }
+    }
+
     fn settle(&self) {
-        self.settled.send_replace(true);
+        self.settled.store(true, Ordering::Release);
+        self.notify.notify_waiters();
+    }
+
+    /// Until settled, or until the claim expires (its owner is stuck or
+    /// gone).
+    async fn settled(&self) {
+        let notified = self.notify.notified();
+        let mut notified = std::pin::pin!(notified);
+        // Registered before the flag is read, so a `settle` in between is
+        // not missed.
+        notified.as_mut().enable();
+        if self.settled.load(Ordering::Acquire) {
+            return;
+        }
+        let _ = tokio::time::timeout_at(self.until, notified).await;
     }
 }
 
@@ -246,10 +271,7 @@ impl DedupStore for MokaStore {
                         Op::Nop
                     }
                     _ => {
-                        let flight = Arc::new(Flight {
-                            until: now + claim_timeout,
-                            settled: watch::channel(false).0,
-                        });
+                        let flight = Arc::new(Flight::new(now + claim_timeout));
                         claim = Claim::Acquired(MokaToken {
                             flight: Arc::clone(&flight),
                         });
@@ -309,10 +331,7 @@ impl DedupStore for MokaStore {
         let Some(Slot::InFlight(flight)) = self.inner.cache.get(&self.hash(key)).await else {
             return Ok(());
         };
-        let mut settled = flight.settled.subscribe();
-        // Until settled, or until the claim expires (its owner is stuck or
-        // gone); the `Flight` held here keeps the sender alive.
-        let _ = tokio::time::timeout_at(flight.until, settled.wait_for(|settled| *settled)).await;
+        flight.settled().await;
         Ok(())
     }
 }
