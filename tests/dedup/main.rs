@@ -241,6 +241,23 @@ async fn concurrent_identical_ids_run_once_and_all_get_2xx() {
     assert_eq!(metrics.wait_timeouts(), 0);
 }
 
+/// The same on a multi-threaded runtime, where the claims really race.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_identical_ids_run_once_across_threads() {
+    let (service, calls) = stack(DedupLayer::new(), |_| {
+        Act::Slow(Duration::from_millis(50), StatusCode::OK)
+    });
+    let mut set = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let service = service.clone();
+        set.spawn(async move { send(&service, "task_01").await.unwrap().0 });
+    }
+    while let Some(status) = set.join_next().await {
+        assert_eq!(status.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_dropped_in_flight_future_releases_its_key() {
     let layer = DedupLayer::new();
