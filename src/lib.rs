@@ -8,6 +8,8 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
+//! - [`dedup`]: run the handler once per task id and answer duplicates
+//!   `200`, remembering ids in a moka TTL store ([`backend`]).
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
 //! - `sim` (feature `sim`): a simulator of the provider's sending side, for demos, end-to-end tests and benchmarks.
@@ -48,7 +50,9 @@
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+pub mod backend;
 pub mod body;
+pub mod dedup;
 pub mod event;
 pub mod payload;
 mod response;
@@ -59,6 +63,8 @@ pub mod sim;
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
 
+pub use self::backend::MokaStore;
+pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};
 #[cfg(feature = "verify")]

@@ -91,13 +91,15 @@ impl Rejection {
     }
 }
 
-// ---- verify layers (src/verify) -------------------------------------------
+/// The header on the acknowledgement of a duplicate callback, whose value
+/// says why it was not processed again (`done`: already processed).
+pub const DUPLICATE_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("taskhook-duplicate");
 
-#[cfg_attr(not(feature = "verify"), allow(dead_code))]
 impl Rejection {
-    /// A programming or configuration error of ours (a layer stacked in the
-    /// wrong order, a missing extension): `500`, never a 4xx, so the provider
-    /// retries and a fixed deployment still gets the event.
+    /// Our own programming or configuration error (a layer missing from the
+    /// stack or stacked in the wrong order): `500`, never a 4xx, so the
+    /// provider retries and a fixed deployment still gets the event.
     pub(crate) fn misconfigured(code: &'static str, message: impl Into<String>) -> Self {
         Self {
             status: StatusCode::INTERNAL_SERVER_ERROR,
@@ -106,6 +108,18 @@ impl Rejection {
             retry_after: None,
         }
     }
+}
+
+/// `200 OK` for a callback whose key was already processed: the event is
+/// safely accepted (it was, the first time), so the provider may stop.
+pub(crate) fn duplicate<B>() -> Response<ResponseBody<B>> {
+    let mut response = Response::new(ResponseBody::full(Bytes::from_static(
+        br#"{"duplicate":"done"}"#,
+    )));
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("done"));
+    response
 }
 
 /// A `404 Not Found` with an empty body and no `Content-Type`, byte for byte

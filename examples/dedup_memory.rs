@@ -1,0 +1,134 @@
+//! Measures the memory the dedup store needs per remembered task id.
+//!
+//! ```sh
+//! cargo run --release --example dedup_memory            # 1,000,000 keys
+//! cargo run --release --example dedup_memory -- 200000  # another count
+//! ```
+//!
+//! Linux only (it reads `VmRSS` from `/proc/self/status`). Each measurement
+//! runs in a fresh child process (this program started again with a mode),
+//! so no allocation of one measurement is reused by the next. For each mode
+//! it fills a cache with N distinct 31-byte ids, runs moka's maintenance,
+//! and reports (RSS after - RSS before) / N:
+//!
+//! - `store`: the real `MokaStore`, through its `DedupStore` API (claim then
+//!   complete each id): what a deployment pays per id;
+//! - `string-key` / `hashed-key`: a bare moka cache with the same settings
+//!   (LRU, TTL) and a 16-byte value, keyed by the id `String` or by its
+//!   128-bit hash: the saving of compact keys alone.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use moka::future::Cache;
+use moka::policy::EvictionPolicy;
+use taskhook::dedup::{Claim, DedupKey};
+use taskhook::{DedupStore, MokaStore};
+
+const MODES: [&str; 3] = ["store", "string-key", "hashed-key"];
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let first = args.next();
+    match first.as_deref() {
+        Some(mode) if MODES.contains(&mode) => {
+            let n = args
+                .next()
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1_000_000);
+            measure(mode, n);
+        }
+        _ => {
+            let n: u64 = first.and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
+            let exe = std::env::current_exe().expect("path of this program");
+            println!("{n} keys, 31-byte ids, bytes = RSS growth / keys");
+            for mode in MODES {
+                let status = Command::new(&exe)
+                    .args([mode, &n.to_string()])
+                    .status()
+                    .expect("run a measurement");
+                assert!(status.success(), "{mode} failed");
+            }
+        }
+    }
+}
+
+fn id(i: u64) -> String {
+    // 31 bytes, like `task_01KA040M0HP1GJWBJYZMKX1XS1`.
+    format!("task_{i:026}")
+}
+
+fn rss_bytes() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmRSS line");
+    kb * 1024
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn measure(mode: &str, n: u64) {
+    let ttl = Duration::from_secs(24 * 3600);
+    let before = rss_bytes();
+    let started = Instant::now();
+    let count = match mode {
+        "store" => {
+            let store = MokaStore::builder().max_capacity(n).build();
+            for i in 0..n {
+                let key = DedupKey::new(id(i));
+                let Ok(Claim::Acquired(token)) = store.claim(&key).await else {
+                    panic!("a new key is claimed");
+                };
+                let _ = store.complete(&key, &token).await;
+            }
+            store.run_pending_tasks().await;
+            report(mode, n, before, started, store.entry_count());
+            return;
+        }
+        "string-key" => {
+            let cache: Cache<String, [u8; 16]> = builder(n, ttl);
+            for i in 0..n {
+                cache.insert(id(i), [0; 16]).await;
+            }
+            cache.run_pending_tasks().await;
+            cache.entry_count()
+        }
+        _ => {
+            let cache: Cache<u128, [u8; 16]> = builder(n, ttl);
+            let hasher = std::collections::hash_map::RandomState::new();
+            for i in 0..n {
+                let id = id(i);
+                let key = (u128::from(std::hash::BuildHasher::hash_one(&hasher, (0u8, &id))) << 64)
+                    | u128::from(std::hash::BuildHasher::hash_one(&hasher, (1u8, &id)));
+                cache.insert(key, [0; 16]).await;
+            }
+            cache.run_pending_tasks().await;
+            cache.entry_count()
+        }
+    };
+    report(mode, n, before, started, count);
+}
+
+fn builder<K, V>(n: u64, ttl: Duration) -> Cache<K, V>
+where
+    K: std::hash::Hash + Eq + Send + Sync + 'static,
+    V: Clone + Send + Sync + 'static,
+{
+    Cache::builder()
+        .max_capacity(n)
+        .eviction_policy(EvictionPolicy::lru())
+        .time_to_live(ttl)
+        .build()
+}
+
+fn report(mode: &str, n: u64, before: u64, started: Instant, entries: u64) {
+    let grown = rss_bytes().saturating_sub(before);
+    println!(
+        "{mode:>10}: {entries} entries, {:.1} MiB, {} bytes/key, filled in {:.2?}",
+        grown as f64 / (1024.0 * 1024.0),
+        grown / n.max(1),
+        started.elapsed(),
+    );
+}

@@ -1,0 +1,297 @@
+//! Response future of [`Dedup`](super::Dedup).
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use tokio::time::Instant;
+use tower_service::Service;
+
+use super::layer::Config;
+use super::metrics::{Counter, DedupMetrics};
+use super::{Claim, DedupKey, DedupStore};
+use crate::body::ResponseBody;
+use crate::response::{self, Rejection};
+
+type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
+
+pin_project! {
+    /// Response future of [`Dedup`](super::Dedup): asks the store, then calls
+    /// the inner service and records its outcome, or answers by itself.
+    ///
+    /// The store's futures are `impl Future` (unnameable), so the work is one
+    /// boxed future per request; a misconfigured stack answers without one.
+    pub struct ResponseFuture<B, E> {
+        #[pin]
+        kind: Kind<B, E>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<B, E> {
+        Running {
+            future: BoxFuture<Result<Response<ResponseBody<B>>, E>>,
+        },
+        Rejected {
+            rejection: Option<Rejection>,
+        },
+    }
+}
+
+impl<B, E> ResponseFuture<B, E> {
+    pub(super) fn running(
+        future: impl Future<Output = Result<Response<ResponseBody<B>>, E>> + Send + 'static,
+    ) -> Self {
+        Self {
+            kind: Kind::Running {
+                future: Box::pin(future),
+            },
+        }
+    }
+
+    pub(super) fn rejected(rejection: Rejection) -> Self {
+        Self {
+            kind: Kind::Rejected {
+                rejection: Some(rejection),
+            },
+        }
+    }
+}
+
+impl<B, E> Future for ResponseFuture<B, E> {
+    type Output = Result<Response<ResponseBody<B>>, E>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Running { future } => future.as_mut().poll(cx),
+            KindProj::Rejected { rejection } => {
+                let rejection = rejection.take().expect("polled after completion");
+                Poll::Ready(Ok(rejection.into_response()))
+            }
+        }
+    }
+}
+
+impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = match &self.kind {
+            Kind::Running { .. } => "Running",
+            Kind::Rejected { .. } => "Rejected",
+        };
+        f.debug_struct("ResponseFuture")
+            .field("state", &state)
+            .finish()
+    }
+}
+
+/// The whole life of one request: claim (or wait, or answer), call, record.
+pub(super) async fn run<S, St, ReqBody, ResBody>(
+    mut inner: S,
+    req: Request<ReqBody>,
+    key: Option<DedupKey>,
+    id: Box<str>,
+    store: Arc<St>,
+    metrics: DedupMetrics,
+    config: Config,
+) -> Result<Response<ResponseBody<ResBody>>, S::Error>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    St: DedupStore,
+{
+    let Some(key) = key else {
+        tracing::trace!(id = &*id, "no dedup key: passed through");
+        return Ok(inner.call(req).await?.map(ResponseBody::new));
+    };
+    let token = match acquire(&*store, &key, &id, &metrics, &config).await {
+        Acquired::Claimed(token) => token,
+        Acquired::Bypass => return Ok(inner.call(req).await?.map(ResponseBody::new)),
+        Acquired::Answer(response) => return Ok(response),
+    };
+    // From here on the claim is ours, and the guard gives it back on every
+    // way out, including a panic of the inner service and this future being
+    // dropped (client gone, a timeout layer outside).
+    let mut guard = ClaimGuard {
+        claim: Some(Held {
+            store,
+            key,
+            token,
+            id,
+            metrics,
+        }),
+        outcome: Outcome::Release("dropped or panicked"),
+    };
+    let result = inner.call(req).await;
+    let outcome = match &result {
+        Ok(response) => {
+            let status = response.status();
+            if status.is_success() || (status.is_client_error() && config.remember_client_errors) {
+                Outcome::Done
+            } else {
+                Outcome::Release("not a success")
+            }
+        }
+        Err(_) => Outcome::Release("inner error"),
+    };
+    guard.finish(outcome).await;
+    Ok(result?.map(ResponseBody::new))
+}
+
+enum Acquired<T, B> {
+    Claimed(T),
+    /// Fail-open after a store error: call the inner service unguarded.
+    Bypass,
+    Answer(Response<ResponseBody<B>>),
+}
+
+async fn acquire<St: DedupStore, B>(
+    store: &St,
+    key: &DedupKey,
+    id: &str,
+    metrics: &DedupMetrics,
+    config: &Config,
+) -> Acquired<St::Token, B> {
+    let mut deadline: Option<Option<Instant>> = None;
+    loop {
+        let error = match store.claim(key).await {
+            Ok(Claim::Acquired(token)) => {
+                metrics.incr(Counter::First);
+                tracing::debug!(id, %key, "dedup: claimed");
+                return Acquired::Claimed(token);
+            }
+            Ok(Claim::Done) => {
+                metrics.incr(Counter::DuplicateDone);
+                tracing::debug!(id, %key, "dedup: duplicate of a processed callback");
+                return Acquired::Answer(response::duplicate());
+            }
+            Ok(Claim::InFlight) => {
+                // `None` inside: a wait bound too large to be an instant.
+                let deadline = *deadline.get_or_insert_with(|| {
+                    metrics.incr(Counter::DuplicateInFlight);
+                    tracing::debug!(id, %key, "dedup: in flight elsewhere, waiting");
+                    Instant::now().checked_add(config.wait_timeout)
+                });
+                let waited = match deadline {
+                    // Checked first: a store whose `wait` returns at once
+                    // must not spin past the bound.
+                    Some(deadline) if Instant::now() >= deadline => None,
+                    Some(deadline) => tokio::time::timeout_at(deadline, store.wait(key))
+                        .await
+                        .ok(),
+                    None => Some(store.wait(key).await),
+                };
+                match waited {
+                    Some(Ok(())) => continue,
+                    Some(Err(error)) => error,
+                    None => {
+                        metrics.incr(Counter::WaitTimeout);
+                        tracing::debug!(id, %key, "dedup: still in flight after the wait bound");
+                        return Acquired::Answer(
+                            Rejection::unavailable(
+                                "duplicate_in_flight",
+                                "a callback for this task is being processed; retry later",
+                                config.retry_after,
+                            )
+                            .into_response(),
+                        );
+                    }
+                }
+            }
+            Err(error) => error,
+        };
+        metrics.incr(Counter::StoreError);
+        if config.fail_open {
+            tracing::warn!(id, %key, %error, "dedup: store failed, passing through (fail-open)");
+            return Acquired::Bypass;
+        }
+        tracing::warn!(id, %key, %error, "dedup: store failed");
+        return Acquired::Answer(
+            Rejection::unavailable(
+                "dedup_store_unavailable",
+                "the deduplication store is unavailable; retry later",
+                config.retry_after,
+            )
+            .into_response(),
+        );
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Outcome {
+    Done,
+    Release(&'static str),
+}
+
+/// A claim owned by a request.
+struct Held<St: DedupStore> {
+    store: Arc<St>,
+    key: DedupKey,
+    token: St::Token,
+    id: Box<str>,
+    metrics: DedupMetrics,
+}
+
+impl<St: DedupStore> Held<St> {
+    async fn settle(&self, outcome: Outcome) {
+        let (id, key) = (&*self.id, &self.key);
+        let result = match outcome {
+            Outcome::Done => self.store.complete(key, &self.token).await,
+            Outcome::Release(_) => self.store.release(key, &self.token).await,
+        };
+        match (result, outcome) {
+            (Ok(()), Outcome::Done) => tracing::debug!(id, %key, "dedup: done"),
+            (Ok(()), Outcome::Release(reason)) => {
+                self.metrics.incr(Counter::Released);
+                tracing::debug!(id, %key, reason, "dedup: released");
+            }
+            (Err(error), _) => {
+                // The claim expires on its own after the store's claim
+                // timeout; until then duplicates wait or get a 503.
+                self.metrics.incr(Counter::StoreError);
+                tracing::warn!(id, %key, %error, ?outcome, "dedup: store failed to record the outcome");
+            }
+        }
+    }
+}
+
+/// Settles the claim when dropped before [`ClaimGuard::finish`] completed.
+struct ClaimGuard<St: DedupStore> {
+    claim: Option<Held<St>>,
+    /// What to record if dropped now.
+    outcome: Outcome,
+}
+
+impl<St: DedupStore> ClaimGuard<St> {
+    async fn finish(&mut self, outcome: Outcome) {
+        // If this future is dropped while the store works, `Drop` records
+        // the same outcome again (both operations are idempotent).
+        self.outcome = outcome;
+        if let Some(claim) = &self.claim {
+            claim.settle(outcome).await;
+        }
+        self.claim = None;
+    }
+}
+
+impl<St: DedupStore> Drop for ClaimGuard<St> {
+    fn drop(&mut self) {
+        let Some(claim) = self.claim.take() else {
+            return;
+        };
+        let outcome = self.outcome;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
+                handle.spawn(async move { claim.settle(outcome).await });
+            }
+            Err(_) => tracing::warn!(
+                id = &*claim.id,
+                key = %claim.key,
+                "dedup: no tokio runtime to release the claim; it expires on its own"
+            ),
+        }
+    }
+}

@@ -1,0 +1,113 @@
+//! Run the handler once per task id: absorb duplicate pushes without ever
+//! turning a retry into a lost event.
+//!
+//! [`DedupLayer`] sits behind the [`PayloadLayer`](crate::PayloadLayer) and
+//! reads the parsed [`TaskEvent`](crate::TaskEvent) from the request
+//! extensions. A [`KeyExtractor`] turns it into a [`DedupKey`] (by default
+//! the task id, [`ById`]). Each key is unknown, in flight, or done, in a
+//! [`DedupStore`] (by default a [`MokaStore`](crate::MokaStore) in memory):
+//!
+//! | key | what the layer does |
+//! |---|---|
+//! | unknown (or expired) | claims it in flight and calls the inner service |
+//! | done | answers `200` at once with `taskhook-duplicate: done`, without calling the inner service |
+//! | in flight | waits for the first request's outcome, at most [`wait_timeout`](DedupLayer::wait_timeout) (default 5 s): done, `200` as above; released, this request claims and runs; still in flight, `503` with `Retry-After` |
+//!
+//! Once the inner service answered:
+//!
+//! | inner answer | key becomes |
+//! |---|---|
+//! | 2xx | done, for the store's TTL (default 24 h) |
+//! | 4xx | done by default: the provider never retries a 4xx, so only a rare duplicate push could run it again, for the same 4xx ([`remember_client_errors`](DedupLayer::remember_client_errors)`(false)` releases it instead) |
+//! | 5xx, any other status, or an error | released: the provider's retry runs |
+//! | the future is dropped (client gone, a timeout layer outside) or the handler panics | released, by a drop guard in the response future |
+//!
+//! Nothing leaves a key in flight for good: a claim also expires on its own
+//! after the store's claim timeout (default 60 s), for a handler that hangs
+//! or a release that could not run.
+//!
+//! The layer answers by itself:
+//!
+//! - `200` with `taskhook-duplicate: done` and `{"duplicate":"done"}` for a
+//!   duplicate of a done key ([`DUPLICATE_HEADER`]);
+//! - `503` with `Retry-After` (default 10 s,
+//!   [`retry_after`](DedupLayer::retry_after)) when the key is still in
+//!   flight after the wait bound, or when the store fails. With
+//!   [`fail_open`](DedupLayer::fail_open)`(true)` a store failure calls the
+//!   inner service without deduplication instead: an explicit opt-in,
+//!   because it trades "never twice" for availability;
+//! - `500` when no [`TaskEvent`](crate::TaskEvent) is in the extensions:
+//!   [`PayloadLayer`](crate::PayloadLayer) is missing in front of this layer,
+//!   our programming error (a 4xx would make the provider give up).
+//!
+//! # Observability
+//!
+//! [`DedupLayer::metrics`] hands out [`DedupMetrics`], counters shared by
+//! every service of the layer. `tracing` events at `debug` level (`warn` for
+//! store failures) carry the task id as the `id` field and the key as `key`:
+//! `dedup: claimed`, `dedup: duplicate of a processed callback`,
+//! `dedup: in flight elsewhere, waiting`, `dedup: released` (with a `reason`),
+//! `dedup: done`.
+//!
+//! # Stores and time
+//!
+//! The [`DedupStore`] trait (claim / complete / release / wait) has a
+//! Redis-shaped contract: claims are atomic, owned through a token, and
+//! expire on their own. The default [`MokaStore`](crate::MokaStore) keeps
+//! each entry's deadline as a [`tokio::time::Instant`], so `tokio::time::pause`
+//! and `advance` drive TTLs and claim timeouts in tests; moka's own
+//! time-to-live only makes expired entries leave memory. The layer needs a
+//! tokio runtime (timers, and a spawned task to release the claim of a
+//! dropped request).
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response, StatusCode};
+//! use taskhook::body::BufferedBody;
+//! use taskhook::dedup::DUPLICATE_HEADER;
+//! use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
+//! let dedup = DedupLayer::new();
+//! let metrics = dedup.metrics();
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(dedup)
+//!     .service(service_fn(|req: Request<BufferedBody>| async move {
+//!         let event = req.extensions().get::<TaskEvent>().expect("set by PayloadLayer");
+//!         println!("processing task {}", event.id());
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//!
+//! let push = || {
+//!     Request::post("/callback")
+//!         .body(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#.to_owned())
+//!         .unwrap()
+//! };
+//! let first = service.clone().oneshot(push()).await?;
+//! assert_eq!(first.status(), StatusCode::OK);
+//! assert!(first.headers().get(&DUPLICATE_HEADER).is_none());
+//!
+//! let again = service.oneshot(push()).await?;
+//! assert_eq!(again.status(), StatusCode::OK);
+//! assert_eq!(again.headers()[&DUPLICATE_HEADER], "done");
+//! assert_eq!((metrics.first(), metrics.duplicate_done()), (1, 1));
+//! # Ok(()) }
+//! ```
+
+pub mod future;
+mod key;
+mod layer;
+mod metrics;
+mod service;
+mod store;
+
+pub use self::key::{ById, ByIdAndStatus, DedupKey, KeyExtractor};
+pub use self::layer::{DedupLayer, DEFAULT_WAIT_TIMEOUT};
+pub use self::metrics::DedupMetrics;
+pub use self::service::Dedup;
+pub use self::store::{Claim, DedupStore, DEFAULT_POLL_INTERVAL};
+pub use crate::response::DUPLICATE_HEADER;
