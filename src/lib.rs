@@ -8,6 +8,7 @@
 //!
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
+//! - [`fast_ack`]: answer `202` once the event is journaled and queued, run the handler in the background with retries and dead letters.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -44,8 +45,10 @@
 
 pub mod body;
 pub mod event;
+pub mod fast_ack;
 pub mod payload;
 mod response;
 
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
+pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};

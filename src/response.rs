@@ -90,3 +90,46 @@ impl Rejection {
         response
     }
 }
+
+// ---- fast-ack layer (src/fast_ack) ----
+
+impl Rejection {
+    /// A programming error of ours, such as a layer missing from the stack:
+    /// `500`, so the provider retries and a fixed deployment still gets the
+    /// event.
+    pub(crate) fn internal(code: &'static str, message: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::INTERNAL_SERVER_ERROR,
+            code,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+/// `202 Accepted` from the fast-ack layer: the event is journaled and
+/// queued; the handler runs in the background.
+///
+/// Body: `{"status":"accepted","seq":N}` with `"id"` when the task id is
+/// known.
+pub(crate) fn accepted<B>(task_id: Option<&str>, seq: u64) -> Response<ResponseBody<B>> {
+    #[derive(Serialize)]
+    struct Accepted<'a> {
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+        seq: u64,
+    }
+    let body = serde_json::to_vec(&Accepted {
+        status: "accepted",
+        id: task_id,
+        seq,
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    *response.status_mut() = StatusCode::ACCEPTED;
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}
