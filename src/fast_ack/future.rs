@@ -1,5 +1,6 @@
 //! Response future of [`FastAck`](super::FastAck).
 
+use std::convert::Infallible;
 use std::fmt;
 use std::future::Future;
 use std::marker::PhantomData;
@@ -24,10 +25,10 @@ pin_project! {
     /// It never waits for the inner service. Dropping it does not cancel
     /// an accept already under way: the journal append and the enqueue run
     /// to the end, so an entry is never left journaled but not queued.
-    pub struct ResponseFuture<B, E> {
+    pub struct ResponseFuture<B> {
         #[pin]
         state: State,
-        _marker: PhantomData<fn() -> (B, E)>,
+        _marker: PhantomData<fn() -> B>,
     }
 }
 
@@ -46,7 +47,7 @@ pin_project! {
     }
 }
 
-impl<B, E> ResponseFuture<B, E> {
+impl<B> ResponseFuture<B> {
     pub(super) fn accepting(
         task: JoinHandle<Result<u64, Refusal>>,
         task_id: Option<Arc<str>>,
@@ -72,7 +73,7 @@ impl<B, E> ResponseFuture<B, E> {
     }
 }
 
-impl<B, E> fmt::Debug for ResponseFuture<B, E> {
+impl<B> fmt::Debug for ResponseFuture<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let state = match &self.state {
             State::Accepting { .. } => "Accepting",
@@ -84,8 +85,8 @@ impl<B, E> fmt::Debug for ResponseFuture<B, E> {
     }
 }
 
-impl<B, E> Future for ResponseFuture<B, E> {
-    type Output = Result<Response<ResponseBody<B>>, E>;
+impl<B> Future for ResponseFuture<B> {
+    type Output = Result<Response<ResponseBody<B>>, Infallible>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {

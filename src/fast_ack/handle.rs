@@ -174,7 +174,9 @@ impl FastAckHandle {
 
     /// Waits until the start-up replay is queued and the workers run.
     ///
-    /// Until then the layer answers `503` (`starting`).
+    /// Until then the layer answers `503` (`starting`). The workers start
+    /// once a service has been made with the layer: await this after
+    /// building the stack, not before.
     pub async fn started(&self) {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.shared.ensure_started(&runtime);

@@ -1,3 +1,4 @@
+use std::convert::Infallible;
 use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -108,8 +109,11 @@ where
     S: Service<Request<BufferedBody>, Response = Response<ResBody>>,
 {
     type Response = Response<ResponseBody<ResBody>>;
-    type Error = S::Error;
-    type Future = ResponseFuture<ResBody, S::Error>;
+    /// Never fails: the inner service's errors belong to background
+    /// attempts (retried, then dead-lettered), never to the caller. So the
+    /// stack mounts on axum whatever the handler's error type.
+    type Error = Infallible;
+    type Future = ResponseFuture<ResBody>;
 
     /// Always ready: the inner service is driven by the workers, and a full
     /// queue is answered `503` at once rather than holding the provider's
