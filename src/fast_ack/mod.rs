@@ -127,7 +127,8 @@
 //! With axum, mount the stack as one service:
 //!
 //! ```
-//! use axum::{handler::Handler, Router};
+//! # #[cfg(feature = "axum")] {
+//! use axum::{handler::HandlerWithoutStateExt, Router};
 //! use taskhook::{fast_ack::FastAckLayer, PayloadLayer, TaskEvent};
 //! use tower::ServiceBuilder;
 //!
@@ -135,7 +136,6 @@
 //!     println!("processing {}", event.id());
 //! }
 //!
-//! # #[tokio::main(flavor = "current_thread")] async fn main() {
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(FastAckLayer::new())

@@ -562,7 +562,7 @@ struct FlakyJournal {
 impl Journal for FlakyJournal {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>> {
         if self.fail_appends.load(Ordering::SeqCst) {
-            let error = std::io::Error::new(std::io::ErrorKind::StorageFull, "disk full");
+            let error = std::io::Error::other("disk full");
             return Box::pin(async move { Err(JournalError::Io(error)) });
         }
         self.inner.append(records)
