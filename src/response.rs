@@ -133,3 +133,26 @@ pub(crate) fn accepted<B>(task_id: Option<&str>, seq: u64) -> Response<ResponseB
         .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
     response
 }
+
+/// `200 OK` from the fast-ack layer when a journal that deduplicates by task
+/// id already holds the event: nothing new was queued.
+///
+/// Body: `{"status":"duplicate"}` with `"id"` when the task id is known.
+pub(crate) fn already_journaled<B>(task_id: Option<&str>) -> Response<ResponseBody<B>> {
+    #[derive(Serialize)]
+    struct Duplicate<'a> {
+        status: &'static str,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        id: Option<&'a str>,
+    }
+    let body = serde_json::to_vec(&Duplicate {
+        status: "duplicate",
+        id: task_id,
+    })
+    .unwrap_or_default();
+    let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+    response
+        .headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    response
+}

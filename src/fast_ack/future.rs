@@ -13,7 +13,7 @@ use http::Response;
 use pin_project_lite::pin_project;
 use tokio::task::JoinHandle;
 
-use super::shared::Refusal;
+use super::shared::{Admitted, Refusal};
 use crate::body::ResponseBody;
 use crate::response::{self, Rejection};
 
@@ -37,7 +37,7 @@ pin_project! {
     enum State {
         Accepting {
             #[pin]
-            task: JoinHandle<Result<u64, Refusal>>,
+            task: JoinHandle<Result<Admitted, Refusal>>,
             task_id: Option<Arc<str>>,
             retry_after: Duration,
         },
@@ -49,7 +49,7 @@ pin_project! {
 
 impl<B> ResponseFuture<B> {
     pub(super) fn accepting(
-        task: JoinHandle<Result<u64, Refusal>>,
+        task: JoinHandle<Result<Admitted, Refusal>>,
         task_id: Option<Arc<str>>,
         retry_after: Duration,
     ) -> Self {
@@ -96,9 +96,13 @@ impl<B> Future for ResponseFuture<B> {
                 retry_after,
             } => {
                 let response = match ready!(task.poll(cx)) {
-                    Ok(Ok(seq)) => {
+                    Ok(Ok(Admitted::Queued(seq))) => {
                         tracing::debug!(seq, task_id = task_id.as_deref(), "event accepted");
                         response::accepted(task_id.as_deref(), seq)
+                    }
+                    Ok(Ok(Admitted::Duplicate)) => {
+                        tracing::debug!(task_id = task_id.as_deref(), "duplicate event");
+                        response::already_journaled(task_id.as_deref())
                     }
                     Ok(Err(refusal)) => refusal.into_rejection(*retry_after).into_response(),
                     Err(error) => {

@@ -9,7 +9,7 @@ use tokio::sync::broadcast;
 
 use super::dead_letter::DeadLetter;
 use super::journal::JournalError;
-use super::shared::{bump, Refusal, Shared};
+use super::shared::{bump, Admitted, Refusal, Shared};
 
 /// A handle on the state a [`FastAckLayer`](super::FastAckLayer) shares with
 /// its services: counters, dead letters, replay, graceful shutdown.
@@ -56,6 +56,8 @@ pub struct Stats {
     pub dead_letters_dropped: u64,
     /// Dead letters replayed.
     pub replayed: u64,
+    /// Events the journal recognised as duplicates (answered `200`).
+    pub duplicates: u64,
     /// Pending journal entries queued at start-up.
     pub recovered: u64,
     /// Journal calls that failed after the event was accepted (marking it
@@ -110,6 +112,9 @@ pub enum ReplayError {
     Unavailable,
     /// The journal could not record the replay.
     Journal(JournalError),
+    /// The journal already holds or has finished this task (a journal that
+    /// deduplicates by task id); the dead letter was dropped.
+    Duplicate,
 }
 
 impl fmt::Display for ReplayError {
@@ -119,6 +124,7 @@ impl fmt::Display for ReplayError {
             Self::QueueFull => f.write_str("the fast-ack queue is full"),
             Self::Unavailable => f.write_str("the fast-ack layer is not accepting events"),
             Self::Journal(error) => write!(f, "replay not journaled: {error}"),
+            Self::Duplicate => f.write_str("the journal already has this task"),
         }
     }
 }
@@ -158,6 +164,7 @@ impl FastAckHandle {
             dead_lettered: get(&c.dead_lettered),
             dead_letters_dropped: get(&c.dead_letters_dropped),
             replayed: get(&c.replayed),
+            duplicates: get(&c.duplicates),
             recovered: get(&c.recovered),
             journal_errors: get(&c.journal_errors),
             queued: state.ready.len(),
@@ -227,7 +234,16 @@ impl FastAckHandle {
         job.attempts = 0;
         job.span = tracing::Span::current();
         match shared.admit(reservation, job).await {
-            Ok(new_seq) => {
+            Ok(Admitted::Duplicate) => {
+                // The journal says this task is already there (or done):
+                // nothing to run again.
+                if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
+                    bump(&shared.counters.journal_errors);
+                    tracing::error!(seq, %error, "journal could not drop a dead letter");
+                }
+                Err(ReplayError::Duplicate)
+            }
+            Ok(Admitted::Queued(new_seq)) => {
                 if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
                     bump(&shared.counters.journal_errors);
                     tracing::error!(seq, %error, "journal could not drop a replayed dead letter");
@@ -258,8 +274,9 @@ impl FastAckHandle {
         for letter in self.dead_letters() {
             match self.replay(letter.seq()).await {
                 Ok(_) => replayed += 1,
-                // Removed meanwhile (replayed or dismissed elsewhere).
-                Err(ReplayError::NotFound(_)) => {}
+                // Removed meanwhile (replayed or dismissed elsewhere), or
+                // already in the journal.
+                Err(ReplayError::NotFound(_) | ReplayError::Duplicate) => {}
                 Err(error) => return Err(error),
             }
         }

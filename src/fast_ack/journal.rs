@@ -114,6 +114,22 @@ impl fmt::Debug for Entry {
     }
 }
 
+/// What [`Journal::append`] did with one record.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Appended {
+    /// Appended under this sequence number.
+    Seq(u64),
+    /// Not appended: the journal already holds, or has finished, an event
+    /// with the record's task id.
+    ///
+    /// Only a journal that also deduplicates answers it (a Redis journal
+    /// that claims the task id and appends in one atomic script, so a
+    /// claimed id always has its event queued). The layer then answers
+    /// `200` with `{"status":"duplicate"}` and queues nothing.
+    Duplicate,
+}
+
 /// Where accepted events are written before the `2xx`, and marked done after
 /// they are processed.
 ///
@@ -155,15 +171,18 @@ impl fmt::Debug for Entry {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use taskhook::fast_ack::{BoxFuture, DeadLetter, Entry, Journal, JournalError, Record};
+/// use taskhook::fast_ack::{
+///     Appended, BoxFuture, DeadLetter, Entry, Journal, JournalError, Record,
+/// };
 ///
 /// #[derive(Debug, Default)]
 /// struct Forgetful(AtomicU64);
 ///
 /// impl Journal for Forgetful {
-///     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>> {
+///     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
 ///         let first = self.0.fetch_add(records.len() as u64, Ordering::Relaxed);
-///         Box::pin(async move { Ok((first..first + records.len() as u64).collect()) })
+///         let seqs = (first..first + records.len() as u64).map(Appended::Seq).collect();
+///         Box::pin(async move { Ok(seqs) })
 ///     }
 ///     fn complete(&self, _seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
 ///         Box::pin(async { Ok(()) })
@@ -183,9 +202,10 @@ impl fmt::Debug for Entry {
 /// }
 /// ```
 pub trait Journal: Send + Sync + 'static {
-    /// Appends `records` durably and returns their sequence numbers, in the
-    /// order of `records`.
-    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>>;
+    /// Appends `records` durably and answers, for each record in order, its
+    /// sequence number ([`Appended::Seq`]), or [`Appended::Duplicate`] from
+    /// a journal that also deduplicates by task id.
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>>;
 
     /// Marks the pending entry `seq` as done: it is no longer replayed.
     ///
@@ -212,7 +232,7 @@ pub trait Journal: Send + Sync + 'static {
 }
 
 impl<J: Journal + ?Sized> Journal for Arc<J> {
-    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>> {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
         (**self).append(records)
     }
 
@@ -322,13 +342,14 @@ impl From<std::io::Error> for JournalError {
 /// matters. Clones share the same entries.
 ///
 /// ```
-/// use taskhook::fast_ack::{Journal, MemoryJournal, Record};
+/// use taskhook::fast_ack::{Appended, Journal, MemoryJournal, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let journal = MemoryJournal::new();
-/// let seqs = journal.append(vec![Record::new(None, "a".into())]).await.unwrap();
+/// let appended = journal.append(vec![Record::new(None, "a".into())]).await.unwrap();
+/// assert_eq!(appended, [Appended::Seq(0)]);
 /// assert_eq!(journal.pending().await.unwrap().len(), 1);
-/// journal.complete(seqs[0]).await.unwrap();
+/// journal.complete(0).await.unwrap();
 /// assert!(journal.is_empty());
 /// # }
 /// ```
@@ -384,14 +405,14 @@ impl fmt::Debug for MemoryJournal {
 }
 
 impl Journal for MemoryJournal {
-    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>> {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
         let mut state = self.lock();
         let mut seqs = Vec::with_capacity(records.len());
         for record in records {
             let seq = state.next_seq;
             state.next_seq += 1;
             state.pending.insert(seq, record.into_entry(seq));
-            seqs.push(seq);
+            seqs.push(Appended::Seq(seq));
         }
         Box::pin(std::future::ready(Ok(seqs)))
     }

@@ -157,7 +157,7 @@ mod worker;
 
 pub use self::dead_letter::{DeadLetter, Failure};
 pub use self::handle::{FastAckHandle, ReplayError, ShutdownReport, Stats};
-pub use self::journal::{BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
+pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
 pub use self::layer::FastAckLayer;
 pub use self::retry::RetryPolicy;
 pub use self::service::{FastAck, ResponseStatus};

@@ -13,7 +13,7 @@ use tokio::task::JoinHandle;
 
 use super::dead_letter::{DeadLetter, DeadLetters, Failure};
 use super::job::Job;
-use super::journal::{Journal, JournalError, MemoryJournal};
+use super::journal::{Appended, Journal, JournalError, MemoryJournal};
 use super::retry::{RetryPolicy, Rng};
 use crate::response::{Rejection, DEFAULT_RETRY_AFTER};
 
@@ -70,6 +70,15 @@ pub(crate) enum Phase {
     Stopped,
 }
 
+/// What became of an event the journal took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// Journaled and queued under this sequence number.
+    Queued(u64),
+    /// The journal already had this task.
+    Duplicate,
+}
+
 /// Why an event was not accepted.
 #[derive(Debug)]
 pub(crate) enum Refusal {
@@ -117,6 +126,7 @@ pub(crate) struct Counters {
     pub(crate) dead_lettered: AtomicU64,
     pub(crate) dead_letters_dropped: AtomicU64,
     pub(crate) replayed: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
     pub(crate) recovered: AtomicU64,
     pub(crate) journal_errors: AtomicU64,
 }
@@ -260,25 +270,33 @@ impl Shared {
         Err(refusal)
     }
 
-    /// Journals `job` and queues it in the reserved slot. Answers the
-    /// sequence number; on `Err` nothing claims the event was accepted.
+    /// Journals `job` and queues it in the reserved slot. On `Err` nothing
+    /// claims the event was accepted.
     pub(crate) async fn admit(
         &self,
         reservation: Reservation,
         mut job: Job,
-    ) -> Result<u64, Refusal> {
+    ) -> Result<Admitted, Refusal> {
         let record = Job::record(job.task_id.clone(), &job.head, &job.body);
         let seq = match self.config.journal.append(vec![record]).await {
-            Ok(seqs) if seqs.len() == 1 => seqs[0],
-            Ok(seqs) => {
-                for seq in seqs {
-                    self.withdraw(seq).await;
+            Ok(appended) if appended.len() == 1 => match appended[0] {
+                Appended::Seq(seq) => seq,
+                Appended::Duplicate => {
+                    bump(&self.counters.duplicates);
+                    return Ok(Admitted::Duplicate);
+                }
+            },
+            Ok(appended) => {
+                for outcome in appended {
+                    if let Appended::Seq(seq) = outcome {
+                        self.withdraw(seq).await;
+                    }
                 }
                 bump(&self.counters.rejected_unavailable);
-                tracing::error!("journal answered a wrong number of sequence numbers");
+                tracing::error!("journal answered a wrong number of outcomes");
                 return Err(Refusal::Journal(JournalError::corrupt(
                     None,
-                    "append answered a wrong number of sequence numbers",
+                    "append answered a wrong number of outcomes",
                 )));
             }
             Err(error) => {
@@ -294,7 +312,7 @@ impl Shared {
             bump(&self.counters.rejected_unavailable);
             return Err(Refusal::ShuttingDown);
         }
-        Ok(seq)
+        Ok(Admitted::Queued(seq))
     }
 
     /// Takes back a journal entry that will not be queued.

@@ -19,8 +19,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{
-    BoxFuture, DeadLetter, Entry, Failure, FastAckLayer, Journal, JournalError, MemoryJournal,
-    Record, RetryPolicy,
+    Appended, BoxFuture, DeadLetter, Entry, Failure, FastAckLayer, Journal, JournalError,
+    MemoryJournal, Record, RetryPolicy,
 };
 use taskhook::{PayloadLayer, TaskEvent};
 use tokio::sync::{mpsc, Notify, Semaphore};
@@ -552,19 +552,27 @@ async fn pending_entries_are_replayed_in_order_before_new_intake() {
     assert!(journal.is_empty());
 }
 
-/// A journal whose appends fail on demand.
+/// A journal whose appends fail on demand, and that knows some task ids
+/// already (as a journal that deduplicates would).
 #[derive(Debug, Clone, Default)]
 struct FlakyJournal {
     inner: MemoryJournal,
     fail_appends: Arc<AtomicBool>,
+    known: Arc<Mutex<HashSet<String>>>,
 }
 
 impl Journal for FlakyJournal {
-    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<u64>, JournalError>> {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
         if self.fail_appends.load(Ordering::SeqCst) {
             let error = std::io::Error::other("disk full");
             return Box::pin(async move { Err(JournalError::Io(error)) });
         }
+        let known = self.known.lock().unwrap();
+        if records.iter().all(|r| known.contains(r.task_id().unwrap())) {
+            let duplicates = vec![Appended::Duplicate; records.len()];
+            return Box::pin(async move { Ok(duplicates) });
+        }
+        drop(known);
         self.inner.append(records)
     }
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
@@ -619,6 +627,42 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     );
     until("processed", || handle.stats().processed == 1).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn a_journal_that_knows_the_task_answers_200_duplicate_and_queues_nothing() {
+    let journal = FlakyJournal::default();
+    journal.known.lock().unwrap().insert("task_seen".to_owned());
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let calls = Arc::clone(&calls);
+            move |_req| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { status(StatusCode::OK) }
+            }
+        }),
+    );
+    handle.started().await;
+    for _ in 0..2 {
+        let answer = send(&service, "task_seen").await;
+        assert_eq!(answer.status, StatusCode::OK);
+        assert_eq!(answer.json["status"], "duplicate");
+        assert_eq!(answer.json["id"], "task_seen");
+    }
+    let stats = handle.stats();
+    assert_eq!((stats.accepted, stats.duplicates, stats.queued), (0, 2, 0));
+    // The reserved slot was given back: a new task is accepted.
+    assert_eq!(
+        send(&service, "task_new").await.status,
+        StatusCode::ACCEPTED
+    );
+    until("processed", || handle.stats().processed == 1).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert!(journal.inner.is_empty());
 }
 
 #[tokio::test(start_paused = true)]
