@@ -158,6 +158,14 @@ pub enum Appended {
 /// `append` before the records are as durable as it promises: the layer
 /// answers `2xx` on the strength of it.
 ///
+/// # Time and sharing
+///
+/// Every call should finish within a bounded time (a backend that does not
+/// answer is an error, not a wait): `append` holds a provider's request and
+/// the other calls hold a worker. A journal shared by several processes
+/// (Redis) answers from [`pending`](Journal::pending) only the entries this
+/// process should run.
+///
 /// # Errors
 ///
 /// A journal that cannot be sure a write is durable returns an error rather

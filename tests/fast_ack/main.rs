@@ -138,7 +138,15 @@ async fn the_ack_is_answered_before_the_handler_finishes_over_http() {
     handle.started().await;
 
     let body = common::fixture("completed-video");
-    let response = common::post(addr, "/callback", Some("application/json"), &body).await;
+    // The handler is blocked until after the answer: an ack that waited
+    // for it would never come (the timeout only turns that hang into a
+    // failure).
+    let response = tokio::time::timeout(
+        Duration::from_secs(30),
+        common::post(addr, "/callback", Some("application/json"), &body),
+    )
+    .await
+    .expect("the ack did not wait for the handler");
     assert_eq!(response.status, 202, "{}", response.body);
     let json = response.json();
     assert_eq!(json["status"], "accepted");
