@@ -59,7 +59,10 @@ where
             for letter in letters {
                 for dropped in shared.dead.push(letter) {
                     bump(&shared.counters.dead_letters_dropped);
-                    let _ = journal.remove_dead_letter(dropped.seq()).await;
+                    if let Err(error) = journal.remove_dead_letter(dropped.seq()).await {
+                        bump(&shared.counters.journal_errors);
+                        tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
+                    }
                 }
             }
         }

@@ -312,6 +312,65 @@ async fn retries_back_off_then_dead_letter_then_replay_succeeds() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn dead_letters_are_bounded_and_can_be_dismissed_or_all_replayed() {
+    let journal = MemoryJournal::new();
+    let failing = Arc::new(AtomicBool::new(true));
+    let layer = FastAckLayer::new()
+        .journal(journal.clone())
+        .concurrency(1)
+        .dead_letter_capacity(2)
+        .retry(RetryPolicy::new().attempts(1));
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let failing = Arc::clone(&failing);
+            move |_req| {
+                let failing = failing.load(Ordering::SeqCst);
+                async move {
+                    match failing {
+                        true => status(StatusCode::SERVICE_UNAVAILABLE),
+                        false => status(StatusCode::OK),
+                    }
+                }
+            }
+        }),
+    );
+    handle.started().await;
+    for id in ["task_1", "task_2", "task_3", "task_4"] {
+        send(&service, id).await;
+    }
+    until("all dead", || handle.stats().dead_lettered == 4).await;
+
+    // The oldest two were dropped (and counted), in memory and in the journal.
+    let ids = |letters: Vec<DeadLetter>| -> Vec<String> {
+        letters
+            .iter()
+            .map(|l| l.task_id().unwrap().to_owned())
+            .collect()
+    };
+    assert_eq!(ids(handle.dead_letters()), ["task_3", "task_4"]);
+    assert_eq!(handle.stats().dead_letters_dropped, 2);
+    assert_eq!(
+        ids(journal.dead_letters().await.unwrap()),
+        ["task_3", "task_4"]
+    );
+
+    let task_3 = handle.dead_letters()[0].seq();
+    assert_eq!(handle.dead_letter(task_3).unwrap().attempts(), 1);
+    let dismissed = handle.dismiss(task_3).await.unwrap().unwrap();
+    assert_eq!(dismissed.task_id(), Some("task_3"));
+    assert!(handle.dismiss(task_3).await.unwrap().is_none());
+    assert_eq!(journal.dead_letter_count(), 1);
+
+    failing.store(false, Ordering::SeqCst);
+    assert_eq!(handle.replay_all().await.unwrap(), 1);
+    until("replayed", || handle.stats().processed == 1).await;
+    assert!(handle.dead_letters().is_empty());
+    assert_eq!(journal.dead_letter_count(), 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn jittered_delays_stay_under_the_exponential_bound() {
     let attempts = Arc::new(Mutex::new(Vec::new()));
     let policy = RetryPolicy::new()
@@ -466,7 +525,11 @@ async fn shutdown_reports_what_the_deadline_left_and_the_journal_keeps_it() {
     let layer = FastAckLayer::new()
         .journal(journal.clone())
         .concurrency(1)
-        .retry(RetryPolicy::new().base_delay(Duration::from_secs(100)));
+        .retry(
+            RetryPolicy::new()
+                .base_delay(Duration::from_secs(100))
+                .jitter(false),
+        );
     let handle = layer.handle();
     let service = stack(
         layer,
