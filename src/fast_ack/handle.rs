@@ -312,6 +312,12 @@ impl FastAckHandle {
         let shared = &self.shared;
         shared.close();
         let deadline = tokio::time::Instant::now() + timeout;
+        if shared.spawned.load(Ordering::Acquire) {
+            // Let the start-up replay queue the pending entries first, so
+            // that they are drained (or reported) too.
+            let mut started = shared.started.subscribe();
+            let _ = tokio::time::timeout_at(deadline, started.wait_for(|started| *started)).await;
+        }
         shared.drained(deadline).await;
         let (queued, in_flight, waiting_retry) = shared.stop();
         let workers =

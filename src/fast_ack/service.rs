@@ -41,6 +41,10 @@ impl<B> ResponseStatus for Response<B> {
 /// workers with every service it makes) or [`FastAck::new`]. See the
 /// [module docs](crate::fast_ack).
 ///
+/// It never fails (`Error = Infallible`): the inner service's errors belong
+/// to background attempts, which are retried and then dead-lettered, so
+/// they never reach the caller.
+///
 /// The inner service is owned by the layer's workers, not by this value,
 /// so there is no `get_ref`/`get_mut`/`into_inner`: reach the shared state
 /// through [`FastAck::handle`].

@@ -4,7 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -171,6 +171,8 @@ pub(crate) struct Shared {
     pub(crate) started: watch::Sender<bool>,
     /// Set when a service is bound; taken to spawn the workers.
     starter: Mutex<Option<Starter>>,
+    /// The start-up task was spawned.
+    pub(crate) spawned: AtomicBool,
     bound: Mutex<bool>,
     pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
 }
@@ -205,6 +207,7 @@ impl Shared {
             stop: watch::Sender::new(false),
             started: watch::Sender::new(false),
             starter: Mutex::new(None),
+            spawned: AtomicBool::new(false),
             bound: Mutex::new(false),
             workers: Mutex::new(Vec::new()),
         }
@@ -235,6 +238,7 @@ impl Shared {
             .unwrap_or_else(|e| e.into_inner())
             .take();
         if let Some(start) = starter {
+            self.spawned.store(true, Ordering::Release);
             start(runtime);
         }
     }

@@ -623,6 +623,39 @@ async fn pending_entries_are_replayed_in_order_before_new_intake() {
     assert!(journal.is_empty());
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_shutdown_during_the_start_up_replay_still_drains_it() {
+    let journal = MemoryJournal::new();
+    let first = FastAckLayer::new().journal(journal.clone()).concurrency(1);
+    let first_handle = first.handle();
+    let stuck = stack(first, handler(|_| std::future::pending()));
+    first_handle.started().await;
+    for i in 1..=3 {
+        send(&stuck, &format!("task_{i}")).await;
+    }
+    first_handle.shutdown(Duration::ZERO).await;
+
+    let calls = Arc::new(AtomicU32::new(0));
+    let second = FastAckLayer::new().journal(journal.clone());
+    let handle = second.handle();
+    let _service = stack(
+        second,
+        handler({
+            let calls = Arc::clone(&calls);
+            move |_req| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { status(StatusCode::OK) }
+            }
+        }),
+    );
+    // No `started().await`: the shutdown comes while the replay starts.
+    let report = handle.shutdown(Duration::from_secs(60)).await;
+    assert!(report.drained);
+    assert_eq!(calls.load(Ordering::SeqCst), 3);
+    assert_eq!(handle.stats().recovered, 3);
+    assert!(journal.is_empty());
+}
+
 /// A journal whose appends fail on demand, and that knows some task ids
 /// already (as a journal that deduplicates would).
 #[derive(Debug, Clone, Default)]
