@@ -12,7 +12,9 @@
 //! 2. reserves a slot in the bounded queue: none free, `503 queue_full` with
 //!    `Retry-After`, and nothing is written anywhere;
 //! 3. appends the request (method, URI, version, headers, body) to the
-//!    [`Journal`] and waits for it: an error is `503 journal_unavailable`;
+//!    [`Journal`] and waits for it: an error is `503 journal_unavailable`
+//!    (a journal that also deduplicates may answer
+//!    [`Appended::Duplicate`]: `200` with `{"status":"duplicate"}`);
 //! 4. puts the job in the reserved slot and answers `202 Accepted` with
 //!    `{"status":"accepted","id":"..","seq":N}`.
 //!
@@ -46,7 +48,9 @@
 //! At start-up the workers first run the journal's
 //! [pending](Journal::pending) entries (accepted before a restart and not
 //! finished), in order of arrival; until those are queued, new events get
-//! `503 starting`. [`FastAckHandle::shutdown`] stops intake (`503
+//! `503 starting`. A request read back from the journal carries the
+//! [`TaskEvent`](crate::TaskEvent) and [`RawPayload`](crate::RawPayload)
+//! again, rebuilt from the body; other extensions are not journaled. [`FastAckHandle::shutdown`] stops intake (`503
 //! shutting_down`), drains the queue, the running attempts and the retries
 //! up to a deadline, and reports what was left; what is left stays pending
 //! in the journal.

@@ -232,6 +232,9 @@ impl Shared {
 
     /// Spawns the start-up replay and the workers, once, on `runtime`.
     pub(crate) fn ensure_started(&self, runtime: &tokio::runtime::Handle) {
+        if self.spawned.load(Ordering::Acquire) {
+            return;
+        }
         let starter = self
             .starter
             .lock()
