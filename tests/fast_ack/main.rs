@@ -1005,6 +1005,57 @@ async fn behind_dedup_a_background_failure_is_recovered_by_replay_or_by_the_next
     assert!(journal.is_empty());
 }
 
+/// A span's name and its parent's name.
+type Named = (String, Option<String>);
+
+/// Records each new span's name with its parent's name.
+#[derive(Clone, Default)]
+struct SpanTree(Arc<Mutex<Vec<Named>>>);
+
+impl<S> tracing_subscriber::Layer<S> for SpanTree
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+{
+    fn on_new_span(
+        &self,
+        _attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        let span = ctx.span(id).unwrap();
+        let parent = span.parent().map(|p| p.name().to_owned());
+        self.0
+            .lock()
+            .unwrap()
+            .push((span.name().to_owned(), parent));
+    }
+}
+
+#[tokio::test]
+async fn each_attempt_runs_in_a_span_under_the_request_span() {
+    use tracing::Instrument;
+    use tracing_subscriber::layer::SubscriberExt;
+
+    let tree = SpanTree::default();
+    let subscriber = tracing_subscriber::registry().with(tree.clone());
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let layer = FastAckLayer::new();
+    let handle = layer.handle();
+    let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+    handle.started().await;
+    send(&service, "task_traced")
+        .instrument(tracing::info_span!("request"))
+        .await;
+    until("processed", || handle.stats().processed == 1).await;
+
+    let spans = tree.0.lock().unwrap().clone();
+    assert!(
+        spans.contains(&("fast_ack.attempt".to_owned(), Some("request".to_owned()))),
+        "{spans:?}"
+    );
+}
+
 #[tokio::test]
 async fn without_the_payload_layer_the_answer_is_500() {
     let layer = FastAckLayer::new();
