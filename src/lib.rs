@@ -13,6 +13,7 @@
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
 //! - `sim` (feature `sim`): a simulator of the provider's sending side, for demos, end-to-end tests and benchmarks.
+//! - [`fast_ack`]: answer `202` once the event is journaled and queued, run the handler in the background with retries and dead letters.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -54,6 +55,7 @@ pub mod backend;
 pub mod body;
 pub mod dedup;
 pub mod event;
+pub mod fast_ack;
 pub mod payload;
 mod response;
 #[cfg(feature = "sim")]
@@ -66,6 +68,7 @@ pub mod verify;
 pub use self::backend::MokaStore;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
+pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};
 #[cfg(feature = "verify")]
 pub use self::verify::{IpAllowLayer, PathTokenLayer, RefetchLayer, StandardWebhooksLayer};

@@ -91,10 +91,71 @@ impl Rejection {
     }
 }
 
-/// The header on the acknowledgement of a duplicate callback, whose value
-/// says why it was not processed again (`done`: already processed).
+// ---- acknowledgements ------------------------------------------------------
+
+/// The header on the acknowledgement of a duplicate callback; its value says
+/// what recognised it: `done` (the dedup layer: already processed) or
+/// `journaled` (a deduplicating journal: already accepted).
 pub const DUPLICATE_HEADER: http::header::HeaderName =
     http::header::HeaderName::from_static("taskhook-duplicate");
+
+/// The body of every 2xx a layer writes: `{"status":..,"id":..,"seq":..}`.
+#[derive(Serialize)]
+struct Ack<'a> {
+    status: &'static str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    id: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seq: Option<u64>,
+}
+
+impl Ack<'_> {
+    fn into_response<B>(self, status: StatusCode) -> Response<ResponseBody<B>> {
+        let body = serde_json::to_vec(&self).unwrap_or_default();
+        let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+        *response.status_mut() = status;
+        response
+            .headers_mut()
+            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        response
+    }
+}
+
+/// `202 Accepted` from the fast-ack layer: the event is journaled and
+/// queued; the handler runs in the background.
+///
+/// Body: `{"status":"accepted","id":..,"seq":N}` (`id` when known).
+pub(crate) fn accepted<B>(task_id: Option<&str>, seq: u64) -> Response<ResponseBody<B>> {
+    Ack {
+        status: "accepted",
+        id: task_id,
+        seq: Some(seq),
+    }
+    .into_response(StatusCode::ACCEPTED)
+}
+
+/// `200 OK` for a duplicate callback: the event is safely accepted (it was,
+/// the first time), so the provider may stop. `reason` is the value of
+/// [`DUPLICATE_HEADER`].
+///
+/// Body: `{"status":"duplicate","id":..}` (`id` when known).
+pub(crate) fn duplicate<B>(
+    task_id: Option<&str>,
+    reason: &'static str,
+) -> Response<ResponseBody<B>> {
+    let mut response = Ack {
+        status: "duplicate",
+        id: task_id,
+        seq: None,
+    }
+    .into_response(StatusCode::OK);
+    response
+        .headers_mut()
+        .insert(DUPLICATE_HEADER, HeaderValue::from_static(reason));
+    response
+}
+
+// ---- other responses ---------------------------------------------------------
 
 impl Rejection {
     /// Our own programming or configuration error (a layer missing from the
@@ -108,18 +169,6 @@ impl Rejection {
             retry_after: None,
         }
     }
-}
-
-/// `200 OK` for a callback whose key was already processed: the event is
-/// safely accepted (it was, the first time), so the provider may stop.
-pub(crate) fn duplicate<B>() -> Response<ResponseBody<B>> {
-    let mut response = Response::new(ResponseBody::full(Bytes::from_static(
-        br#"{"duplicate":"done"}"#,
-    )));
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(DUPLICATE_HEADER, HeaderValue::from_static("done"));
-    response
 }
 
 /// A `404 Not Found` with an empty body and no `Content-Type`, byte for byte

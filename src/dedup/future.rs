@@ -166,7 +166,7 @@ async fn acquire<St: DedupStore, B>(
             Ok(Claim::Done) => {
                 metrics.incr(Counter::DuplicateDone);
                 tracing::debug!(id, %key, "dedup: duplicate of a processed callback");
-                return Acquired::Answer(response::duplicate());
+                return Acquired::Answer(response::duplicate(Some(id), "done"));
             }
             Ok(Claim::InFlight) => {
                 // `None` inside: a wait bound too large to be an instant.

@@ -28,7 +28,7 @@
 //!
 //! The layer answers by itself:
 //!
-//! - `200` with `taskhook-duplicate: done` and `{"duplicate":"done"}` for a
+//! - `200` with `taskhook-duplicate: done` and `{"status":"duplicate","id":..}` for a
 //!   duplicate of a done key ([`DUPLICATE_HEADER`]);
 //! - `503` with `Retry-After` (default 10 s,
 //!   [`retry_after`](DedupLayer::retry_after)) when the key is still in

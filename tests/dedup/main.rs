@@ -138,7 +138,7 @@ async fn duplicate_after_success_is_absorbed() {
         assert_eq!(status, StatusCode::OK);
         assert!(is_duplicate(&headers), "{headers:?}");
         assert_eq!(headers["content-type"], "application/json");
-        assert_eq!(body, r#"{"duplicate":"done"}"#);
+        assert_eq!(body, r#"{"status":"duplicate","id":"task_01"}"#);
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
@@ -651,7 +651,7 @@ async fn over_http_a_duplicate_is_acknowledged_with_the_header() {
     let again = common::post(addr, "/callback", Some("application/json"), &body).await;
     assert_eq!(again.status, 200);
     assert_eq!(again.header("taskhook-duplicate"), Some("done"));
-    assert_eq!(again.json()["duplicate"], "done");
+    assert_eq!(again.json()["status"], "duplicate");
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 

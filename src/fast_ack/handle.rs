@@ -1,0 +1,341 @@
+//! [`FastAckHandle`]: counters, dead letters, replay and shutdown.
+
+use std::fmt;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::broadcast;
+
+use super::dead_letter::DeadLetter;
+use super::journal::JournalError;
+use super::shared::{bump, Admitted, Refusal, Shared};
+
+/// A handle on the state a [`FastAckLayer`](super::FastAckLayer) shares with
+/// its services: counters, dead letters, replay, graceful shutdown.
+///
+/// Made by [`FastAckLayer::handle`](super::FastAckLayer::handle) (or
+/// [`FastAck::handle`](super::FastAck::handle)); cheap to clone.
+#[derive(Clone)]
+pub struct FastAckHandle {
+    pub(crate) shared: Arc<Shared>,
+}
+
+impl fmt::Debug for FastAckHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastAckHandle")
+            .field("stats", &self.stats())
+            .finish()
+    }
+}
+
+/// A snapshot of the counters and of the queue.
+///
+/// At any time, `accepted + recovered == processed + dead_lettered +
+/// queued + in_flight + waiting_retry` (plus the events being journaled at
+/// that instant).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Stats {
+    /// Events answered `2xx` (replayed dead letters included).
+    pub accepted: u64,
+    /// Events answered `503` because the queue was full.
+    pub rejected_full: u64,
+    /// Events answered `503` for another reason: starting, shutting down,
+    /// the journal failed.
+    pub rejected_unavailable: u64,
+    /// Events the inner service finished (a `2xx`, `3xx` or `4xx` answer).
+    pub processed: u64,
+    /// Attempts that failed (`5xx`, error, panic).
+    pub failed_attempts: u64,
+    /// Retries scheduled.
+    pub retried: u64,
+    /// Events that failed every attempt.
+    pub dead_lettered: u64,
+    /// Dead letters dropped because the list was full.
+    pub dead_letters_dropped: u64,
+    /// Dead letters replayed.
+    pub replayed: u64,
+    /// Events the journal recognised as duplicates (answered `200`).
+    pub duplicates: u64,
+    /// Pending journal entries queued at start-up.
+    pub recovered: u64,
+    /// Journal calls that failed after the event was accepted (marking it
+    /// done or dead): the entry stays pending and is replayed after a
+    /// restart.
+    pub journal_errors: u64,
+    /// Events waiting in the queue (the queue depth).
+    pub queued: usize,
+    /// Events the inner service is working on.
+    pub in_flight: usize,
+    /// Events waiting for their retry delay.
+    pub waiting_retry: usize,
+    /// Dead letters kept.
+    pub dead_letters: usize,
+}
+
+/// What a graceful shutdown left unfinished.
+///
+/// Every event listed stays pending in the journal: a durable journal runs
+/// it after the next start.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ShutdownReport {
+    /// `true` when everything accepted was processed or dead-lettered
+    /// before the deadline.
+    pub drained: bool,
+    /// Sequence numbers still in the queue.
+    pub queued: Vec<u64>,
+    /// Sequence numbers whose attempt was running at the deadline (it was
+    /// cancelled).
+    pub in_flight: Vec<u64>,
+    /// Sequence numbers waiting for a retry.
+    pub waiting_retry: Vec<u64>,
+}
+
+impl ShutdownReport {
+    /// The number of events left unfinished.
+    pub fn left(&self) -> usize {
+        self.queued.len() + self.in_flight.len() + self.waiting_retry.len()
+    }
+}
+
+/// Why a dead letter could not be replayed. The dead letter is kept.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum ReplayError {
+    /// No dead letter has this sequence number.
+    NotFound(u64),
+    /// The queue is full; try again later.
+    QueueFull,
+    /// The layer is starting or shutting down.
+    Unavailable,
+    /// The journal could not record the replay.
+    Journal(JournalError),
+    /// The journal already holds or has finished this task (a journal that
+    /// deduplicates by task id); the dead letter was dropped.
+    Duplicate,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Self::NotFound(seq) => write!(f, "no dead letter {seq}"),
+            Self::QueueFull => f.write_str("the fast-ack queue is full"),
+            Self::Unavailable => f.write_str("the fast-ack layer is not accepting events"),
+            Self::Journal(error) => write!(f, "replay not journaled: {error}"),
+            Self::Duplicate => f.write_str("the journal already has this task"),
+        }
+    }
+}
+
+impl std::error::Error for ReplayError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Self::Journal(error) => Some(error),
+            _ => None,
+        }
+    }
+}
+
+impl From<Refusal> for ReplayError {
+    fn from(refusal: Refusal) -> Self {
+        match refusal {
+            Refusal::Full => Self::QueueFull,
+            Refusal::Starting | Refusal::ShuttingDown => Self::Unavailable,
+            Refusal::Journal(error) => Self::Journal(error),
+        }
+    }
+}
+
+impl FastAckHandle {
+    /// The counters and the queue now.
+    pub fn stats(&self) -> Stats {
+        let c = &self.shared.counters;
+        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
+        let state = self.shared.lock();
+        Stats {
+            accepted: get(&c.accepted),
+            rejected_full: get(&c.rejected_full),
+            rejected_unavailable: get(&c.rejected_unavailable),
+            processed: get(&c.processed),
+            failed_attempts: get(&c.failed_attempts),
+            retried: get(&c.retried),
+            dead_lettered: get(&c.dead_lettered),
+            dead_letters_dropped: get(&c.dead_letters_dropped),
+            replayed: get(&c.replayed),
+            duplicates: get(&c.duplicates),
+            recovered: get(&c.recovered),
+            journal_errors: get(&c.journal_errors),
+            queued: state.ready.len(),
+            in_flight: state.running.len(),
+            waiting_retry: state.waiting.len(),
+            dead_letters: self.shared.dead.len(),
+        }
+    }
+
+    /// The number of events waiting in the queue.
+    pub fn queue_depth(&self) -> usize {
+        self.shared.lock().ready.len()
+    }
+
+    /// Waits until the start-up replay is queued and the workers run.
+    ///
+    /// Until then the layer answers `503` (`starting`). The workers start
+    /// once a service has been made with the layer: await this after
+    /// building the stack, not before.
+    pub async fn started(&self) {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            self.shared.ensure_started(&runtime);
+        }
+        let mut started = self.shared.started.subscribe();
+        let _ = started.wait_for(|started| *started).await;
+    }
+
+    /// The dead letters kept, oldest first.
+    pub fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.shared.dead.list()
+    }
+
+    /// The dead letter `seq`, if kept.
+    pub fn dead_letter(&self, seq: u64) -> Option<DeadLetter> {
+        self.shared.dead.get(seq)
+    }
+
+    /// Subscribes to new dead letters.
+    ///
+    /// A receiver that falls more than 64 letters behind misses the oldest
+    /// ones ([`broadcast`] semantics); [`dead_letters`](Self::dead_letters)
+    /// still lists them.
+    pub fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
+        self.shared.dead_tx.subscribe()
+    }
+
+    /// Sends the dead letter `seq` through the journal and the queue again,
+    /// as a new event (with a new sequence number, which is returned) with a
+    /// fresh set of attempts.
+    ///
+    /// # Errors
+    ///
+    /// When the letter is unknown, the queue is full, the layer is not
+    /// accepting, or the journal fails. The letter is then kept.
+    pub async fn replay(&self, seq: u64) -> Result<u64, ReplayError> {
+        let shared = &self.shared;
+        // Taken out first, so two concurrent replays cannot both run it.
+        let letter = shared.dead.remove(seq).ok_or(ReplayError::NotFound(seq))?;
+        let reservation = match shared.reserve() {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                shared.dead.push(letter);
+                return Err(refusal.into());
+            }
+        };
+        let mut job = letter.job().clone();
+        job.attempts = 0;
+        job.span = tracing::Span::current();
+        match shared.admit(reservation, job).await {
+            Ok(Admitted::Duplicate) => {
+                // The journal says this task is already there (or done):
+                // nothing to run again.
+                if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
+                    bump(&shared.counters.journal_errors);
+                    tracing::error!(seq, %error, "journal could not drop a dead letter");
+                }
+                Err(ReplayError::Duplicate)
+            }
+            Ok(Admitted::Queued(new_seq)) => {
+                if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
+                    bump(&shared.counters.journal_errors);
+                    tracing::error!(seq, %error, "journal could not drop a replayed dead letter");
+                }
+                bump(&shared.counters.replayed);
+                tracing::info!(
+                    seq,
+                    new_seq,
+                    task_id = letter.task_id(),
+                    "dead letter replayed"
+                );
+                Ok(new_seq)
+            }
+            Err(refusal) => {
+                shared.dead.push(letter);
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// Replays every dead letter, oldest first; answers how many.
+    ///
+    /// # Errors
+    ///
+    /// Stops at the first error; the letters not yet replayed are kept.
+    pub async fn replay_all(&self) -> Result<usize, ReplayError> {
+        let mut replayed = 0;
+        for letter in self.dead_letters() {
+            match self.replay(letter.seq()).await {
+                Ok(_) => replayed += 1,
+                // Removed meanwhile (replayed or dismissed elsewhere), or
+                // already in the journal.
+                Err(ReplayError::NotFound(_) | ReplayError::Duplicate) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(replayed)
+    }
+
+    /// Forgets the dead letter `seq`, in memory and in the journal; answers
+    /// it, or `None` if it was not kept.
+    ///
+    /// # Errors
+    ///
+    /// When the journal fails; the letter is then kept.
+    pub async fn dismiss(&self, seq: u64) -> Result<Option<DeadLetter>, JournalError> {
+        let Some(letter) = self.shared.dead.remove(seq) else {
+            return Ok(None);
+        };
+        if let Err(error) = self.shared.config.journal.remove_dead_letter(seq).await {
+            self.shared.dead.push(letter);
+            return Err(error);
+        }
+        Ok(Some(letter))
+    }
+
+    /// Shuts down gracefully: stops intake at once (new events get `503`
+    /// with `Retry-After`, so the provider sends them again later, to this
+    /// or another instance), lets the workers finish the queue, the running
+    /// attempts and the retries until `timeout` has passed, then stops them
+    /// and reports what was left.
+    ///
+    /// What is left stays pending in the journal (a durable journal runs it
+    /// after the next start). Calling it again reports the same state.
+    pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let shared = &self.shared;
+        shared.close();
+        let deadline = tokio::time::Instant::now() + timeout;
+        if shared.spawned.load(Ordering::Acquire) {
+            // Let the start-up replay queue the pending entries first, so
+            // that they are drained (or reported) too.
+            let mut started = shared.started.subscribe();
+            let _ = tokio::time::timeout_at(deadline, started.wait_for(|started| *started)).await;
+        }
+        shared.drained(deadline).await;
+        let (queued, in_flight, waiting_retry) = shared.stop();
+        let workers =
+            std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
+        for worker in workers {
+            let _ = worker.await;
+        }
+        let report = ShutdownReport {
+            drained: queued.is_empty() && in_flight.is_empty() && waiting_retry.is_empty(),
+            queued,
+            in_flight,
+            waiting_retry,
+        };
+        tracing::info!(
+            drained = report.drained,
+            left = report.left(),
+            "fast-ack shut down"
+        );
+        report
+    }
+}

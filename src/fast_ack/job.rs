@@ -1,0 +1,233 @@
+//! A queued event: the request data kept to rebuild a fresh request for each
+//! attempt, and its encoding in the journal.
+
+use std::sync::Arc;
+
+use bytes::{BufMut, Bytes, BytesMut};
+use http::header::{HeaderName, HeaderValue};
+use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+
+use super::journal::{Entry, JournalError, Record};
+use crate::body::BufferedBody;
+use crate::{RawPayload, TaskEvent};
+
+/// Everything of a request but its body. Shared by every attempt.
+#[derive(Debug)]
+pub(crate) struct Head {
+    pub(crate) method: Method,
+    pub(crate) uri: Uri,
+    pub(crate) version: Version,
+    pub(crate) headers: HeaderMap,
+    pub(crate) extensions: Extensions,
+}
+
+/// One accepted event on its way through the queue.
+#[derive(Debug, Clone)]
+pub(crate) struct Job {
+    pub(crate) seq: u64,
+    pub(crate) task_id: Option<Arc<str>>,
+    pub(crate) head: Arc<Head>,
+    pub(crate) body: Bytes,
+    /// Attempts made so far.
+    pub(crate) attempts: u32,
+    /// The span of the request that was accepted, the parent of every attempt.
+    pub(crate) span: tracing::Span,
+}
+
+impl Job {
+    /// A fresh request for the next attempt.
+    pub(crate) fn request(&self) -> Request<BufferedBody> {
+        let mut req = Request::new(BufferedBody::new(self.body.clone()));
+        *req.method_mut() = self.head.method.clone();
+        *req.uri_mut() = self.head.uri.clone();
+        *req.version_mut() = self.head.version;
+        *req.headers_mut() = self.head.headers.clone();
+        *req.extensions_mut() = self.head.extensions.clone();
+        req
+    }
+
+    /// The record appended to the journal for this request.
+    pub(crate) fn record(task_id: Option<Arc<str>>, head: &Head, body: &Bytes) -> Record {
+        Record::new(task_id, encode(head, body))
+    }
+
+    /// Rebuilds a job from a journal entry (after a restart, or a dead
+    /// letter loaded from the journal).
+    ///
+    /// The extensions other layers added are gone; the payload layer's
+    /// [`RawPayload`] and (when the body parses) [`TaskEvent`] are put back.
+    pub(crate) fn from_entry(entry: &Entry) -> Result<Self, JournalError> {
+        let (mut head, body) = decode(entry.bytes())
+            .map_err(|reason| JournalError::corrupt(Some(entry.seq()), reason))?;
+        let mut task_id = entry.task_id_arc();
+        if let Ok(event) = TaskEvent::from_slice(&body) {
+            task_id.get_or_insert_with(|| Arc::from(event.id()));
+            head.extensions.insert(event);
+        }
+        head.extensions.insert(RawPayload::new(body.clone()));
+        Ok(Self {
+            seq: entry.seq(),
+            task_id,
+            head: Arc::new(head),
+            body,
+            attempts: 0,
+            span: tracing::Span::none(),
+        })
+    }
+}
+
+const MAGIC: &[u8; 4] = b"THJ1";
+
+/// `THJ1`, then method, URI, version, headers and body, each length-prefixed
+/// (`u32`, little endian).
+fn encode(head: &Head, body: &Bytes) -> Bytes {
+    let headers: usize = head
+        .headers
+        .iter()
+        .map(|(k, v)| 8 + k.as_str().len() + v.len())
+        .sum();
+    let uri = head.uri.to_string();
+    let mut buf = BytesMut::with_capacity(
+        4 + 4 + head.method.as_str().len() + 4 + uri.len() + 1 + 4 + headers + 4 + body.len(),
+    );
+    buf.put_slice(MAGIC);
+    put(&mut buf, head.method.as_str().as_bytes());
+    put(&mut buf, uri.as_bytes());
+    buf.put_u8(match head.version {
+        Version::HTTP_09 => 0,
+        Version::HTTP_10 => 1,
+        Version::HTTP_2 => 3,
+        Version::HTTP_3 => 4,
+        _ => 2,
+    });
+    buf.put_u32_le(len32(head.headers.len()));
+    for (name, value) in &head.headers {
+        put(&mut buf, name.as_str().as_bytes());
+        put(&mut buf, value.as_bytes());
+    }
+    put(&mut buf, body);
+    buf.freeze()
+}
+
+fn len32(len: usize) -> u32 {
+    // Bodies are bounded by the payload layer far below 4 GiB.
+    u32::try_from(len).unwrap_or(u32::MAX)
+}
+
+fn put(buf: &mut BytesMut, data: &[u8]) {
+    buf.put_u32_le(len32(data.len()));
+    buf.put_slice(data);
+}
+
+fn decode(bytes: &Bytes) -> Result<(Head, Bytes), String> {
+    let mut reader = Reader { bytes, pos: 0 };
+    if reader.take(4)?[..] != MAGIC[..] {
+        return Err("unknown entry format".into());
+    }
+    let method = Method::from_bytes(&reader.field()?).map_err(|e| e.to_string())?;
+    let uri = Uri::from_maybe_shared(reader.field()?).map_err(|e| e.to_string())?;
+    let version = match reader.take(1)?[0] {
+        0 => Version::HTTP_09,
+        1 => Version::HTTP_10,
+        2 => Version::HTTP_11,
+        3 => Version::HTTP_2,
+        4 => Version::HTTP_3,
+        other => return Err(format!("unknown HTTP version {other}")),
+    };
+    let count = reader.u32()? as usize;
+    let mut headers = HeaderMap::with_capacity(count.min(256));
+    for _ in 0..count {
+        let name = HeaderName::from_bytes(&reader.field()?).map_err(|e| e.to_string())?;
+        let value = HeaderValue::from_maybe_shared(reader.field()?).map_err(|e| e.to_string())?;
+        headers.append(name, value);
+    }
+    let body = reader.field()?;
+    if reader.pos != bytes.len() {
+        return Err("trailing bytes after the body".into());
+    }
+    Ok((
+        Head {
+            method,
+            uri,
+            version,
+            headers,
+            extensions: Extensions::new(),
+        },
+        body,
+    ))
+}
+
+struct Reader<'a> {
+    bytes: &'a Bytes,
+    pos: usize,
+}
+
+impl Reader<'_> {
+    fn take(&mut self, n: usize) -> Result<Bytes, String> {
+        let end = self
+            .pos
+            .checked_add(n)
+            .filter(|&end| end <= self.bytes.len())
+            .ok_or_else(|| "entry is truncated".to_owned())?;
+        let out = self.bytes.slice(self.pos..end);
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn u32(&mut self) -> Result<u32, String> {
+        let b = self.take(4)?;
+        Ok(u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+    }
+
+    fn field(&mut self) -> Result<Bytes, String> {
+        let len = self.u32()? as usize;
+        self.take(len)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn head() -> Head {
+        let mut headers = HeaderMap::new();
+        headers.insert("content-type", HeaderValue::from_static("application/json"));
+        headers.append("x-multi", HeaderValue::from_static("a"));
+        headers.append("x-multi", HeaderValue::from_bytes(b"\xffb").unwrap());
+        Head {
+            method: Method::POST,
+            uri: "/hook/callback?x=1".parse().unwrap(),
+            version: Version::HTTP_2,
+            headers,
+            extensions: Extensions::new(),
+        }
+    }
+
+    #[test]
+    fn round_trip() {
+        let body = Bytes::from_static(br#"{"id":"task_1","status":"completed"}"#);
+        let record = Job::record(Some(Arc::from("task_1")), &head(), &body);
+        let job = Job::from_entry(&record.into_entry(7)).unwrap();
+        assert_eq!(job.seq, 7);
+        assert_eq!(job.task_id.as_deref(), Some("task_1"));
+        let req = job.request();
+        assert_eq!(req.method(), Method::POST);
+        assert_eq!(req.uri(), "/hook/callback?x=1");
+        assert_eq!(req.version(), Version::HTTP_2);
+        assert_eq!(req.headers().get_all("x-multi").iter().count(), 2);
+        assert_eq!(req.extensions().get::<TaskEvent>().unwrap().id(), "task_1");
+        assert_eq!(req.extensions().get::<RawPayload>().unwrap().bytes(), &body);
+    }
+
+    #[test]
+    fn every_truncation_is_an_error() {
+        let body = Bytes::from_static(b"{}");
+        let bytes = Job::record(None, &head(), &body).bytes().clone();
+        for len in 0..bytes.len() {
+            assert!(decode(&bytes.slice(..len)).is_err(), "{len}");
+        }
+        let mut longer = bytes.to_vec();
+        longer.push(0);
+        assert!(decode(&Bytes::from(longer)).is_err());
+    }
+}

@@ -1,0 +1,193 @@
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::Request;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use super::dead_letter::DeadLetter;
+use super::handle::FastAckHandle;
+use super::journal::Journal;
+use super::retry::RetryPolicy;
+use super::shared::{Config, Shared};
+use super::{worker, FastAck, ResponseStatus};
+use crate::body::BufferedBody;
+
+/// Applies [`FastAck`]: answer `202 Accepted` once the event is journaled
+/// and queued, run the inner service in the background with retries, keep
+/// what keeps failing as dead letters.
+///
+/// The layer owns the queue, the journal, the dead letters and the
+/// counters; clones share them. It drives **one** inner service: the first
+/// [`layer`](Layer::layer) call binds it and starts the workers; a service
+/// made by a later call answers `500` (see the [module docs](crate::fast_ack)
+/// for axum). Configure the layer before cloning it or taking a
+/// [`handle`](FastAckLayer::handle): a setter on a shared layer makes a new,
+/// separate state.
+///
+/// Defaults: a [`MemoryJournal`](super::MemoryJournal), capacity 1024,
+/// 4 workers, [`RetryPolicy::new`], 1024 dead letters, `Retry-After: 10`.
+#[derive(Clone)]
+pub struct FastAckLayer {
+    shared: Arc<Shared>,
+}
+
+impl FastAckLayer {
+    /// A layer with the default settings.
+    pub fn new() -> Self {
+        Self {
+            shared: Arc::new(Shared::new(Config::default())),
+        }
+    }
+
+    fn configure(mut self, f: impl FnOnce(&mut Config)) -> Self {
+        // The state is built from the settings; nothing ran on it yet unless
+        // the layer was already used, and then the new settings get a state
+        // of their own.
+        let mut config = self.shared.config.clone();
+        f(&mut config);
+        self.shared = Arc::new(Shared::new(config));
+        self
+    }
+
+    /// Sets the journal written before every `2xx`.
+    ///
+    /// ```
+    /// use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
+    ///
+    /// let layer = FastAckLayer::new().journal(MemoryJournal::new());
+    /// ```
+    #[must_use]
+    pub fn journal(self, journal: impl Journal) -> Self {
+        let journal: Arc<dyn Journal> = Arc::new(journal);
+        self.configure(|c| c.journal = journal)
+    }
+
+    /// Sets the most events accepted and not yet finished (queued, running
+    /// or waiting for a retry). Beyond it, events get `503` with
+    /// `Retry-After`.
+    ///
+    /// ```
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().capacity(10_000);
+    /// ```
+    #[must_use]
+    pub fn capacity(self, events: usize) -> Self {
+        self.configure(|c| c.capacity = events)
+    }
+
+    /// Sets how many events the inner service works on at once (at least 1).
+    ///
+    /// ```
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().concurrency(16);
+    /// ```
+    #[must_use]
+    pub fn concurrency(self, workers: usize) -> Self {
+        self.configure(|c| c.concurrency = workers.max(1))
+    }
+
+    /// Sets when failed attempts are retried.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+    ///
+    /// let layer = FastAckLayer::new()
+    ///     .retry(RetryPolicy::new().attempts(3).base_delay(Duration::from_secs(1)));
+    /// ```
+    #[must_use]
+    pub fn retry(self, policy: RetryPolicy) -> Self {
+        self.configure(|c| c.retry = policy)
+    }
+
+    /// Sets how many dead letters are kept; when full, the oldest is
+    /// dropped (from the journal too) and counted.
+    ///
+    /// ```
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().dead_letter_capacity(100);
+    /// ```
+    #[must_use]
+    pub fn dead_letter_capacity(self, letters: usize) -> Self {
+        self.configure(|c| c.dead_letter_capacity = letters)
+    }
+
+    /// Sets the `Retry-After` of the `503` answers (whole seconds, at least
+    /// one).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().retry_after(Duration::from_secs(30));
+    /// ```
+    #[must_use]
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.configure(|c| c.retry_after = after)
+    }
+
+    /// Calls `callback` with every new dead letter, on the worker, before
+    /// the event counts as finished. Keep it short; a panic in it is caught
+    /// and logged.
+    ///
+    /// With the dedup layer in front, this is where to release the task id
+    /// so that the provider's next push of it is processed (see the
+    /// [module docs](crate::fast_ack#stacking-with-dedup)).
+    ///
+    /// ```
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().on_dead_letter(|letter| {
+    ///     eprintln!("task {:?} failed for good: {}", letter.task_id(), letter.failure());
+    /// });
+    /// ```
+    #[must_use]
+    pub fn on_dead_letter<F>(self, callback: F) -> Self
+    where
+        F: Fn(&DeadLetter) + Send + Sync + 'static,
+    {
+        let callback = Arc::new(callback);
+        self.configure(|c| c.on_dead_letter = Some(callback))
+    }
+
+    /// A handle on the counters, the dead letters and the shutdown.
+    pub fn handle(&self) -> FastAckHandle {
+        FastAckHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl Default for FastAckLayer {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for FastAckLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastAckLayer")
+            .field("config", &self.shared.config)
+            .finish()
+    }
+}
+
+impl<S> Layer<S> for FastAckLayer
+where
+    S: Service<Request<BufferedBody>> + Clone + Send + 'static,
+    S::Response: ResponseStatus,
+    S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+    S::Future: Send + 'static,
+{
+    type Service = FastAck<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let bound = worker::bind(&self.shared, inner);
+        FastAck::from_shared(Arc::clone(&self.shared), bound)
+    }
+}

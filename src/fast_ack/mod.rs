@@ -1,0 +1,167 @@
+//! Answer `202 Accepted` in milliseconds, process in the background, lose
+//! nothing.
+//!
+//! The provider waits about 10 seconds for a `2xx` and asks receivers to
+//! accept and enqueue first, then process. [`FastAckLayer`] does that. For
+//! each request it:
+//!
+//! 1. takes the body from the [`RawPayload`](crate::RawPayload) extension:
+//!    the [`PayloadLayer`](crate::PayloadLayer) must be in front (without it
+//!    the answer is `500 payload_layer_missing`, our programming error, so the
+//!    provider retries);
+//! 2. reserves a slot in the bounded queue: none free, `503 queue_full` with
+//!    `Retry-After`, and nothing is written anywhere;
+//! 3. appends the request (method, URI, version, headers, body) to the
+//!    [`Journal`] and waits for it: an error is `503 journal_unavailable`
+//!    (a journal that also deduplicates may answer
+//!    [`Appended::Duplicate`]: `200` with `{"status":"duplicate"}` and `taskhook-duplicate: journaled`);
+//! 4. puts the job in the reserved slot and answers `202 Accepted` with
+//!    `{"status":"accepted","id":"..","seq":N}`.
+//!
+//! Reserving before appending means the queue cannot turn out full after
+//! the journal said yes, so no entry is ever left claiming an acceptance
+//! that was answered `503`. Steps 3 and 4 run as a task of their own: a
+//! client that goes away mid-append does not leave an entry journaled and
+//! not queued.
+//!
+//! The `202` never waits for the inner service. A pool of workers (see
+//! [`FastAckLayer::concurrency`]) runs it on each job with a fresh
+//! `Request<BufferedBody>` carrying the original extensions (so the
+//! [`TaskEvent`](crate::TaskEvent) is there), in the span of the request that
+//! was accepted:
+//!
+//! - a `2xx`, `3xx` or `4xx` answer finishes the event (a `4xx` is the
+//!   handler's final word, logged, not retried) and marks it
+//!   [complete](Journal::complete) in the journal;
+//! - a `5xx`, an `Err` or a panic fails the attempt: it is retried after an
+//!   exponential backoff with full jitter ([`RetryPolicy`]), and after the
+//!   last attempt it becomes a [`DeadLetter`]: kept (bounded) with the
+//!   request, the last [`Failure`] and the attempt count, recorded in the
+//!   journal, sent to [`FastAckLayer::on_dead_letter`] and to
+//!   [`FastAckHandle::subscribe_dead_letters`]. [`FastAckHandle::replay`]
+//!   sends it through the journal and the queue again.
+//!
+//! The capacity bounds every event accepted and not finished: queued,
+//! running, and waiting for a retry, so a handler that is down cannot make
+//! memory grow without bound; new events get `503` until it recovers.
+//!
+//! At start-up the workers first run the journal's
+//! [pending](Journal::pending) entries (accepted before a restart and not
+//! finished), in order of arrival; until those are queued, new events get
+//! `503 starting`. A request read back from the journal carries the
+//! [`TaskEvent`](crate::TaskEvent) and [`RawPayload`](crate::RawPayload)
+//! again, rebuilt from the body; other extensions are not journaled. [`FastAckHandle::shutdown`] stops intake (`503
+//! shutting_down`), drains the queue, the running attempts and the retries
+//! up to a deadline, and reports what was left; what is left stays pending
+//! in the journal.
+//!
+//! With the default [`MemoryJournal`] an event answered `2xx` is lost if the
+//! process dies before it is processed. A durable journal closes that gap:
+//! the [`Journal`] trait takes batches and is called concurrently so that it
+//! can commit many events with one disk sync.
+//!
+//! # Stacking with dedup
+//!
+//! The recommended stack is payload → dedup → fast-ack → handler:
+//!
+//! - dedup in front of fast-ack sees fast-ack's `202` and records the task
+//!   id as done, so the provider's rare duplicate push is answered as a
+//!   duplicate without being journaled or queued twice;
+//! - when the handler later fails for good in the background, the dedup
+//!   store still says "done" (it saw a `2xx`), so a duplicate push is
+//!   absorbed. The event is not lost: it is a dead letter, in memory and in
+//!   the journal, and replaying it ([`FastAckHandle::replay`]) is how it
+//!   gets processed;
+//! - to let the provider's next push through instead, release the task id
+//!   in the dedup store from [`FastAckLayer::on_dead_letter`]
+//!   ([`DeadLetter::task_id`]).
+//!
+//! The other order (fast-ack in front of dedup) would make the dedup
+//! decision in the background, after the `2xx`, and journal every
+//! duplicate: use the order above.
+//!
+//! # axum
+//!
+//! A [`FastAckLayer`] runs one handler. axum's `MethodRouter::layer` and
+//! `Router::layer` apply a layer to every endpoint, the method-not-allowed
+//! fallback included, so apply it to a single service and mount that with
+//! `route_service`, as below; services made by a second `layer` call answer
+//! `500 fast_ack_layer_reused`.
+//!
+//! # Example
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use taskhook::body::BufferedBody;
+//! use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+//! use taskhook::{PayloadLayer, TaskEvent};
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
+//! let fast_ack = FastAckLayer::new()
+//!     .capacity(10_000)
+//!     .concurrency(8)
+//!     .retry(RetryPolicy::new().attempts(5).base_delay(Duration::from_secs(1)));
+//! let handle = fast_ack.handle();
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(fast_ack)
+//!     .service(service_fn(|req: Request<BufferedBody>| async move {
+//!         let event = req.extensions().get::<TaskEvent>().expect("set by PayloadLayer");
+//!         println!("processing {}", event.id()); // copy the results, ...
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//! handle.started().await;
+//!
+//! let req = Request::post("/callback")
+//!     .body(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#.to_owned())
+//!     .unwrap();
+//! assert_eq!(service.oneshot(req).await?.status(), StatusCode::ACCEPTED);
+//!
+//! // On SIGTERM: stop intake and drain.
+//! let report = handle.shutdown(Duration::from_secs(20)).await;
+//! assert!(report.drained);
+//! assert_eq!(handle.stats().processed, 1);
+//! # Ok(()) }
+//! ```
+//!
+//! With axum, mount the stack as one service:
+//!
+//! ```
+//! # #[cfg(feature = "axum")] {
+//! use axum::{handler::HandlerWithoutStateExt, Router};
+//! use taskhook::{fast_ack::FastAckLayer, PayloadLayer, TaskEvent};
+//! use tower::ServiceBuilder;
+//!
+//! async fn on_callback(event: TaskEvent) {
+//!     println!("processing {}", event.id());
+//! }
+//!
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(FastAckLayer::new())
+//!     .service(on_callback.into_service());
+//! let app: Router = Router::new().route_service("/callback", service);
+//! # }
+//! ```
+
+mod dead_letter;
+pub mod future;
+mod handle;
+mod job;
+mod journal;
+mod layer;
+mod retry;
+mod service;
+mod shared;
+mod worker;
+
+pub use self::dead_letter::{DeadLetter, Failure};
+pub use self::handle::{FastAckHandle, ReplayError, ShutdownReport, Stats};
+pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
+pub use self::layer::FastAckLayer;
+pub use self::retry::RetryPolicy;
+pub use self::service::{FastAck, ResponseStatus};

@@ -1,0 +1,193 @@
+use std::convert::Infallible;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use http::{Request, Response, StatusCode};
+use tower_layer::Layer;
+use tower_service::Service;
+use tracing::Instrument;
+
+use super::future::ResponseFuture;
+use super::handle::FastAckHandle;
+use super::job::{Head, Job};
+use super::shared::Shared;
+use super::FastAckLayer;
+use crate::body::{BufferedBody, ResponseBody};
+use crate::response::Rejection;
+use crate::{RawPayload, TaskEvent};
+
+/// The status of a response, which tells the workers whether an attempt
+/// failed (`5xx`) or not.
+///
+/// Implemented for [`http::Response`]; implement it for another response
+/// type to run such a service behind the layer.
+pub trait ResponseStatus {
+    /// The response's status code.
+    fn status(&self) -> StatusCode;
+}
+
+impl<B> ResponseStatus for Response<B> {
+    fn status(&self) -> StatusCode {
+        Response::status(self)
+    }
+}
+
+/// Answers `202 Accepted` as soon as the event is journaled and queued, and
+/// runs the inner service on it in the background.
+///
+/// Created with [`FastAckLayer`] (which shares one queue, journal and set of
+/// workers with every service it makes) or [`FastAck::new`]. See the
+/// [module docs](crate::fast_ack).
+///
+/// It never fails (`Error = Infallible`): the inner service's errors belong
+/// to background attempts, which are retried and then dead-lettered, so
+/// they never reach the caller.
+///
+/// The inner service is owned by the layer's workers, not by this value,
+/// so there is no `get_ref`/`get_mut`/`into_inner`: reach the shared state
+/// through [`FastAck::handle`].
+pub struct FastAck<S> {
+    shared: Arc<Shared>,
+    /// `false` for a service made by a second `layer` call on the same
+    /// layer: it answers `500`.
+    bound: bool,
+    _inner: PhantomData<fn() -> S>,
+}
+
+impl<S> FastAck<S> {
+    /// Wraps `inner` with a [`FastAckLayer::new`] (a [`MemoryJournal`](super::MemoryJournal)
+    /// and the default settings).
+    ///
+    /// Spawns the workers on the current tokio runtime, or on the first
+    /// request when there is none yet.
+    pub fn new(inner: S) -> Self
+    where
+        S: Service<Request<BufferedBody>> + Clone + Send + 'static,
+        S::Response: ResponseStatus,
+        S::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+        S::Future: Send + 'static,
+    {
+        FastAckLayer::new().layer(inner)
+    }
+
+    pub(super) fn from_shared(shared: Arc<Shared>, bound: bool) -> Self {
+        Self {
+            shared,
+            bound,
+            _inner: PhantomData,
+        }
+    }
+
+    /// Returns a new [`FastAckLayer`] with the default settings.
+    pub fn layer() -> FastAckLayer {
+        FastAckLayer::new()
+    }
+
+    /// A handle on the counters, the dead letters and the shutdown.
+    pub fn handle(&self) -> FastAckHandle {
+        FastAckHandle {
+            shared: Arc::clone(&self.shared),
+        }
+    }
+}
+
+impl<S> Clone for FastAck<S> {
+    fn clone(&self) -> Self {
+        Self::from_shared(Arc::clone(&self.shared), self.bound)
+    }
+}
+
+impl<S> fmt::Debug for FastAck<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FastAck")
+            .field("shared", &self.shared)
+            .field("bound", &self.bound)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for FastAck<S>
+where
+    S: Service<Request<BufferedBody>, Response = Response<ResBody>>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    /// Never fails: the inner service's errors belong to background
+    /// attempts (retried, then dead-lettered), never to the caller. So the
+    /// stack mounts on axum whatever the handler's error type.
+    type Error = Infallible;
+    type Future = ResponseFuture<ResBody>;
+
+    /// Always ready: the inner service is driven by the workers, and a full
+    /// queue is answered `503` at once rather than holding the provider's
+    /// connection (it waits only about 10 s for an answer).
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        if !self.bound {
+            tracing::error!("a FastAckLayer was applied to a second service");
+            return ResponseFuture::rejected(Rejection::misconfigured(
+                "fast_ack_layer_reused",
+                "this FastAckLayer already runs another service; \
+                 use one FastAckLayer per handler",
+            ));
+        }
+        let Some(body) = req
+            .extensions()
+            .get::<RawPayload>()
+            .map(|raw| raw.bytes().clone())
+        else {
+            tracing::error!("no RawPayload extension: is PayloadLayer in front of FastAckLayer?");
+            return ResponseFuture::rejected(Rejection::misconfigured(
+                "payload_layer_missing",
+                "Missing request extension `RawPayload`. \
+                 Is `taskhook::PayloadLayer` applied in front of `FastAckLayer`?",
+            ));
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return ResponseFuture::rejected(Rejection::misconfigured(
+                "no_tokio_runtime",
+                "FastAck must run on a tokio runtime",
+            ));
+        };
+        self.shared.ensure_started(&runtime);
+        let retry_after = self.shared.config.retry_after;
+        let reservation = match self.shared.reserve() {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                tracing::debug!(?refusal, "event refused");
+                return ResponseFuture::rejected(refusal.into_rejection(retry_after));
+            }
+        };
+        let task_id = req
+            .extensions()
+            .get::<TaskEvent>()
+            .map(|event| Arc::<str>::from(event.id()));
+        let (parts, _) = req.into_parts();
+        let span = tracing::Span::current();
+        let job = Job {
+            seq: 0,
+            task_id: task_id.clone(),
+            head: Arc::new(Head {
+                method: parts.method,
+                uri: parts.uri,
+                version: parts.version,
+                headers: parts.headers,
+                extensions: parts.extensions,
+            }),
+            body,
+            attempts: 0,
+            span: span.clone(),
+        };
+        // The append and the enqueue run as their own task so that a client
+        // going away mid-append cannot leave an entry journaled but never
+        // queued.
+        let shared = Arc::clone(&self.shared);
+        let task =
+            runtime.spawn(async move { shared.admit(reservation, job).await }.instrument(span));
+        ResponseFuture::accepting(task, task_id, retry_after)
+    }
+}

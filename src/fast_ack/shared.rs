@@ -1,0 +1,506 @@
+//! The state one [`FastAckLayer`](super::FastAckLayer) shares with every
+//! service it makes, its workers and its handles: the bounded queue, the
+//! journal, the dead letters, the counters.
+
+use std::collections::{BTreeSet, VecDeque};
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, SystemTime};
+
+use tokio::sync::{broadcast, watch, Notify};
+use tokio::task::JoinHandle;
+
+use super::dead_letter::{DeadLetter, DeadLetters, Failure};
+use super::job::Job;
+use super::journal::{Appended, Journal, JournalError, MemoryJournal};
+use super::retry::{RetryPolicy, Rng};
+use crate::response::{Rejection, DEFAULT_RETRY_AFTER};
+
+pub(crate) type DeadLetterCallback = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
+
+/// The layer's settings, fixed once a service is made.
+#[derive(Clone)]
+pub(crate) struct Config {
+    pub(crate) capacity: usize,
+    pub(crate) concurrency: usize,
+    pub(crate) retry: RetryPolicy,
+    pub(crate) dead_letter_capacity: usize,
+    pub(crate) retry_after: Duration,
+    pub(crate) journal: Arc<dyn Journal>,
+    pub(crate) on_dead_letter: Option<DeadLetterCallback>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            capacity: 1024,
+            concurrency: 4,
+            retry: RetryPolicy::new(),
+            dead_letter_capacity: 1024,
+            retry_after: DEFAULT_RETRY_AFTER,
+            journal: Arc::new(MemoryJournal::new()),
+            on_dead_letter: None,
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("capacity", &self.capacity)
+            .field("concurrency", &self.concurrency)
+            .field("retry", &self.retry)
+            .field("dead_letter_capacity", &self.dead_letter_capacity)
+            .field("retry_after", &self.retry_after)
+            .field("on_dead_letter", &self.on_dead_letter.is_some())
+            .finish()
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Phase {
+    /// No inner service yet, or the start-up replay is running.
+    Starting,
+    /// Accepting events.
+    Open,
+    /// Shutting down: no intake, the queue drains.
+    Closed,
+    /// Shut down: the workers are gone.
+    Stopped,
+}
+
+/// What became of an event the journal took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Admitted {
+    /// Journaled and queued under this sequence number.
+    Queued(u64),
+    /// The journal already had this task.
+    Duplicate,
+}
+
+/// Why an event was not accepted.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    Full,
+    Starting,
+    ShuttingDown,
+    Journal(JournalError),
+}
+
+impl Refusal {
+    pub(crate) fn into_rejection(self, retry_after: Duration) -> Rejection {
+        match self {
+            Refusal::Full => Rejection::unavailable(
+                "queue_full",
+                "too many events are waiting to be processed",
+                retry_after,
+            ),
+            Refusal::Starting => Rejection::unavailable(
+                "starting",
+                "journaled events are being replayed; new events are not accepted yet",
+                retry_after,
+            ),
+            Refusal::ShuttingDown => Rejection::unavailable(
+                "shutting_down",
+                "the receiver is shutting down",
+                retry_after,
+            ),
+            Refusal::Journal(_) => Rejection::unavailable(
+                "journal_unavailable",
+                "the event could not be journaled",
+                retry_after,
+            ),
+        }
+    }
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Counters {
+    pub(crate) accepted: AtomicU64,
+    pub(crate) rejected_full: AtomicU64,
+    pub(crate) rejected_unavailable: AtomicU64,
+    pub(crate) processed: AtomicU64,
+    pub(crate) failed_attempts: AtomicU64,
+    pub(crate) retried: AtomicU64,
+    pub(crate) dead_lettered: AtomicU64,
+    pub(crate) dead_letters_dropped: AtomicU64,
+    pub(crate) replayed: AtomicU64,
+    pub(crate) duplicates: AtomicU64,
+    pub(crate) recovered: AtomicU64,
+    pub(crate) journal_errors: AtomicU64,
+}
+
+pub(crate) fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
+}
+
+/// The queue: every event accepted and not finished is in exactly one of
+/// `reserved` (being journaled), `ready`, `running` or `waiting`, and their
+/// sum is bounded by the capacity.
+#[derive(Debug)]
+pub(crate) struct QueueState {
+    pub(crate) phase: Phase,
+    pub(crate) reserved: usize,
+    pub(crate) ready: VecDeque<Job>,
+    pub(crate) running: BTreeSet<u64>,
+    pub(crate) waiting: BTreeSet<u64>,
+}
+
+impl QueueState {
+    fn outstanding(&self) -> usize {
+        self.reserved + self.ready.len() + self.running.len() + self.waiting.len()
+    }
+}
+
+type Starter = Box<dyn FnOnce(&tokio::runtime::Handle) + Send>;
+
+pub(crate) struct Shared {
+    pub(crate) config: Config,
+    state: Mutex<QueueState>,
+    /// A job is ready, or the phase changed.
+    work: Notify,
+    /// The last outstanding event finished.
+    idle: Notify,
+    pub(crate) counters: Counters,
+    pub(crate) dead: DeadLetters,
+    pub(crate) dead_tx: broadcast::Sender<DeadLetter>,
+    pub(crate) rng: Rng,
+    pub(crate) stop: watch::Sender<bool>,
+    /// Set once the start-up replay is queued and the workers run.
+    pub(crate) started: watch::Sender<bool>,
+    /// Set when a service is bound; taken to spawn the workers.
+    starter: Mutex<Option<Starter>>,
+    /// The start-up task was spawned.
+    pub(crate) spawned: AtomicBool,
+    bound: Mutex<bool>,
+    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl fmt::Debug for Shared {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Shared")
+            .field("config", &self.config)
+            .field("phase", &self.lock().phase)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    pub(crate) fn new(config: Config) -> Self {
+        let (dead_tx, _) = broadcast::channel(64);
+        Self {
+            dead: DeadLetters::new(config.dead_letter_capacity),
+            config,
+            state: Mutex::new(QueueState {
+                phase: Phase::Starting,
+                reserved: 0,
+                ready: VecDeque::new(),
+                running: BTreeSet::new(),
+                waiting: BTreeSet::new(),
+            }),
+            work: Notify::new(),
+            idle: Notify::new(),
+            counters: Counters::default(),
+            dead_tx,
+            rng: Rng::from_time(),
+            stop: watch::Sender::new(false),
+            started: watch::Sender::new(false),
+            starter: Mutex::new(None),
+            spawned: AtomicBool::new(false),
+            bound: Mutex::new(false),
+            workers: Mutex::new(Vec::new()),
+        }
+    }
+
+    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
+        // Every critical section leaves the state consistent before it can
+        // panic, so a poisoned lock still guards valid data.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Binds the one inner service: `true` for the first caller only.
+    pub(crate) fn bind(&self, starter: Starter) -> bool {
+        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
+        if *bound {
+            return false;
+        }
+        *bound = true;
+        *self.starter.lock().unwrap_or_else(|e| e.into_inner()) = Some(starter);
+        true
+    }
+
+    /// Spawns the start-up replay and the workers, once, on `runtime`.
+    pub(crate) fn ensure_started(&self, runtime: &tokio::runtime::Handle) {
+        if self.spawned.load(Ordering::Acquire) {
+            return;
+        }
+        let starter = self
+            .starter
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(start) = starter {
+            self.spawned.store(true, Ordering::Release);
+            start(runtime);
+        }
+    }
+
+    /// Opens intake once the start-up replay is queued (unless a shutdown
+    /// began meanwhile).
+    pub(crate) fn open(&self) {
+        let mut state = self.lock();
+        if state.phase == Phase::Starting {
+            state.phase = Phase::Open;
+        }
+        self.started.send_replace(true);
+    }
+
+    /// Takes a slot in the queue for an event about to be journaled.
+    pub(crate) fn reserve(self: &Arc<Self>) -> Result<Reservation, Refusal> {
+        let mut state = self.lock();
+        let refusal = match state.phase {
+            Phase::Open if state.outstanding() < self.config.capacity => {
+                state.reserved += 1;
+                return Ok(Reservation {
+                    shared: Some(Arc::clone(self)),
+                });
+            }
+            Phase::Open => {
+                bump(&self.counters.rejected_full);
+                return Err(Refusal::Full);
+            }
+            Phase::Starting => Refusal::Starting,
+            Phase::Closed | Phase::Stopped => Refusal::ShuttingDown,
+        };
+        bump(&self.counters.rejected_unavailable);
+        Err(refusal)
+    }
+
+    /// Journals `job` and queues it in the reserved slot. On `Err` nothing
+    /// claims the event was accepted.
+    pub(crate) async fn admit(
+        &self,
+        reservation: Reservation,
+        mut job: Job,
+    ) -> Result<Admitted, Refusal> {
+        let record = Job::record(job.task_id.clone(), &job.head, &job.body);
+        let seq = match self.config.journal.append(vec![record]).await {
+            Ok(appended) if appended.len() == 1 => match appended[0] {
+                Appended::Seq(seq) => seq,
+                Appended::Duplicate => {
+                    bump(&self.counters.duplicates);
+                    return Ok(Admitted::Duplicate);
+                }
+            },
+            Ok(appended) => {
+                for outcome in appended {
+                    if let Appended::Seq(seq) = outcome {
+                        self.withdraw(seq).await;
+                    }
+                }
+                bump(&self.counters.rejected_unavailable);
+                tracing::error!("journal answered a wrong number of outcomes");
+                return Err(Refusal::Journal(JournalError::corrupt(
+                    None,
+                    "append answered a wrong number of outcomes",
+                )));
+            }
+            Err(error) => {
+                bump(&self.counters.rejected_unavailable);
+                tracing::warn!(%error, "journal append failed; answering 503");
+                return Err(Refusal::Journal(error));
+            }
+        };
+        job.seq = seq;
+        if let Err(job) = reservation.push(job) {
+            // Stopped while the append ran: nobody would process it.
+            self.withdraw(job.seq).await;
+            bump(&self.counters.rejected_unavailable);
+            return Err(Refusal::ShuttingDown);
+        }
+        Ok(Admitted::Queued(seq))
+    }
+
+    /// Takes back a journal entry that will not be queued.
+    async fn withdraw(&self, seq: u64) {
+        if let Err(error) = self.config.journal.complete(seq).await {
+            bump(&self.counters.journal_errors);
+            tracing::error!(seq, %error, "could not withdraw a journal entry");
+        }
+    }
+
+    /// Queues an entry found pending in the journal at start-up (it was
+    /// accepted before; the capacity does not apply).
+    pub(crate) fn push_recovered(&self, job: Job) {
+        self.lock().ready.push_back(job);
+        bump(&self.counters.recovered);
+        self.work.notify_one();
+    }
+
+    /// The next job for a worker, or `None` once stopped.
+    pub(crate) async fn pop(&self) -> Option<Job> {
+        loop {
+            let notified = self.work.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut state = self.lock();
+                if state.phase == Phase::Stopped {
+                    return None;
+                }
+                if let Some(job) = state.ready.pop_front() {
+                    state.running.insert(job.seq);
+                    return Some(job);
+                }
+            }
+            notified.await;
+        }
+    }
+
+    /// A running job is finished (processed or dead-lettered).
+    pub(crate) fn finish(&self, seq: u64) {
+        let mut state = self.lock();
+        state.running.remove(&seq);
+        if state.outstanding() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// A running job waits for its retry.
+    pub(crate) fn to_waiting(&self, seq: u64) {
+        let mut state = self.lock();
+        state.running.remove(&seq);
+        state.waiting.insert(seq);
+    }
+
+    /// A job's retry delay is over: back in the queue.
+    pub(crate) fn retry_now(&self, job: Job) {
+        let mut state = self.lock();
+        if state.phase == Phase::Stopped {
+            return;
+        }
+        state.waiting.remove(&job.seq);
+        state.ready.push_back(job);
+        drop(state);
+        self.work.notify_one();
+    }
+
+    /// The last attempt failed: keep it as a dead letter.
+    pub(crate) async fn dead_letter(&self, job: Job, failure: Failure) {
+        let seq = job.seq;
+        let letter = DeadLetter::from_job(job, failure, SystemTime::now());
+        tracing::error!(
+            seq,
+            task_id = letter.task_id(),
+            attempts = letter.attempts(),
+            failure = %letter.failure(),
+            "event dead-lettered"
+        );
+        if let Err(error) = self.config.journal.dead_letter(&letter).await {
+            // The entry stays pending in the journal: a durable journal
+            // replays it after a restart (at least once, never lost).
+            bump(&self.counters.journal_errors);
+            tracing::error!(seq, %error, "journal could not record a dead letter");
+        }
+        for dropped in self.dead.push(letter.clone()) {
+            bump(&self.counters.dead_letters_dropped);
+            tracing::warn!(seq = dropped.seq(), "dead letter dropped: the list is full");
+            if let Err(error) = self.config.journal.remove_dead_letter(dropped.seq()).await {
+                bump(&self.counters.journal_errors);
+                tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
+            }
+        }
+        bump(&self.counters.dead_lettered);
+        if let Some(callback) = &self.config.on_dead_letter {
+            // A panicking callback must not take a worker down with it.
+            let call = std::panic::AssertUnwindSafe(|| callback(&letter));
+            if std::panic::catch_unwind(call).is_err() {
+                tracing::error!(seq, "the dead-letter callback panicked");
+            }
+        }
+        let _ = self.dead_tx.send(letter);
+        self.finish(seq);
+    }
+
+    /// Stops intake (shutdown begins).
+    pub(crate) fn close(&self) {
+        let mut state = self.lock();
+        if matches!(state.phase, Phase::Starting | Phase::Open) {
+            state.phase = Phase::Closed;
+        }
+        if state.outstanding() == 0 {
+            self.idle.notify_waiters();
+        }
+    }
+
+    /// Waits until nothing is outstanding; `true` if that happened.
+    pub(crate) async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+        loop {
+            let notified = self.idle.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            if self.lock().outstanding() == 0 {
+                return true;
+            }
+            tokio::select! {
+                _ = notified => {}
+                _ = tokio::time::sleep_until(deadline) => return self.lock().outstanding() == 0,
+            }
+        }
+    }
+
+    /// Stops the workers and the retry timers; what is left stays pending in
+    /// the journal.
+    pub(crate) fn stop(&self) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
+        let mut state = self.lock();
+        state.phase = Phase::Stopped;
+        self.stop.send_replace(true);
+        self.work.notify_waiters();
+        (
+            state.ready.iter().map(|job| job.seq).collect(),
+            state.running.iter().copied().collect(),
+            state.waiting.iter().copied().collect(),
+        )
+    }
+}
+
+/// A slot in the queue, released on drop unless a job was pushed into it.
+#[derive(Debug)]
+pub(crate) struct Reservation {
+    shared: Option<Arc<Shared>>,
+}
+
+impl Reservation {
+    /// Puts `job` in the reserved slot; gives it back once stopped.
+    pub(crate) fn push(mut self, job: Job) -> Result<(), Job> {
+        let Some(shared) = self.shared.take() else {
+            return Err(job);
+        };
+        let mut state = shared.lock();
+        state.reserved -= 1;
+        if state.phase == Phase::Stopped {
+            if state.outstanding() == 0 {
+                shared.idle.notify_waiters();
+            }
+            return Err(job);
+        }
+        state.ready.push_back(job);
+        drop(state);
+        bump(&shared.counters.accepted);
+        shared.work.notify_one();
+        Ok(())
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if let Some(shared) = self.shared.take() {
+            let mut state = shared.lock();
+            state.reserved -= 1;
+            if state.outstanding() == 0 {
+                shared.idle.notify_waiters();
+            }
+        }
+    }
+}

@@ -1,0 +1,221 @@
+//! The start-up replay and the workers that run the inner service on queued
+//! events, with retries.
+
+use std::any::Any;
+use std::future::poll_fn;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http::{Request, StatusCode};
+use tower_service::Service;
+use tracing::Instrument;
+
+use super::dead_letter::Failure;
+use super::job::Job;
+use super::shared::{bump, Shared};
+use super::ResponseStatus;
+use crate::body::BufferedBody;
+
+type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// Binds `inner` as the service the workers run; spawns them now when a
+/// tokio runtime is current, else on the first request.
+pub(crate) fn bind<S>(shared: &Arc<Shared>, inner: S) -> bool
+where
+    S: Service<Request<BufferedBody>> + Clone + Send + 'static,
+    S::Response: ResponseStatus,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    // Like tower's `Buffer`, the workers run in the span current where the
+    // service is made.
+    let span = tracing::Span::current();
+    let weak = Arc::downgrade(shared);
+    let bound = shared.bind(Box::new(move |runtime: &tokio::runtime::Handle| {
+        if let Some(shared) = weak.upgrade() {
+            runtime.spawn(start(shared, inner, span.clone()).instrument(span));
+        }
+    }));
+    if bound {
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            shared.ensure_started(&runtime);
+        }
+    }
+    bound
+}
+
+/// Loads the dead letters, queues the pending entries in order, then spawns
+/// the workers and opens intake.
+async fn start<S>(shared: Arc<Shared>, inner: S, span: tracing::Span)
+where
+    S: Service<Request<BufferedBody>> + Clone + Send + 'static,
+    S::Response: ResponseStatus,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let journal = Arc::clone(&shared.config.journal);
+    match journal.dead_letters().await {
+        Ok(letters) => {
+            for letter in letters {
+                for dropped in shared.dead.push(letter) {
+                    bump(&shared.counters.dead_letters_dropped);
+                    if let Err(error) = journal.remove_dead_letter(dropped.seq()).await {
+                        bump(&shared.counters.journal_errors);
+                        tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
+                    }
+                }
+            }
+        }
+        Err(error) => {
+            bump(&shared.counters.journal_errors);
+            tracing::error!(%error, "could not load the dead letters from the journal");
+        }
+    }
+
+    // Intake stays closed (503) until the journal answers: an event must
+    // not overtake the ones accepted before a restart.
+    let mut stop = shared.stop.subscribe();
+    let mut delay = Duration::from_millis(100);
+    let pending = loop {
+        match journal.pending().await {
+            Ok(pending) => break pending,
+            Err(error) => {
+                bump(&shared.counters.journal_errors);
+                tracing::error!(%error, "could not read the pending journal entries; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop.wait_for(|stopped| *stopped) => return,
+                }
+                delay = (delay * 2).min(Duration::from_secs(10));
+            }
+        }
+    };
+    if !pending.is_empty() {
+        tracing::info!(count = pending.len(), "replaying pending journal entries");
+    }
+    for entry in pending {
+        match Job::from_entry(&entry) {
+            Ok(job) => shared.push_recovered(job),
+            Err(error) => {
+                // Left pending in the journal for a human to look at.
+                bump(&shared.counters.journal_errors);
+                tracing::error!(%error, "skipping a journal entry that cannot be decoded");
+            }
+        }
+    }
+
+    let mut workers = Vec::with_capacity(shared.config.concurrency);
+    for _ in 0..shared.config.concurrency.max(1) {
+        let worker = work(Arc::clone(&shared), inner.clone()).instrument(span.clone());
+        workers.push(tokio::spawn(worker));
+    }
+    shared
+        .workers
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .extend(workers);
+    shared.open();
+}
+
+/// One worker: takes jobs until stopped.
+async fn work<S>(shared: Arc<Shared>, inner: S)
+where
+    S: Service<Request<BufferedBody>> + Clone + Send + 'static,
+    S::Response: ResponseStatus,
+    S::Error: Into<BoxError>,
+    S::Future: Send + 'static,
+{
+    let mut stop = shared.stop.subscribe();
+    while let Some(mut job) = shared.pop().await {
+        job.attempts += 1;
+        let span = tracing::info_span!(
+            parent: &job.span,
+            "fast_ack.attempt",
+            seq = job.seq,
+            task_id = job.task_id.as_deref(),
+            attempt = job.attempts,
+        );
+        // Each attempt is its own task, so a panic in the inner service
+        // (in `poll_ready`, `call` or its future) is caught by tokio and
+        // counted as a failure instead of killing this worker.
+        let mut service = inner.clone();
+        let request = job.request();
+        let mut attempt = tokio::spawn(
+            async move {
+                poll_fn(|cx| service.poll_ready(cx))
+                    .await
+                    .map_err(|e| e.into().to_string())?;
+                match service.call(request).await {
+                    Ok(response) => Ok(response.status()),
+                    Err(error) => Err(error.into().to_string()),
+                }
+            }
+            .instrument(span.clone()),
+        );
+        let outcome = tokio::select! {
+            outcome = &mut attempt => outcome,
+            _ = stop.wait_for(|stopped| *stopped) => {
+                // The shutdown deadline passed: the job is reported as left
+                // and stays pending in the journal.
+                attempt.abort();
+                return;
+            }
+        };
+        let failure = match outcome {
+            Ok(Ok(status)) if status.is_server_error() => Failure::Status(status),
+            Ok(Ok(status)) => {
+                succeeded(&shared, &job, status).instrument(span).await;
+                continue;
+            }
+            Ok(Err(error)) => Failure::Error(error),
+            Err(error) if error.is_panic() => Failure::Panic(panic_message(error.into_panic())),
+            Err(_) => Failure::Error("the attempt was cancelled".to_owned()),
+        };
+        bump(&shared.counters.failed_attempts);
+        if job.attempts < shared.config.retry.max_attempts() {
+            let delay = shared.config.retry.delay(job.attempts, &shared.rng);
+            span.in_scope(|| {
+                tracing::warn!(%failure, retry_in = ?delay, "attempt failed; will retry");
+            });
+            bump(&shared.counters.retried);
+            shared.to_waiting(job.seq);
+            let shared = Arc::clone(&shared);
+            let mut stop = shared.stop.subscribe();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => shared.retry_now(job),
+                    _ = stop.wait_for(|stopped| *stopped) => {}
+                }
+            });
+        } else {
+            shared.dead_letter(job, failure).instrument(span).await;
+        }
+    }
+}
+
+async fn succeeded(shared: &Shared, job: &Job, status: StatusCode) {
+    if status.is_client_error() {
+        // The handler's final word, as it would be for the provider.
+        tracing::warn!(%status, "the handler refused the event; not retried");
+    } else {
+        tracing::debug!(%status, "event processed");
+    }
+    if let Err(error) = shared.config.journal.complete(job.seq).await {
+        // Still pending in the journal: replayed after a restart, so
+        // processed at least once.
+        bump(&shared.counters.journal_errors);
+        tracing::error!(%error, "journal could not mark the event done");
+    }
+    bump(&shared.counters.processed);
+    shared.finish(job.seq);
+}
+
+fn panic_message(payload: Box<dyn Any + Send>) -> String {
+    if let Some(message) = payload.downcast_ref::<&str>() {
+        (*message).to_owned()
+    } else if let Some(message) = payload.downcast_ref::<String>() {
+        message.clone()
+    } else {
+        "a panic without a message".to_owned()
+    }
+}
