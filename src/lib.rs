@@ -51,6 +51,9 @@
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod backend;
 pub mod body;
 pub mod dedup;
