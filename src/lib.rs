@@ -56,6 +56,7 @@ mod macros;
 
 pub mod backend;
 pub mod body;
+mod builder;
 pub mod dedup;
 pub mod event;
 pub mod fast_ack;
@@ -69,6 +70,7 @@ pub mod sim;
 pub mod verify;
 
 pub use self::backend::MokaStore;
+pub use self::builder::ServiceBuilderExt;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};
