@@ -108,15 +108,15 @@ impl Default for Config {
 }
 
 /// One command-line flag: its name, the name of its value, its help, and
-/// how its value sets the config.
-struct Flag {
-    name: &'static str,
-    value: &'static str,
-    help: &'static str,
-    set: fn(&mut Config, &str) -> Result<(), String>,
+/// how its value sets the config `C`.
+pub(crate) struct Flag<C> {
+    pub(crate) name: &'static str,
+    pub(crate) value: &'static str,
+    pub(crate) help: &'static str,
+    pub(crate) set: fn(&mut C, &str) -> Result<(), String>,
 }
 
-const FLAGS: &[Flag] = &[
+const FLAGS: &[Flag<Config>] = &[
     Flag {
         name: "--listen",
         value: "ADDR",
@@ -164,13 +164,13 @@ const FLAGS: &[Flag] = &[
     },
 ];
 
-fn parse_number(value: &str) -> Result<u64, String> {
+pub(crate) fn parse_number(value: &str) -> Result<u64, String> {
     value
         .parse()
         .map_err(|e| format!("not a whole number: {e}"))
 }
 
-fn parse_probability(value: &str) -> Result<f64, String> {
+pub(crate) fn parse_probability(value: &str) -> Result<f64, String> {
     match value.parse::<f64>() {
         Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
         _ => Err("not a probability between 0 and 1".to_owned()),
@@ -184,44 +184,60 @@ impl Config {
     where
         I: IntoIterator<Item = String>,
     {
-        let mut config = Self::default();
-        let mut args = args.into_iter();
-        while let Some(arg) = args.next() {
-            if arg == "--help" || arg == "-h" {
-                return Ok(None);
-            }
-            let (name, inline) = match arg.split_once('=') {
-                Some((name, value)) => (name, Some(value.to_owned())),
-                None => (arg.as_str(), None),
-            };
-            let flag = FLAGS
-                .iter()
-                .find(|f| f.name == name)
-                .ok_or_else(|| format!("unknown argument {arg:?} (see --help)"))?;
-            let value = match inline {
-                Some(value) => value,
-                None => args
-                    .next()
-                    .ok_or_else(|| format!("{name} needs a value {}", flag.value))?,
-            };
-            (flag.set)(&mut config, &value).map_err(|e| format!("{name} {value:?}: {e}"))?;
-        }
-        Ok(Some(config))
+        parse_flags(FLAGS, args)
     }
 
-    /// The usage text, from `FLAGS`.
+    /// The usage text.
     pub(crate) fn usage() -> String {
-        let mut text = String::from(
-            "A callback receiver with the full taskhook stack on POST /callback.\n\n\
-             usage: receiver [FLAGS]\n\nflags:\n",
-        );
-        for flag in FLAGS {
-            let left = format!("{} {}", flag.name, flag.value);
-            text.push_str(&format!("  {left:<24} {}\n", flag.help));
-        }
-        text.push_str(&format!("  {:<24} print this help\n", "--help"));
-        text
+        usage(
+            "A callback receiver with the full taskhook stack on POST /callback.",
+            "receiver",
+            FLAGS,
+        )
     }
+}
+
+/// Parses `--flag VALUE` and `--flag=VALUE` arguments into a default `C`:
+/// `Ok(None)` for `--help` or `-h`.
+pub(crate) fn parse_flags<C, I>(flags: &[Flag<C>], args: I) -> Result<Option<C>, String>
+where
+    C: Default,
+    I: IntoIterator<Item = String>,
+{
+    let mut config = C::default();
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg == "--help" || arg == "-h" {
+            return Ok(None);
+        }
+        let (name, inline) = match arg.split_once('=') {
+            Some((name, value)) => (name, Some(value.to_owned())),
+            None => (arg.as_str(), None),
+        };
+        let flag = flags
+            .iter()
+            .find(|f| f.name == name)
+            .ok_or_else(|| format!("unknown argument {arg:?} (see --help)"))?;
+        let value = match inline {
+            Some(value) => value,
+            None => args
+                .next()
+                .ok_or_else(|| format!("{name} needs a value {}", flag.value))?,
+        };
+        (flag.set)(&mut config, &value).map_err(|e| format!("{name} {value:?}: {e}"))?;
+    }
+    Ok(Some(config))
+}
+
+/// The usage text of a program taking `flags`.
+pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String {
+    let mut text = format!("{about}\n\nusage: {program} [FLAGS]\n\nflags:\n");
+    for flag in flags {
+        let left = format!("{} {}", flag.name, flag.value);
+        text.push_str(&format!("  {left:<24} {}\n", flag.help));
+    }
+    text.push_str(&format!("  {:<24} print this help\n", "--help"));
+    text
 }
 
 // ---------------------------------------------------------------------------

@@ -286,3 +286,76 @@ fn receiver_help_lists_every_flag_and_bad_flags_exit_2() {
         assert!(!out.stderr.is_empty());
     }
 }
+
+// ---------------------------------------------------------------------------
+// The demo
+
+#[test]
+fn demo_runs_and_reports_nothing_processed_twice_or_lost() {
+    let out = run_to_end(
+        "demo",
+        &[
+            "--tasks",
+            "300",
+            "--time-factor",
+            "0.01",
+            "--later-secs",
+            "20",
+            "--duplicates",
+            "0.1",
+            "--fail-rate",
+            "0.3",
+        ],
+        Duration::from_secs(60),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{table}\n{stderr}");
+    let row = |name: &str| -> String {
+        table
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(row("tasks sent"), "300");
+    assert!(row("processed twice").starts_with("0 "), "{table}");
+    assert!(row("lost").starts_with("0 "), "{table}");
+    assert!(
+        row("dead letters").contains("still dead at the end: 0"),
+        "{table}"
+    );
+    // Every task processed once (none left dead after the replays).
+    assert_eq!(row("processed once"), "300");
+    for name in ["pushes", "answers", "ack latency", "throughput"] {
+        assert!(!row(name).is_empty());
+    }
+}
+
+#[test]
+fn demo_fails_when_tasks_are_lost() {
+    // A queue of 1 for a burst, and no provider retries to wait for the
+    // queue: most tasks are refused with 503 until the provider gives up.
+    let out = run_to_end(
+        "demo",
+        &[
+            "--tasks",
+            "200",
+            "--capacity",
+            "1",
+            "--workers",
+            "1",
+            "--work-ms",
+            "20",
+            "--time-factor",
+            "0.001",
+            "--duplicates",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(!table.contains("\nlost             0 "), "{table}");
+}
