@@ -266,17 +266,17 @@ where
         .service(handler)
 }
 
-/// The app: the stack on `POST /callback`, mounted with `route_service`
-/// (a `FastAckLayer` drives one service; `MethodRouter::layer` would also
-/// layer the method-not-allowed fallback). Other methods reach the stack
-/// too and are processed like a `POST`: the provider only sends `POST`.
+/// The app: the stack on `POST /callback`. The stack is layered as one
+/// service before it is mounted with `post_service` (a `FastAckLayer`
+/// drives one service; `MethodRouter::layer` would also layer the
+/// method-not-allowed fallback): other methods get axum's `405`.
 pub(crate) fn router<S>(callback: S) -> Router
 where
     S: Service<Request<axum::body::Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
-    Router::new().route_service("/callback", callback)
+    Router::new().route("/callback", axum::routing::post_service(callback))
 }
 
 /// Serves `app` on `listener` until `shutdown` resolves, then lets the open
