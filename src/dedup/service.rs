@@ -95,7 +95,7 @@ impl<S: fmt::Debug, K: fmt::Debug, St: fmt::Debug> fmt::Debug for Dedup<S, K, St
 impl<S, K, St, ReqBody, ResBody> Service<Request<ReqBody>> for Dedup<S, K, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
     S::Error: Send + 'static,
     K: KeyExtractor,
     St: DedupStore,
