@@ -340,10 +340,14 @@ impl CompactStore {
         secs_since(self.inner.epoch, Instant::now(), Duration::ZERO, false)
     }
 
-    /// The deadline `after` from now, in whole seconds since the epoch,
-    /// rounded up.
-    fn deadline(&self, after: Duration) -> u32 {
-        secs_since(self.inner.epoch, Instant::now(), after, true)
+    /// The current time and the deadline `after` from now (rounded up), in
+    /// whole seconds since the epoch: one reading of the clock.
+    fn now_and_deadline(&self, after: Duration) -> (u32, u32) {
+        let now = Instant::now();
+        (
+            secs_since(self.inner.epoch, now, Duration::ZERO, false),
+            secs_since(self.inner.epoch, now, after, true),
+        )
     }
 
     fn hash(&self, key: &DedupKey) -> Key {
@@ -448,8 +452,7 @@ impl DedupStore for CompactStore {
     async fn claim(&self, key: &DedupKey) -> Result<Claim<CompactToken>, Infallible> {
         self.ensure_maintenance();
         let key = self.hash(key);
-        let now = self.now();
-        let until = self.deadline(self.inner.claim_timeout);
+        let (now, until) = self.now_and_deadline(self.inner.claim_timeout);
         let capacity = self.inner.shard_capacity;
         let mut guard = self.shard(key);
         let shard = &mut *guard;
@@ -484,8 +487,7 @@ impl DedupStore for CompactStore {
     }
 
     async fn complete(&self, _key: &DedupKey, token: &CompactToken) -> Result<(), Infallible> {
-        let now = self.now();
-        let until = self.deadline(self.inner.time_to_live);
+        let (now, until) = self.now_and_deadline(self.inner.time_to_live);
         let capacity = self.inner.shard_capacity;
         let done = Slot { until, claim: DONE };
         let notify = {
@@ -549,9 +551,17 @@ impl DedupStore for CompactStore {
             // before it is first polled.
             notified = notify.notified();
         }
-        let until = self.inner.epoch + Duration::from_secs(u64::from(until));
         // Until the claim ends, or expires (its owner is stuck or gone).
-        let _ = tokio::time::timeout_at(until, notified).await;
+        match self
+            .inner
+            .epoch
+            .checked_add(Duration::from_secs(u64::from(until)))
+        {
+            Some(until) => {
+                let _ = tokio::time::timeout_at(until, notified).await;
+            }
+            None => notified.await,
+        }
         Ok(())
     }
 }
