@@ -9,7 +9,7 @@
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
 //! - [`dedup`]: run the handler once per task id and answer duplicates
-//!   `200`, remembering ids in a moka TTL store ([`backend`]).
+//!   `200`, remembering ids in an in-process TTL store ([`backend`]).
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
 //! - `sim` (feature `sim`): a simulator of the provider's sending side, for demos, end-to-end tests and benchmarks.

@@ -1,4 +1,4 @@
-//! The in-process [`MokaStore`]: the default store of the dedup layer.
+//! The in-process [`MokaStore`]: a dedup store on a moka cache.
 
 use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
