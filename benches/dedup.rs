@@ -439,12 +439,12 @@ macro_rules! group {
             }
 
             #[divan::bench(
-                                types = [DashMapStamp, MokaPlain, MokaStore, CompactStore],
-                                args = SIZES,
-                                threads = [1, 2],
-                                sample_count = SAMPLES,
-                                sample_size = SAMPLE_SIZE,
-                            )]
+                                        types = [DashMapStamp, MokaPlain, MokaStore, CompactStore],
+                                        args = SIZES,
+                                        threads = [1, 2],
+                                        sample_count = SAMPLES,
+                                        sample_size = SAMPLE_SIZE,
+                                    )]
             fn store<C: Contender>(bencher: Bencher<'_, '_>, n: u64) {
                 run::<C>(bencher, n, $adds, $pick);
             }

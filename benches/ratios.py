@@ -5,6 +5,12 @@ the baseline measured in the same run.
     cargo bench --bench dedup | python3 benches/ratios.py
     cargo bench --bench parse | python3 benches/ratios.py
 
+Several runs (files of saved output) give, per benchmark, the median over
+the runs of its median and of its ratio, and the range of the ratios:
+
+    for i in 1 2 3; do cargo bench --bench dedup > run$i.txt; done
+    python3 benches/ratios.py run1.txt run2.txt run3.txt
+
 Baselines: in `benches/dedup.rs`, the `floor` (a HashSet on one thread) of
 the same group and size (`full_store` against the `new_id` floor at
 100,000 keys); in `benches/parse.rs`, `id_only_serde` of the same body size.
@@ -50,21 +56,54 @@ def fmt(ns):
 
 
 def main():
-    measured = list(rows(sys.stdin))
-    medians = {tuple(path): ns for path, ns in measured}
-    groups = {}
-    for path, ns in measured:
-        groups.setdefault(path[0], []).append((path[1:], ns))
-    for group, entries in groups.items():
-        print(f"\n### {group}\n")
-        print("| benchmark | median | ratio | baseline |")
-        print("|---|---|---|---|")
-        for rest, ns in entries:
-            base_path = baseline(group, rest)
+    if len(sys.argv) > 1:
+        runs = []
+        for name in sys.argv[1:]:
+            with open(name, encoding="utf-8") as file:
+                runs.append(list(rows(file)))
+    else:
+        runs = [list(rows(sys.stdin))]
+    # Per run: benchmark -> (median, ratio to the run's own baseline).
+    results = []
+    for measured in runs:
+        medians = {tuple(path): ns for path, ns in measured}
+        result = {}
+        for path, ns in measured:
+            base_path = baseline(path[0], path[1:])
             base = medians.get(base_path) if base_path else None
-            ratio = f"{ns / base:.2f}x" if base else "-"
-            base_name = "/".join(base_path) if base else "-"
-            print(f"| {' '.join(rest)} | {fmt(ns)} | {ratio} | {base_name} |")
+            result[tuple(path)] = (ns, ns / base if base else None)
+        results.append(result)
+    groups = {}
+    for path in results[0]:
+        groups.setdefault(path[0], []).append(path)
+    several = len(results) > 1
+    for group, paths in groups.items():
+        print(f"\n### {group}\n")
+        if several:
+            print(f"| benchmark | median ({len(results)} runs) | ratio (median) | ratio range | baseline |")
+            print("|---|---|---|---|---|")
+        else:
+            print("| benchmark | median | ratio | baseline |")
+            print("|---|---|---|---|")
+        for path in paths:
+            found = [run[path] for run in results if path in run]
+            ns = middle([median for median, _ in found])
+            ratios = [ratio for _, ratio in found if ratio is not None]
+            base_path = baseline(group, list(path[1:]))
+            base_name = "/".join(base_path) if ratios else "-"
+            ratio = f"{middle(ratios):.2f}x" if ratios else "-"
+            name = " ".join(path[1:])
+            if several:
+                spread = f"{min(ratios):.2f}-{max(ratios):.2f}x" if ratios else "-"
+                print(f"| {name} | {fmt(ns)} | {ratio} | {spread} | {base_name} |")
+            else:
+                print(f"| {name} | {fmt(ns)} | {ratio} | {base_name} |")
+
+
+def middle(values):
+    values = sorted(values)
+    n = len(values)
+    return values[n // 2] if n % 2 else (values[n // 2 - 1] + values[n // 2]) / 2
 
 
 def baseline(group, rest):
