@@ -33,15 +33,16 @@ const MAX_SHARDS: usize = 256;
 /// first, so eviction costs a few slot visits per new key, not a scan.
 const EVICT_FRACTION: usize = 8;
 
-/// The `claim` of a done slot.
-const DONE: u32 = 0;
+/// The bit of [`Slot::tag`] that marks a key in flight.
+const IN_FLIGHT: u32 = 1 << 31;
 
 /// A [`DedupStore`] in process memory: a sharded hash table of compact
 /// entries.
 ///
 /// Each remembered key is 24 bytes in an open-addressing hash table: a
-/// 128-bit keyed hash of the key, the deadline in whole seconds and the
-/// claim number. At 1,000,000 keys that is about 53 bytes of resident memory
+/// 128-bit keyed hash of the key, the deadline in whole seconds and a tag
+/// (the claim's number while in flight, the completion's number once done).
+/// At 1,000,000 keys that is about 53 bytes of resident memory
 /// per key with the table's free slots, against about 407 for the
 /// [`MokaStore`](super::MokaStore); a dedup decision takes 0.15 to 0.45 µs
 /// where the moka store takes 1 to 3 µs (`BENCHMARKS.md`). It is the default
@@ -52,8 +53,9 @@ const DONE: u32 = 0;
 ///   (a power of two, about four per core, each with `max_capacity / shards`
 ///   keys, at least 4,096 per shard when the capacity allows); a full shard
 ///   first forgets its expired keys, then the oldest eighth of its done keys
-///   (the earliest deadlines, which with one TTL are the earliest
-///   completions). A new claim is never refused: forgetting the oldest done
+///   in one pass (the earliest deadlines, which with one TTL are the
+///   earliest completions; within one second, in order of completion). A
+///   new claim is never refused: forgetting the oldest done
 ///   ids is the failure mode, so a full store remembers at least the
 ///   latest seven eighths of its capacity. In-flight keys are forgotten only
 ///   if a shard holds nothing else (a capacity far too small), which would
@@ -131,8 +133,11 @@ struct Shard {
     /// No deadline in `table` is earlier (a lower bound): the sweep skips
     /// the shard until then.
     earliest: u32,
-    /// The number of the next claim in this shard (never [`DONE`]).
+    /// The tag of the next claim in this shard (with [`IN_FLIGHT`] set).
     next_claim: u32,
+    /// The tag of the next completion in this shard ([`IN_FLIGHT`] clear):
+    /// orders done keys with the same deadline second.
+    next_done: u32,
 }
 
 /// The 128-bit keyed hash of a key.
@@ -186,13 +191,20 @@ impl Hasher for PassThroughHasher {
 struct Slot {
     /// Whole seconds since the epoch; the key is unknown from then on.
     until: u32,
-    /// [`DONE`], or the number of the live claim.
-    claim: u32,
+    /// In flight: [`IN_FLIGHT`] and the claim's number, the owner's proof.
+    /// Done: the completion's number in its shard (31 bits).
+    tag: u32,
 }
 
 impl Slot {
     fn is_done(self) -> bool {
-        self.claim == DONE
+        self.tag & IN_FLIGHT == 0
+    }
+
+    /// Orders slots oldest first: by deadline, then by completion (or claim)
+    /// number within a deadline second.
+    fn age(self) -> u64 {
+        (u64::from(self.until) << 32) | u64::from(self.tag & !IN_FLIGHT)
     }
 
     fn is_live(self, now: u32) -> bool {
@@ -217,7 +229,8 @@ impl Shard {
             table: HashMap::with_hasher(PassThrough),
             waiters: HashMap::with_hasher(PassThrough),
             earliest: u32::MAX,
-            next_claim: 1,
+            next_claim: IN_FLIGHT,
+            next_done: 0,
         }
     }
 
@@ -240,39 +253,26 @@ impl Shard {
             return;
         }
         let batch = (capacity / EVICT_FRACTION).max(self.table.len() + 1 - capacity);
-        let mut deadlines: Vec<u32> = self
+        let mut ages: Vec<u64> = self
             .table
             .values()
             .filter(|slot| slot.is_done())
-            .map(|slot| slot.until)
+            .map(|slot| slot.age())
             .collect();
-        let in_flight_too = deadlines.is_empty();
+        let in_flight_too = ages.is_empty();
         if in_flight_too {
-            deadlines = self.table.values().map(|slot| slot.until).collect();
+            ages = self.table.values().map(|slot| slot.age()).collect();
         }
-        let batch = batch.min(deadlines.len());
+        let batch = batch.min(ages.len());
         if batch == 0 {
             return;
         }
-        let (_, &mut threshold, _) = deadlines.select_nth_unstable(batch - 1);
-        let below = deadlines.iter().filter(|&&until| until < threshold).count();
-        // Keys at the threshold deadline still to forget after those below.
-        let mut at_threshold = batch - below;
-        self.table.retain(|_, slot| {
-            if !(in_flight_too || slot.is_done()) || slot.until > threshold {
-                return true;
-            }
-            if slot.until < threshold {
-                return false;
-            }
-            if at_threshold > 0 {
-                at_threshold -= 1;
-                return false;
-            }
-            true
-        });
+        let (_, &mut threshold, _) = ages.select_nth_unstable(batch - 1);
+        // Ages are unique within a shard (but for 31-bit wrap-around), so
+        // this forgets `batch` keys: those up to the threshold.
+        self.table
+            .retain(|_, slot| !(in_flight_too || slot.is_done()) || slot.age() > threshold);
         tracing::debug!(
-            forgotten = batch,
             remembered = self.table.len(),
             "dedup: compact store shard full, forgot its oldest keys"
         );
@@ -469,19 +469,20 @@ impl DedupStore for CompactStore {
             }
             // Expired: unknown, so claimed again in place.
             Entry::Occupied(mut entry) => {
-                let claim = next_claim(&mut shard.next_claim);
-                entry.insert(Slot { until, claim });
+                let claim = next_tag(&mut shard.next_claim);
+                entry.insert(Slot { until, tag: claim });
+                shard.earliest = shard.earliest.min(until);
                 claim
             }
             Entry::Vacant(entry) if !full => {
-                let claim = next_claim(&mut shard.next_claim);
-                entry.insert(Slot { until, claim });
+                let claim = next_tag(&mut shard.next_claim);
+                entry.insert(Slot { until, tag: claim });
                 shard.earliest = shard.earliest.min(until);
                 claim
             }
             Entry::Vacant(_) => {
-                let claim = next_claim(&mut shard.next_claim);
-                shard.insert_new(key, Slot { until, claim }, now, capacity);
+                let claim = next_tag(&mut shard.next_claim);
+                shard.insert_new(key, Slot { until, tag: claim }, now, capacity);
                 claim
             }
         };
@@ -491,22 +492,27 @@ impl DedupStore for CompactStore {
     async fn complete(&self, _key: &DedupKey, token: &CompactToken) -> Result<(), Infallible> {
         let (now, until) = self.now_and_deadline(self.inner.time_to_live);
         let capacity = self.inner.shard_capacity;
-        let done = Slot { until, claim: DONE };
         let notify = {
-            let mut shard = self.shard(token.key);
+            let mut guard = self.shard(token.key);
+            let shard = &mut *guard;
+            let done = Slot {
+                until,
+                tag: next_tag(&mut shard.next_done),
+            };
             match shard.table.get_mut(&token.key) {
                 // Another caller's live claim: not ours to touch.
-                Some(slot) if !slot.is_done() && slot.claim != token.claim && slot.is_live(now) => {
+                Some(slot) if !slot.is_done() && slot.tag != token.claim && slot.is_live(now) => {
                     None
                 }
                 Some(slot) => {
                     *slot = done;
-                    take_waiters(&mut shard, token.key)
+                    shard.earliest = shard.earliest.min(until);
+                    take_waiters(shard, token.key)
                 }
                 // Forgotten meanwhile (evicted, or expired and swept).
                 None => {
                     shard.insert_new(token.key, done, now, capacity);
-                    take_waiters(&mut shard, token.key)
+                    take_waiters(shard, token.key)
                 }
             }
         };
@@ -520,7 +526,7 @@ impl DedupStore for CompactStore {
         let notify = {
             let mut shard = self.shard(token.key);
             match shard.table.get(&token.key) {
-                Some(slot) if !slot.is_done() && slot.claim == token.claim => {
+                Some(slot) if !slot.is_done() && slot.tag == token.claim => {
                     shard.table.remove(&token.key);
                     take_waiters(&mut shard, token.key)
                 }
@@ -568,11 +574,12 @@ impl DedupStore for CompactStore {
     }
 }
 
-/// Takes the next claim number of a shard (never [`DONE`]).
-fn next_claim(next: &mut u32) -> u32 {
-    let claim = *next;
-    *next = next.wrapping_add(1).max(1);
-    claim
+/// Takes the next tag of a shard's counter, keeping its [`IN_FLIGHT`] bit
+/// (set for claims, clear for completions) as the low 31 bits wrap.
+fn next_tag(next: &mut u32) -> u32 {
+    let tag = *next;
+    *next = (next.wrapping_add(1) & !IN_FLIGHT) | (tag & IN_FLIGHT);
+    tag
 }
 
 fn take_waiters(shard: &mut Shard, key: Key) -> Option<Arc<Notify>> {

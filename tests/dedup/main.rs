@@ -1150,5 +1150,28 @@ mod stores {
             }
             assert!(store.entry_count() <= 100);
         }
+
+        #[tokio::test(start_paused = true)]
+        async fn within_one_second_the_first_completed_are_forgotten_first() {
+            let store = CompactStore::builder().max_capacity(16).build();
+            // All in the same second: the deadlines are equal.
+            for i in 0..17 {
+                claim_and_complete(&store, &format!("task_{i:02}")).await;
+            }
+            // The 17th made room: 16 / 8 = 2 keys went, the first two.
+            assert_eq!(store.entry_count(), 15);
+            for i in 2..17 {
+                assert!(matches!(
+                    claim(&store, &format!("task_{i:02}")).await,
+                    Claim::Done
+                ));
+            }
+            for i in 0..2 {
+                assert!(matches!(
+                    claim(&store, &format!("task_{i:02}")).await,
+                    Claim::Acquired(_)
+                ));
+            }
+        }
     }
 }
