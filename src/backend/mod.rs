@@ -3,9 +3,9 @@
 //!
 //! - [`compact`]: [`CompactStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore): a sharded table of 24-byte
-//!   entries, about 53 bytes per remembered id at 1,000,000 ids.
+//!   entries, about 52 bytes per remembered id at 1,000,000 ids.
 //! - [`moka`]: [`MokaStore`], in process memory, on a moka cache: exact LRU
-//!   eviction, about 400 bytes per remembered id and 5 to 20 times slower
+//!   eviction, about 400 bytes per remembered id and 5 to 30 times slower
 //!   (`BENCHMARKS.md`).
 //!
 //! # Example
