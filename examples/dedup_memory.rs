@@ -8,12 +8,15 @@
 //! Linux only (it reads `VmRSS` from `/proc/self/status`). Each measurement
 //! runs in a fresh child process (this program started again with a mode),
 //! so no allocation of one measurement is reused by the next. For each mode
-//! it fills a cache with N distinct 31-byte ids, runs moka's maintenance,
-//! and reports (RSS after - RSS before) / N:
+//! it fills a store with N distinct 31-byte ids, runs moka's maintenance
+//! (for the moka modes), and reports (RSS after - RSS before) / N, read
+//! while the store is alive:
 //!
 //! - `store`: the real `MokaStore`, through its `DedupStore` API (claim then
 //!   complete each id): what a deployment pays per id;
-//! - `compact`: the real `CompactStore`, the same way;
+//! - `compact`: the real `CompactStore` (the default store), the same way,
+//!   with a capacity of 2 N so that all N ids are kept (a full shard forgets
+//!   its oldest eighth; capacity reserves no memory);
 //! - `string-key` / `hashed-key`: a bare moka cache with the same settings
 //!   (LRU, TTL) and a 16-byte value, keyed by the id `String` or by its
 //!   128-bit hash: the saving of compact keys alone.
