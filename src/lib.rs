@@ -82,7 +82,7 @@ pub mod sim;
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
 
-pub use self::backend::MokaStore;
+pub use self::backend::{CompactStore, MokaStore};
 pub use self::builder::ServiceBuilderExt;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};

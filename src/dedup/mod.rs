@@ -5,7 +5,7 @@
 //! reads the parsed [`TaskEvent`](crate::TaskEvent) from the request
 //! extensions. A [`KeyExtractor`] turns it into a [`DedupKey`] (by default
 //! the task id, [`ById`]). Each key is unknown, in flight, or done, in a
-//! [`DedupStore`] (by default a [`MokaStore`](crate::MokaStore) in memory):
+//! [`DedupStore`] (by default a [`CompactStore`](crate::CompactStore) in memory):
 //!
 //! | key | what the layer does |
 //! |---|---|
@@ -61,10 +61,11 @@
 //!
 //! The [`DedupStore`] trait (claim / complete / release / wait) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
-//! expire on their own. The default [`MokaStore`](crate::MokaStore) keeps
-//! each entry's deadline as a [`tokio::time::Instant`], so `tokio::time::pause`
-//! and `advance` drive TTLs and claim timeouts in tests; moka's own
-//! time-to-live only makes expired entries leave memory. The layer needs a
+//! expire on their own. The in-process stores, the default
+//! [`CompactStore`](crate::CompactStore) and the
+//! [`MokaStore`](crate::MokaStore), measure deadlines on
+//! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
+//! and claim timeouts in tests. The layer needs a
 //! tokio runtime (timers, and a task per claimed request).
 //!
 //! # Example
