@@ -61,7 +61,9 @@
 //! Ack latency is the time from sending a request to the end of its
 //! answer, over every answered attempt; throughput is tasks per second of
 //! the simulator's run (all pushes done), and events processed per second
-//! until the receiver was drained.
+//! until the receiver was drained. The run lasts at least as long as the
+//! later duplicates' delay (60 provider-seconds, 3 s at the default
+//! factor), so these are averages over the run, not peak rates.
 
 #[allow(dead_code)]
 #[path = "receiver.rs"]
