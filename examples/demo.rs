@@ -52,10 +52,18 @@
 //! burst over the real schedule (retries 10 s, 30 s, 60 s apart), or use a
 //! durable journal and a larger capacity.
 //!
+//! Known issue: an ack slower than the provider's (scaled) timeout, after
+//! fast-ack already queued the event, lets the provider's retry be accepted
+//! again, and "processed twice" counts it (reproduced by the ignored test
+//! in `tests/e2e`). A tiny time factor on a busy machine (or a debug build)
+//! can provoke it; the default factor leaves acks 500 ms.
+//!
 //! Ack latency is the time from sending a request to the end of its
 //! answer, over every answered attempt; throughput is tasks per second of
 //! the simulator's run (all pushes done), and events processed per second
-//! until the receiver was drained.
+//! until the receiver was drained. The run lasts at least as long as the
+//! later duplicates' delay (60 provider-seconds, 3 s at the default
+//! factor), so these are averages over the run, not peak rates.
 
 #[allow(dead_code)]
 #[path = "receiver.rs"]
@@ -307,9 +315,10 @@ struct Outcome {
     total: Duration,
 }
 
-/// Waits until nothing accepted is queued, running or waiting for a retry.
+/// Waits until nothing accepted is queued, running or waiting for a retry
+/// (at most a minute: then what is left counts as lost).
 async fn settled(handle: &FastAckHandle) {
-    loop {
+    for _ in 0..6_000 {
         let stats = handle.stats();
         if stats.queued + stats.in_flight + stats.waiting_retry == 0
             && stats.accepted + stats.recovered == stats.processed + stats.dead_lettered
@@ -318,6 +327,7 @@ async fn settled(handle: &FastAckHandle) {
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+    eprintln!("demo: the receiver did not settle within a minute");
 }
 
 /// Draws the progress bar on stderr until `done` is set.
