@@ -3,6 +3,8 @@
 //!
 //! - [`moka`]: [`MokaStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore).
+//! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by
+//!   several replicas.
 //!
 //! # Example
 //!
@@ -23,5 +25,8 @@
 //! ```
 
 pub mod moka;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};
