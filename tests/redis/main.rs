@@ -5,6 +5,8 @@
 //! (503 within the timeout bound), Redis restarted (nothing acknowledged
 //! lost).
 
+#[cfg(feature = "sim")]
+mod replicas;
 mod server;
 
 use std::collections::HashSet;
@@ -27,7 +29,7 @@ use self::server::RedisServer;
 
 /// A bound for eventual conditions: generous, only hit when the code is
 /// wrong.
-const PATIENCE: Duration = Duration::from_secs(10);
+pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
 
 async fn connect(server: &RedisServer) -> RedisConnection {
     RedisConnection::builder(server.url())

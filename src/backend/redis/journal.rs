@@ -67,6 +67,9 @@ const BATCH: usize = 256;
 ///   `<prefix>:journal:dead` (a stream, indexed by sequence number); their
 ///   task id is forgotten, so a [replay](crate::FastAckHandle::replay) or
 ///   the provider's next push can run them again.
+/// - **Redis down**: a completion or dead letter that fails is retried
+///   before each heartbeat (the entry stays held meanwhile, so nobody runs
+///   it again); a failed append is answered `503`.
 /// - **pending** (at start-up): this consumer's own pending entries (a
 ///   replica restarted under the same [`consumer`](RedisJournalBuilder::consumer)
 ///   name), entries never delivered, and a full takeover pass.
@@ -120,6 +123,16 @@ struct Inner {
     held: Mutex<BTreeSet<u64>>,
     /// Where the next `XAUTOCLAIM` scan starts.
     cursor: Mutex<String>,
+    /// Completions and dead letters that failed (Redis was down), retried
+    /// before each heartbeat. Their entries stay held meanwhile, so no
+    /// other replica runs them again.
+    deferred: Mutex<Vec<Deferred>>,
+}
+
+/// A write to retry once Redis answers again.
+enum Deferred {
+    Complete(u64),
+    DeadLetter(DeadLetter),
 }
 
 struct Scripts {
@@ -179,6 +192,36 @@ impl RedisJournal {
     fn held_set(&self) -> MutexGuard<'_, BTreeSet<u64>> {
         // A set of integers is valid after any panic.
         self.inner.held.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn deferred(&self) -> MutexGuard<'_, Vec<Deferred>> {
+        self.inner
+            .deferred
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Retries the deferred writes; keeps those that fail again.
+    async fn retry_deferred(&self) -> Result<(), RedisError> {
+        let deferred = std::mem::take(&mut *self.deferred());
+        let mut outcome = Ok(());
+        let mut left = Vec::new();
+        for write in deferred {
+            if outcome.is_err() {
+                left.push(write);
+                continue;
+            }
+            let result = match &write {
+                Deferred::Complete(seq) => self.finish(*seq, "done").await,
+                Deferred::DeadLetter(letter) => self.record_dead_letter(letter).await,
+            };
+            if let Err(error) = result {
+                outcome = Err(error);
+                left.push(write);
+            }
+        }
+        self.deferred().extend(left);
+        outcome
     }
 
     fn cursor(&self) -> MutexGuard<'_, String> {
@@ -474,11 +517,26 @@ impl Journal for RedisJournal {
     }
 
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
-        Box::pin(async move { self.finish(seq, "done").await.map_err(unavailable) })
+        Box::pin(async move {
+            self.finish(seq, "done").await.map_err(|error| {
+                // Retried before the next heartbeat; held meanwhile, so the
+                // event does not run again.
+                self.deferred().push(Deferred::Complete(seq));
+                unavailable(error)
+            })
+        })
     }
 
     fn withdraw(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
-        Box::pin(async move { self.finish(seq, "withdraw").await.map_err(unavailable) })
+        Box::pin(async move {
+            self.finish(seq, "withdraw").await.map_err(|error| {
+                // Not retried: the provider's retry may already have been
+                // answered as a duplicate of this entry, so it must run.
+                // No longer held, it is taken over once idle and run.
+                self.held_set().remove(&seq);
+                unavailable(error)
+            })
+        })
     }
 
     fn pending(&self) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
@@ -490,7 +548,12 @@ impl Journal for RedisJournal {
 
     fn dead_letter(&self, letter: &DeadLetter) -> BoxFuture<'_, Result<(), JournalError>> {
         let letter = letter.clone();
-        Box::pin(async move { self.record_dead_letter(&letter).await.map_err(unavailable) })
+        Box::pin(async move {
+            self.record_dead_letter(&letter).await.map_err(|error| {
+                self.deferred().push(Deferred::DeadLetter(letter));
+                unavailable(error)
+            })
+        })
     }
 
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>> {
@@ -517,6 +580,7 @@ impl Journal for RedisJournal {
 
     fn take_over(&self, max: usize) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
         Box::pin(async move {
+            self.retry_deferred().await.map_err(unavailable)?;
             self.heartbeat().await.map_err(unavailable)?;
             if max == 0 {
                 return Ok(Vec::new());
@@ -806,6 +870,7 @@ impl RedisJournalBuilder {
                 },
                 held: Mutex::new(BTreeSet::new()),
                 cursor: Mutex::new("0-0".to_owned()),
+                deferred: Mutex::new(Vec::new()),
             }),
         };
         journal.create_group().await?;
