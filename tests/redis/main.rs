@@ -618,3 +618,126 @@ async fn a_redis_restart_loses_nothing_acknowledged() {
     assert_eq!(duplicate.status(), StatusCode::OK);
     assert_eq!(duplicate.headers()[&DUPLICATE_HEADER], "journaled");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_restarted_under_its_name_runs_its_own_pending_entries_at_once() {
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let journal = || {
+        RedisJournal::builder(redis.clone())
+            .consumer("receiver-0")
+            // Far beyond the test: only the consumer name can bring the
+            // entries back.
+            .claim_idle(Duration::from_secs(3600))
+            .build()
+    };
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (service, handle) = fast_ack_stack(
+        journal().await.unwrap(),
+        Arc::clone(&seen),
+        Arc::new(Notify::new()),
+        Arc::clone(&open),
+    );
+    handle.started().await;
+    for id in ["task_r1", "task_r2"] {
+        let response = service.clone().oneshot(push(id)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    // Stops without finishing them (a deploy with too short a grace time).
+    let report = handle.shutdown(Duration::ZERO).await;
+    assert_eq!(report.left(), 2);
+    assert!(seen.lock().unwrap().is_empty());
+
+    let open = Arc::new(std::sync::atomic::AtomicBool::new(true));
+    let restarted = journal().await.unwrap();
+    let (_service, handle) = fast_ack_stack(
+        restarted.clone(),
+        Arc::clone(&seen),
+        Arc::new(Notify::new()),
+        open,
+    );
+    handle.started().await;
+    eventually("the pending entries run after the restart", || async {
+        seen.lock().unwrap().len() == 2 && restarted.pending_count().await.unwrap() == 0
+    })
+    .await;
+    let mut seen = seen.lock().unwrap().clone();
+    seen.sort();
+    assert_eq!(seen, ["task_r1", "task_r2"]);
+}
+
+/// Figures for BENCHMARKS.md ("Redis"), not an assertion: requests per
+/// second through payload → dedup → an empty handler, with the moka store
+/// and with the Redis store on loopback, same run. Run it with
+/// `cargo test --release --features redis --test redis -- --ignored --nocapture dedup_throughput`.
+#[tokio::test(flavor = "multi_thread")]
+#[ignore = "a measurement; run by hand in release mode"]
+async fn dedup_throughput() {
+    const REQUESTS: usize = 20_000;
+    const CONCURRENCY: usize = 64;
+
+    type Stack = tower::util::BoxCloneService<Request<String>, Response<()>, Infallible>;
+
+    /// Pushes `REQUESTS` ids `<prefix>-<n>` from `CONCURRENCY` tasks.
+    async fn run(service: &Stack, prefix: &str, duplicates: bool) -> Duration {
+        let next = Arc::new(AtomicUsize::new(0));
+        let started = std::time::Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..CONCURRENCY {
+            let service = service.clone();
+            let next = Arc::clone(&next);
+            let prefix = prefix.to_owned();
+            workers.push(tokio::spawn(async move {
+                loop {
+                    let n = next.fetch_add(1, Ordering::Relaxed);
+                    if n >= REQUESTS {
+                        break;
+                    }
+                    let response = service
+                        .clone()
+                        .oneshot(push(&format!("{prefix}-{n}")))
+                        .await
+                        .unwrap();
+                    assert_eq!(response.status(), StatusCode::OK);
+                    assert_eq!(
+                        response.headers().get(&DUPLICATE_HEADER).is_some(),
+                        duplicates
+                    );
+                }
+            }));
+        }
+        for worker in workers {
+            worker.await.unwrap();
+        }
+        started.elapsed()
+    }
+
+    async fn measure<St: DedupStore + Clone>(name: &str, store: St) {
+        let service = Stack::new(
+            ServiceBuilder::new()
+                .map_response(|response: Response<_>| response.map(|_| ()))
+                .layer(PayloadLayer::new())
+                .layer(DedupLayer::with_store(store))
+                .service(service_fn(|_req: Request<BufferedBody>| async {
+                    Ok::<_, Infallible>(Response::new(String::new()))
+                })),
+        );
+        let new = run(&service, name, false).await;
+        let duplicates = run(&service, name, true).await;
+        let rate = |elapsed: Duration| REQUESTS as f64 / elapsed.as_secs_f64();
+        println!(
+            "{name:>24}: new ids {:>7.0} req/s ({new:.2?}), duplicates {:>7.0} req/s ({duplicates:.2?})",
+            rate(new),
+            rate(duplicates),
+        );
+    }
+
+    measure("moka", taskhook::MokaStore::new()).await;
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    measure("redis appendfsync always", RedisStore::new(redis)).await;
+    let server = RedisServer::start_with(&["--appendfsync", "everysec"]);
+    let redis = connect(&server).await;
+    measure("redis appendfsync everysec", RedisStore::new(redis)).await;
+}
