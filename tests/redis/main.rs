@@ -84,8 +84,8 @@ where
     }
 }
 
-async fn raw(redis: &RedisConnection, server: &RedisServer, args: &[&str]) -> String {
-    let _ = redis;
+/// Runs one command with `redis-cli` (installed with `redis-server`).
+async fn raw(server: &RedisServer, args: &[&str]) -> String {
     let output = std::process::Command::new("redis-cli")
         .arg("-u")
         .arg(server.url())
@@ -163,7 +163,7 @@ async fn complete_and_release_only_touch_their_own_claim() {
     };
     // The claim expires (as after its timeout) and another caller claims.
     assert_eq!(
-        raw(&redis, &server, &["DEL", "taskhook:dedup:task_owned"]).await,
+        raw(&server, &["DEL", "taskhook:dedup:task_owned"]).await,
         "1"
     );
     let Claim::Acquired(current) = store.claim(&key).await.unwrap() else {
@@ -199,7 +199,7 @@ async fn done_keys_live_for_the_ttl_and_claims_expire() {
     };
     store.complete(&done, &token).await.unwrap();
     assert_eq!(store.claim(&done).await.unwrap(), Claim::Done);
-    let ttl: i64 = raw(&redis, &server, &["PTTL", "taskhook:dedup:task_ttl"])
+    let ttl: i64 = raw(&server, &["PTTL", "taskhook:dedup:task_ttl"])
         .await
         .parse()
         .unwrap();
@@ -214,7 +214,7 @@ async fn done_keys_live_for_the_ttl_and_claims_expire() {
         Claim::Acquired(_)
     ));
     assert_eq!(store.claim(&stuck).await.unwrap(), Claim::InFlight);
-    let ttl: i64 = raw(&redis, &server, &["PTTL", "taskhook:dedup:task_stuck"])
+    let ttl: i64 = raw(&server, &["PTTL", "taskhook:dedup:task_stuck"])
         .await
         .parse()
         .unwrap();
@@ -254,19 +254,13 @@ async fn the_journal_claims_and_appends_in_one_step() {
         }
     }
     assert_eq!(seqs.len(), 1, "one task id is appended once");
-    assert_eq!(
-        raw(&redis, &server, &["XLEN", "taskhook:journal"]).await,
-        "1"
-    );
+    assert_eq!(raw(&server, &["XLEN", "taskhook:journal"]).await, "1");
 
     let journal = RedisJournal::builder(redis.clone()).build().await.unwrap();
     assert_eq!(journal.pending_count().await.unwrap(), 1);
     journal.complete(seqs[0]).await.unwrap();
     assert_eq!(journal.pending_count().await.unwrap(), 0);
-    assert_eq!(
-        raw(&redis, &server, &["XLEN", "taskhook:journal"]).await,
-        "0"
-    );
+    assert_eq!(raw(&server, &["XLEN", "taskhook:journal"]).await, "0");
     // Done: a later push of the task is a duplicate.
     assert_eq!(
         journal.append(vec![record("task_j")]).await.unwrap(),
@@ -395,10 +389,7 @@ async fn entries_delivered_too_often_become_dead_letters() {
         .to_string()
         .contains("delivered 3 times"));
     assert_eq!(third.pending_count().await.unwrap(), 0);
-    assert_eq!(
-        raw(&redis, &server, &["XLEN", "taskhook:journal:dead"]).await,
-        "1"
-    );
+    assert_eq!(raw(&server, &["XLEN", "taskhook:journal:dead"]).await, "1");
 
     // Its task id is forgotten: a replay (or the provider's next push) runs.
     assert!(matches!(
