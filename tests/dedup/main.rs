@@ -258,19 +258,9 @@ async fn concurrent_identical_ids_run_once_across_threads() {
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_dropped_in_flight_future_releases_its_key() {
-    let layer = DedupLayer::new();
-    let metrics = layer.metrics();
-    let (service, calls) = stack(layer, |n| {
-        if n == 0 {
-            Act::Slow(Duration::from_secs(3600), StatusCode::OK)
-        } else {
-            Act::Answer(StatusCode::OK)
-        }
-    });
-    // A timeout layer outside drops the response future after 1 s, as a
-    // server does when the client goes away.
+/// A timeout layer outside drops the response future after 1 s, as a
+/// server does when the client goes away.
+async fn push_with_timeout(service: &Stack) {
     let outer = ServiceBuilder::new()
         .timeout(Duration::from_secs(1))
         .service(service.clone());
@@ -279,14 +269,56 @@ async fn a_dropped_in_flight_future_releases_its_key() {
         .await
         .unwrap_err();
     assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_response_future_does_not_cancel_the_handler() {
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::Slow(Duration::from_secs(10), StatusCode::OK)
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    push_with_timeout(&service).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 
-    // The retry runs at once: no wait for the claim timeout (60 s).
+    // The handler goes on (it may already have accepted the event): the
+    // provider's retry is not run beside it, it waits, then gets a 503.
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(headers.contains_key("retry-after"));
+
+    // Once the handler succeeded, the next retry is a duplicate.
+    tokio::time::advance(Duration::from_secs(10)).await;
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(is_duplicate(&headers));
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(metrics.released(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_failing_after_its_client_left_releases_its_key() {
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::Slow(Duration::from_secs(3), StatusCode::INTERNAL_SERVER_ERROR)
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    push_with_timeout(&service).await;
+
+    // The retry waits for the outcome (a 500 at 3 s) and then runs.
     let started = Instant::now();
     let (status, headers, _) = send(&service, "task_01").await.unwrap();
     assert_eq!(status, StatusCode::OK);
     assert!(!is_duplicate(&headers));
-    assert!(started.elapsed() < Duration::from_secs(1));
+    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
     assert_eq!(metrics.released(), 1);
 }
@@ -536,6 +568,10 @@ impl DedupStore for FailingStore {
     }
 
     async fn release(&self, _key: &DedupKey, _token: &()) -> Result<(), std::io::Error> {
+        Ok(())
+    }
+
+    async fn forget(&self, _key: &DedupKey) -> Result<(), std::io::Error> {
         Ok(())
     }
 }
