@@ -30,6 +30,9 @@
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
 //! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
+//! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
+//! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
+//! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
 //! | `--help` | | print the flags |
 //!
 //! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
@@ -56,6 +59,17 @@
 //!   shutdown report on stderr, closes the HTTP server, and exits `0`; it
 //!   exits `1` if the deadline left events unfinished (with the in-memory
 //!   journal they are lost), `2` on bad flags.
+//!
+//! # Several replicas
+//!
+//! With `--redis URL` (and the feature `redis`) the dedup store is a
+//! `RedisStore` and the fast-ack journal a `RedisJournal`, both on that
+//! Redis: start several receivers with the same URL behind a load balancer.
+//! A task id is accepted once across them; the entries of a receiver that
+//! dies are taken over by the others after `--claim-idle-ms`; delivery is
+//! at least once (the processed log may then show an id twice, see the
+//! contract above). Run Redis with `appendonly yes` and `appendfsync always`
+//! (README, "Running several replicas").
 //!
 //! The functions that build the stack are shared with `examples/demo.rs`.
 
@@ -90,9 +104,12 @@ pub(crate) struct Config {
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
+    /// `--redis URL`: a dedup store and journal shared by replicas.
+    pub(crate) redis: Option<String>,
+    pub(crate) replica: Option<String>,
+    pub(crate) claim_idle: Option<Duration>,
     // Later issues add their flags here and in `FLAGS`: `--journal PATH`
-    // (a durable journal), `--redis URL` (a shared dedup store),
-    // `--secret TOKEN` (the verify layers).
+    // (a durable journal), `--secret TOKEN` (the verify layers).
 }
 
 impl Default for Config {
@@ -103,6 +120,9 @@ impl Default for Config {
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
+            redis: None,
+            replica: None,
+            claim_idle: None,
         }
     }
 }
@@ -159,6 +179,36 @@ const FLAGS: &[Flag<Config>] = &[
         help: "on SIGINT/SIGTERM, seconds to wait for the queue to drain [default: 25]",
         set: |c, v| {
             c.drain = Duration::from_secs(parse_number(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis",
+        value: "URL",
+        help: "share dedup and the queue with other replicas through Redis (feature redis)",
+        set: |c, v| {
+            if !cfg!(feature = "redis") {
+                return Err("built without the redis feature (--features redis)".to_owned());
+            }
+            c.redis = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--replica",
+        value: "NAME",
+        help: "with --redis: this replica's consumer name [default: unique per process]",
+        set: |c, v| {
+            c.replica = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--claim-idle-ms",
+        value: "N",
+        help: "with --redis: take over a silent replica's entries after N ms [default: 60000]",
+        set: |c, v| {
+            c.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
             Ok(())
         },
     },
@@ -390,7 +440,7 @@ impl Rng {
 }
 
 /// The receiver's app and the handle on its fast-ack state.
-fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
+async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
     let log = match &config.processed_log {
         Some(path) => Some(Arc::new(ProcessedLog::open(path)?)),
         None => None,
@@ -412,8 +462,52 @@ fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
                 "dead letter"
             );
         });
+    #[cfg(feature = "redis")]
+    if let Some(url) = &config.redis {
+        return redis_app(config, url, fast_ack, on_callback.with_state(processing)).await;
+    }
     let handle = fast_ack.handle();
     let service = callback_service(fast_ack, on_callback.with_state(processing));
+    Ok((router(service), handle))
+}
+
+/// The app with `--redis`: the same stack on a `RedisStore` and a
+/// `RedisJournal` shared by every replica that uses `url`.
+#[cfg(feature = "redis")]
+async fn redis_app<H, B>(
+    config: &Config,
+    url: &str,
+    fast_ack: FastAckLayer,
+    handler: H,
+) -> std::io::Result<(Router, FastAckHandle)>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    Response<B>: ResponseStatus,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
+
+    let redis = RedisConnection::connect(url)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut journal = RedisJournal::builder(redis.clone());
+    if let Some(name) = &config.replica {
+        journal = journal.consumer(name.clone());
+    }
+    if let Some(idle) = config.claim_idle {
+        journal = journal.claim_idle(idle);
+    }
+    let journal = journal.build().await.map_err(std::io::Error::other)?;
+    let fast_ack = fast_ack.journal(journal);
+    let handle = fast_ack.handle();
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(DedupLayer::with_store(RedisStore::new(redis)))
+        .layer(fast_ack)
+        .service(handler);
     Ok((router(service), handle))
 }
 
@@ -447,7 +541,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'stat
 async fn run(config: Config) -> std::io::Result<bool> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let (app, handle) = app(&config)?;
+    let (app, handle) = app(&config).await?;
 
     // Install the signal handlers before announcing the address, so that a
     // signal sent right after the line is read is not missed.

@@ -182,6 +182,15 @@ async fn complete_and_release_only_touch_their_own_claim() {
     };
     store.complete(&key, &third).await.unwrap();
     assert_eq!(store.claim(&key).await.unwrap(), Claim::Done);
+
+    // `forget` deletes a done key, and never a live claim.
+    store.forget(&key).await.unwrap();
+    let Claim::Acquired(fourth) = store.claim(&key).await.unwrap() else {
+        panic!("forgotten");
+    };
+    store.forget(&key).await.unwrap();
+    assert_eq!(store.claim(&key).await.unwrap(), Claim::InFlight);
+    store.release(&key, &fourth).await.unwrap();
 }
 
 #[tokio::test]

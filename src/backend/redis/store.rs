@@ -45,6 +45,14 @@ end
 return 0
 ";
 
+/// Deletes a key only if it is done (a claim is its owner's business).
+const FORGET: &str = r"
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
+return 0
+";
+
 /// A [`DedupStore`] on Redis, shared by every replica of a receiver.
 ///
 /// Each key is one Redis string, `<prefix>:dedup:<key>`:
@@ -56,7 +64,7 @@ return 0
 /// - **complete** / **release**: compare-and-set / compare-and-delete
 ///   scripts that only touch the caller's own claim (its random 128-bit
 ///   token); a claim that expired and was taken by another caller is left
-///   alone.
+///   alone. **forget** deletes a key only if it is done.
 /// - **done** keys expire after the [time to live](RedisStoreBuilder::time_to_live)
 ///   (default 24 h), **claims** after the
 ///   [claim timeout](RedisStoreBuilder::claim_timeout) (default 60 s), both
@@ -99,6 +107,7 @@ struct Inner {
     claim: Script,
     complete: Script,
     release: Script,
+    forget: Script,
 }
 
 /// The owner token of a [`RedisStore`] claim: a random 128-bit value.
@@ -191,6 +200,14 @@ impl DedupStore for RedisStore {
         inner.redis.eval::<i64>(&invocation).await?;
         Ok(())
     }
+
+    async fn forget(&self, key: &DedupKey) -> Result<(), RedisError> {
+        let inner = &self.inner;
+        let mut invocation = inner.forget.key(self.key(key));
+        invocation.arg(DONE);
+        inner.redis.eval::<i64>(&invocation).await?;
+        Ok(())
+    }
 }
 
 /// Builds a [`RedisStore`].
@@ -275,6 +292,7 @@ impl RedisStoreBuilder {
                 claim: Script::new(CLAIM),
                 complete: Script::new(COMPLETE),
                 release: Script::new(RELEASE),
+                forget: Script::new(FORGET),
             }),
         }
     }
