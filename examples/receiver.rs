@@ -33,6 +33,7 @@
 //! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
 //! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
 //! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
+//! | `--dedup-claim-ms N` | `10000` | with `--redis`: a dedup claim of a replica that died expires after this long |
 //! | `--help` | | print the flags |
 //!
 //! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
@@ -68,7 +69,10 @@
 //! A task id is accepted once across them; the entries of a receiver that
 //! dies are taken over by the others after `--claim-idle-ms`; delivery is
 //! at least once (the processed log may then show an id twice, see the
-//! contract above). Run Redis with `appendonly yes` and `appendfsync always`
+//! contract above). A dedup claim of a receiver that died mid-request
+//! expires after `--dedup-claim-ms` (default 10 s, the provider's wait: in
+//! front of fast-ack a live claim lasts only until the `202`), so the
+//! provider's retry is not held up. Run Redis with `appendonly yes` and `appendfsync always`
 //! (README, "Running several replicas").
 //!
 //! The functions that build the stack are shared with `examples/demo.rs`.
@@ -108,6 +112,7 @@ pub(crate) struct Config {
     pub(crate) redis: Option<String>,
     pub(crate) replica: Option<String>,
     pub(crate) claim_idle: Option<Duration>,
+    pub(crate) dedup_claim: Duration,
     // Later issues add their flags here and in `FLAGS`: `--journal PATH`
     // (a durable journal), `--secret TOKEN` (the verify layers).
 }
@@ -123,6 +128,7 @@ impl Default for Config {
             redis: None,
             replica: None,
             claim_idle: None,
+            dedup_claim: Duration::from_secs(10),
         }
     }
 }
@@ -209,6 +215,15 @@ const FLAGS: &[Flag<Config>] = &[
         help: "with --redis: take over a silent replica's entries after N ms [default: 60000]",
         set: |c, v| {
             c.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--dedup-claim-ms",
+        value: "N",
+        help: "with --redis: a dead replica's dedup claims expire after N ms [default: 10000]",
+        set: |c, v| {
+            c.dedup_claim = Duration::from_millis(parse_number(v)?.max(1));
             Ok(())
         },
     },
@@ -503,9 +518,15 @@ where
     let journal = journal.build().await.map_err(std::io::Error::other)?;
     let fast_ack = fast_ack.journal(journal);
     let handle = fast_ack.handle();
+    // In front of fast-ack a claim only lasts until the `202` (milliseconds):
+    // a claim older than the provider's 10 s wait belongs to a replica that
+    // died mid-request, and must not hold the provider's retry up.
+    let store = RedisStore::builder(redis)
+        .claim_timeout(config.dedup_claim)
+        .build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
-        .layer(DedupLayer::with_store(RedisStore::new(redis)))
+        .layer(DedupLayer::with_store(store))
         .layer(fast_ack)
         .service(handler);
     Ok((router(service), handle))

@@ -112,7 +112,7 @@ impl Replica {
 
 /// A TCP load balancer: each connection goes to a backend picked at random
 /// (the next one when a backend refuses).
-async fn balancer(backends: Vec<SocketAddr>) -> SocketAddr {
+pub(crate) async fn balancer(backends: Vec<SocketAddr>) -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let rng = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
@@ -148,7 +148,7 @@ fn next_random(state: &AtomicU64) -> u64 {
     x.wrapping_mul(0x2545_F491_4F6C_DD1D)
 }
 
-fn simulator() -> Simulator {
+pub(crate) fn simulator() -> Simulator {
     Simulator::new()
         .url_policy(UrlPolicy::new().allow_loopback_for_local_testing())
         // Retries after 0.5 s, 1.5 s and 3 s; a 500 ms answer timeout.
@@ -158,7 +158,11 @@ fn simulator() -> Simulator {
 
 /// Runs `workload` against the balancer; calls `disrupt` once a third of
 /// the tasks are done.
-async fn run_with_disruption<F, Fut>(base: String, workload: Workload, disrupt: F) -> Report
+pub(crate) async fn run_with_disruption<F, Fut>(
+    base: String,
+    workload: Workload,
+    disrupt: F,
+) -> Report
 where
     F: FnOnce() -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -302,7 +306,7 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
 
     let report = run_with_disruption(base, workload, || async {
         server.kill();
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         server.restart();
     })
     .await;
