@@ -108,11 +108,9 @@ pub(crate) struct Config {
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
-    /// `--redis URL`: a dedup store and journal shared by replicas.
-    pub(crate) redis: Option<String>,
-    pub(crate) replica: Option<String>,
-    pub(crate) claim_idle: Option<Duration>,
-    pub(crate) dedup_claim: Duration,
+    /// `--redis URL` and its settings: a dedup store and journal shared by
+    /// replicas.
+    pub(crate) redis: RedisOptions,
     // Later issues add their flags here and in `FLAGS`: `--journal PATH`
     // (a durable journal), `--secret TOKEN` (the verify layers).
 }
@@ -125,12 +123,40 @@ impl Default for Config {
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
-            redis: None,
+            redis: RedisOptions::default(),
+        }
+    }
+}
+
+/// The `--redis` settings, shared with `examples/demo.rs`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RedisOptions {
+    pub(crate) url: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) replica: Option<String>,
+    pub(crate) claim_idle: Option<Duration>,
+    pub(crate) dedup_claim: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: None,
             replica: None,
             claim_idle: None,
             dedup_claim: Duration::from_secs(10),
         }
     }
+}
+
+/// `--redis URL`: refused when built without the feature.
+pub(crate) fn set_redis_url(options: &mut RedisOptions, url: &str) -> Result<(), String> {
+    if !cfg!(feature = "redis") {
+        return Err("built without the redis feature (--features redis)".to_owned());
+    }
+    options.url = Some(url.to_owned());
+    Ok(())
 }
 
 /// One command-line flag: its name, the name of its value, its help, and
@@ -192,20 +218,14 @@ const FLAGS: &[Flag<Config>] = &[
         name: "--redis",
         value: "URL",
         help: "share dedup and the queue with other replicas through Redis (feature redis)",
-        set: |c, v| {
-            if !cfg!(feature = "redis") {
-                return Err("built without the redis feature (--features redis)".to_owned());
-            }
-            c.redis = Some(v.to_owned());
-            Ok(())
-        },
+        set: |c, v| set_redis_url(&mut c.redis, v),
     },
     Flag {
         name: "--replica",
         value: "NAME",
         help: "with --redis: this replica's consumer name [default: unique per process]",
         set: |c, v| {
-            c.replica = Some(v.to_owned());
+            c.redis.replica = Some(v.to_owned());
             Ok(())
         },
     },
@@ -214,7 +234,7 @@ const FLAGS: &[Flag<Config>] = &[
         value: "N",
         help: "with --redis: take over a silent replica's entries after N ms [default: 60000]",
         set: |c, v| {
-            c.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
+            c.redis.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
             Ok(())
         },
     },
@@ -223,7 +243,7 @@ const FLAGS: &[Flag<Config>] = &[
         value: "N",
         help: "with --redis: a dead replica's dedup claims expire after N ms [default: 10000]",
         set: |c, v| {
-            c.dedup_claim = Duration::from_millis(parse_number(v)?.max(1));
+            c.redis.dedup_claim = Duration::from_millis(parse_number(v)?.max(1));
             Ok(())
         },
     },
@@ -478,8 +498,8 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
             );
         });
     #[cfg(feature = "redis")]
-    if let Some(url) = &config.redis {
-        return redis_app(config, url, fast_ack, on_callback.with_state(processing)).await;
+    if config.redis.url.is_some() {
+        return redis_app(&config.redis, fast_ack, on_callback.with_state(processing)).await;
     }
     let handle = fast_ack.handle();
     let service = callback_service(fast_ack, on_callback.with_state(processing));
@@ -487,11 +507,11 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
 }
 
 /// The app with `--redis`: the same stack on a `RedisStore` and a
-/// `RedisJournal` shared by every replica that uses `url`.
+/// `RedisJournal` shared by every replica that uses the same Redis (and
+/// prefix). Without a URL, an error.
 #[cfg(feature = "redis")]
-async fn redis_app<H, B>(
-    config: &Config,
-    url: &str,
+pub(crate) async fn redis_app<H, B>(
+    config: &RedisOptions,
     fast_ack: FastAckLayer,
     handler: H,
 ) -> std::io::Result<(Router, FastAckHandle)>
@@ -505,10 +525,19 @@ where
 {
     use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| std::io::Error::other("no Redis URL"))?;
     let redis = RedisConnection::connect(url)
         .await
         .map_err(std::io::Error::other)?;
     let mut journal = RedisJournal::builder(redis.clone());
+    let mut store = RedisStore::builder(redis);
+    if let Some(prefix) = &config.prefix {
+        journal = journal.prefix(prefix.clone());
+        store = store.prefix(prefix.clone());
+    }
     if let Some(name) = &config.replica {
         journal = journal.consumer(name.clone());
     }
@@ -521,9 +550,7 @@ where
     // In front of fast-ack a claim only lasts until the `202` (milliseconds):
     // a claim older than the provider's 10 s wait belongs to a replica that
     // died mid-request, and must not hold the provider's retry up.
-    let store = RedisStore::builder(redis)
-        .claim_timeout(config.dedup_claim)
-        .build();
+    let store = store.claim_timeout(config.dedup_claim).build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(DedupLayer::with_store(store))
