@@ -756,7 +756,10 @@ impl RedisJournalBuilder {
     /// A name that stays the same across restarts (a StatefulSet pod name)
     /// lets a restarted replica pick up its own pending entries at once
     /// instead of waiting for another replica to take them over; two live
-    /// replicas must never share one.
+    /// replicas must never share one. Entries picked up this way are not
+    /// checked against [`max_deliveries`](Self::max_deliveries) (only a
+    /// takeover is): an entry that crashes its replica at every start
+    /// comes back at every restart, until another replica takes it over.
     ///
     /// ```no_run
     /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
