@@ -19,6 +19,8 @@
 //! - [`RedisConnection`]: the connection both share. It reconnects on its
 //!   own, and bounds every call ([`DEFAULT_TIMEOUT`], 2 s).
 //!
+//! Needs Redis 6.2 or later (`XAUTOCLAIM`); tested with 7.0.
+//!
 //! Redis unreachable or slow: every call fails within the timeout with a
 //! [`RedisError`], and the layers answer `503` with `Retry-After`, never a
 //! `2xx`; the provider retries, and once Redis is back the calls succeed
