@@ -30,6 +30,10 @@
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
 //! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
+//! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
+//! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
+//! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
+//! | `--dedup-claim-ms N` | `10000` | with `--redis`: a dedup claim of a replica that died expires after this long |
 //! | `--help` | | print the flags |
 //!
 //! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
@@ -56,6 +60,20 @@
 //!   shutdown report on stderr, closes the HTTP server, and exits `0`; it
 //!   exits `1` if the deadline left events unfinished (with the in-memory
 //!   journal they are lost), `2` on bad flags.
+//!
+//! # Several replicas
+//!
+//! With `--redis URL` (and the feature `redis`) the dedup store is a
+//! `RedisStore` and the fast-ack journal a `RedisJournal`, both on that
+//! Redis: start several receivers with the same URL behind a load balancer.
+//! A task id is accepted once across them; the entries of a receiver that
+//! dies are taken over by the others after `--claim-idle-ms`; delivery is
+//! at least once (the processed log may then show an id twice, see the
+//! contract above). A dedup claim of a receiver that died mid-request
+//! expires after `--dedup-claim-ms` (default 10 s, the provider's wait: in
+//! front of fast-ack a live claim lasts only until the `202`), so the
+//! provider's retry is not held up. Run Redis with `appendonly yes` and `appendfsync always`
+//! (README, "Running several replicas").
 //!
 //! The functions that build the stack are shared with `examples/demo.rs`.
 
@@ -90,9 +108,11 @@ pub(crate) struct Config {
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
+    /// `--redis URL` and its settings: a dedup store and journal shared by
+    /// replicas.
+    pub(crate) redis: RedisOptions,
     // Later issues add their flags here and in `FLAGS`: `--journal PATH`
-    // (a durable journal), `--redis URL` (a shared dedup store),
-    // `--secret TOKEN` (the verify layers).
+    // (a durable journal), `--secret TOKEN` (the verify layers).
 }
 
 impl Default for Config {
@@ -103,8 +123,40 @@ impl Default for Config {
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
+            redis: RedisOptions::default(),
         }
     }
+}
+
+/// The `--redis` settings, shared with `examples/demo.rs`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RedisOptions {
+    pub(crate) url: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) replica: Option<String>,
+    pub(crate) claim_idle: Option<Duration>,
+    pub(crate) dedup_claim: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: None,
+            replica: None,
+            claim_idle: None,
+            dedup_claim: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `--redis URL`: refused when built without the feature.
+pub(crate) fn set_redis_url(options: &mut RedisOptions, url: &str) -> Result<(), String> {
+    if !cfg!(feature = "redis") {
+        return Err("built without the redis feature (--features redis)".to_owned());
+    }
+    options.url = Some(url.to_owned());
+    Ok(())
 }
 
 /// One command-line flag: its name, the name of its value, its help, and
@@ -159,6 +211,39 @@ const FLAGS: &[Flag<Config>] = &[
         help: "on SIGINT/SIGTERM, seconds to wait for the queue to drain [default: 25]",
         set: |c, v| {
             c.drain = Duration::from_secs(parse_number(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis",
+        value: "URL",
+        help: "share dedup and the queue with other replicas through Redis (feature redis)",
+        set: |c, v| set_redis_url(&mut c.redis, v),
+    },
+    Flag {
+        name: "--replica",
+        value: "NAME",
+        help: "with --redis: this replica's consumer name [default: unique per process]",
+        set: |c, v| {
+            c.redis.replica = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--claim-idle-ms",
+        value: "N",
+        help: "with --redis: take over a silent replica's entries after N ms [default: 60000]",
+        set: |c, v| {
+            c.redis.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--dedup-claim-ms",
+        value: "N",
+        help: "with --redis: a dead replica's dedup claims expire after N ms [default: 10000]",
+        set: |c, v| {
+            c.redis.dedup_claim = Duration::from_millis(parse_number(v)?.max(1));
             Ok(())
         },
     },
@@ -390,7 +475,7 @@ impl Rng {
 }
 
 /// The receiver's app and the handle on its fast-ack state.
-fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
+async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
     let log = match &config.processed_log {
         Some(path) => Some(Arc::new(ProcessedLog::open(path)?)),
         None => None,
@@ -412,8 +497,65 @@ fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
                 "dead letter"
             );
         });
+    #[cfg(feature = "redis")]
+    if config.redis.url.is_some() {
+        return redis_app(&config.redis, fast_ack, on_callback.with_state(processing)).await;
+    }
     let handle = fast_ack.handle();
     let service = callback_service(fast_ack, on_callback.with_state(processing));
+    Ok((router(service), handle))
+}
+
+/// The app with `--redis`: the same stack on a `RedisStore` and a
+/// `RedisJournal` shared by every replica that uses the same Redis (and
+/// prefix). Without a URL, an error.
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_app<H, B>(
+    config: &RedisOptions,
+    fast_ack: FastAckLayer,
+    handler: H,
+) -> std::io::Result<(Router, FastAckHandle)>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    Response<B>: ResponseStatus,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
+
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| std::io::Error::other("no Redis URL"))?;
+    let redis = RedisConnection::connect(url)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut journal = RedisJournal::builder(redis.clone());
+    let mut store = RedisStore::builder(redis);
+    if let Some(prefix) = &config.prefix {
+        journal = journal.prefix(prefix.clone());
+        store = store.prefix(prefix.clone());
+    }
+    if let Some(name) = &config.replica {
+        journal = journal.consumer(name.clone());
+    }
+    if let Some(idle) = config.claim_idle {
+        journal = journal.claim_idle(idle);
+    }
+    let journal = journal.build().await.map_err(std::io::Error::other)?;
+    let fast_ack = fast_ack.journal(journal);
+    let handle = fast_ack.handle();
+    // In front of fast-ack a claim only lasts until the `202` (milliseconds):
+    // a claim older than the provider's 10 s wait belongs to a replica that
+    // died mid-request, and must not hold the provider's retry up.
+    let store = store.claim_timeout(config.dedup_claim).build();
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(DedupLayer::with_store(store))
+        .layer(fast_ack)
+        .service(handler);
     Ok((router(service), handle))
 }
 
@@ -447,7 +589,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'stat
 async fn run(config: Config) -> std::io::Result<bool> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let (app, handle) = app(&config)?;
+    let (app, handle) = app(&config).await?;
 
     // Install the signal handlers before announcing the address, so that a
     // signal sent right after the line is read is not missed.

@@ -62,6 +62,7 @@
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
+//! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -82,6 +83,8 @@ pub mod sim;
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
 
+#[cfg(feature = "redis")]
+pub use self::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 pub use self::backend::{CompactStore, MokaStore};
 pub use self::builder::ServiceBuilderExt;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};

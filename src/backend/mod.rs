@@ -7,6 +7,8 @@
 //! - [`moka`]: [`MokaStore`], in process memory, on a moka cache: exact LRU
 //!   eviction, about 400 bytes per remembered id and 5 to 30 times slower
 //!   (`BENCHMARKS.md`).
+//! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by
+//!   several replicas.
 //!
 //! # Example
 //!
@@ -29,6 +31,9 @@
 pub mod compact;
 mod hash;
 pub mod moka;
+#[cfg(feature = "redis")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
+pub mod redis;
 
 pub use self::compact::{CompactStore, CompactStoreBuilder, CompactToken};
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};

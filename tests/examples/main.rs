@@ -36,6 +36,7 @@ fn features() -> Vec<&'static str> {
         (cfg!(feature = "verify"), "verify"),
         (cfg!(feature = "refetch"), "refetch"),
         (cfg!(feature = "sim"), "sim"),
+        (cfg!(feature = "redis"), "redis"),
     ] {
         if on {
             features.push(name);
