@@ -5,6 +5,7 @@
 #
 #   bash benches/http.sh            # 5 rounds of 10 s (about 3.5 minutes)
 #   RUNS=3 SECS=5 bash benches/http.sh
+#   LAT_RATE=2000 bash benches/http.sh   # the latency run at 2,000 req/s
 #
 # The server (examples/bench_server.rs, release, one thread) is pinned to
 # core 0 and the load generator to core 1. Throughput: wrk, 1 thread, 32
@@ -44,10 +45,11 @@ trap cleanup EXIT
 
 # Starts a server of `mode` (bare or stack) on core SERVER_CPU; sets $addr.
 start() {
+    rm -f "$tmp/server.out"
     taskset -c "$SERVER_CPU" "$bin/bench_server" "$1" 127.0.0.1:0 >"$tmp/server.out" 2>"$tmp/server.err" &
     server_pid=$!
     for _ in $(seq 100); do
-        addr=$(sed -n 's/^listening on //p' "$tmp/server.out")
+        addr=$(sed -n 's/^listening on //p' "$tmp/server.out" 2>/dev/null || true)
         [ -n "$addr" ] && return
         sleep 0.05
     done
@@ -61,7 +63,13 @@ stop() {
     server_pid=
 }
 
-# One wrk run against a fresh server: sets $rps and $non2xx.
+# CPU time (user + system) of the server so far, in clock ticks.
+cpu_ticks() {
+    awk '{print $14 + $15}' "/proc/$server_pid/stat"
+}
+
+# One wrk run against a fresh server: sets $rps, $non2xx and $cpu_us (the
+# server's CPU time per request, in microseconds).
 run() {
     local mode=$1 dup=$2
     start "$mode"
@@ -70,9 +78,14 @@ run() {
         curl -sf -o /dev/null -X POST -H 'content-type: application/json' \
             --data-binary @"$tmp/body.json" "http://$addr/callback"
     fi
+    local t0 t1 requests
+    t0=$(cpu_ticks)
     TASKHOOK_BODY="$tmp/body.json" TASKHOOK_DUP=$dup taskset -c "$CLIENT_CPU" \
         wrk -t1 -c"$CONNS" -d"${SECS}s" -s benches/http.lua "http://$addr/callback" >"$tmp/wrk.out"
+    t1=$(cpu_ticks)
     stop
+    requests=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk.out")
+    cpu_us=$(python3 -c "print(f'{($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / $requests:.2f}')")
     rps=$(sed -n 's/^Requests\/sec: *//p' "$tmp/wrk.out")
     non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$tmp/wrk.out")
     non2xx=${non2xx:-0}
@@ -87,9 +100,9 @@ for round in $(seq "$RUNS"); do
         before=$(uptime | sed 's/.*load average: //')
         run "$1" "$2"
         after=$(uptime | sed 's/.*load average: //')
-        printf 'round %d %-13s %10.0f req/s  non-2xx %s  load %s -> %s\n' \
-            "$round" "$name" "$rps" "$non2xx" "$before" "$after"
-        echo "$round $name $rps $non2xx" >>"$tmp/results"
+        printf 'round %d %-13s %8.0f req/s  server CPU %6s us/req  non-2xx %s  load %s -> %s\n' \
+            "$round" "$name" "$rps" "$cpu_us" "$non2xx" "$before" "$after"
+        echo "$round $name $rps $non2xx $cpu_us" >>"$tmp/results"
     done
 done
 
@@ -97,8 +110,8 @@ python3 - "$tmp/results" >"$tmp/summary" <<'EOF'
 import statistics, sys
 rows = [l.split() for l in open(sys.argv[1])]
 by = {}
-for rnd, name, rps, bad in rows:
-    by.setdefault(name, {})[int(rnd)] = (float(rps), int(bad))
+for rnd, name, rps, bad, cpu in rows:
+    by.setdefault(name, {})[int(rnd)] = (float(rps), int(bad), float(cpu))
 med = {n: statistics.median(v[0] for v in r.values()) for n, r in by.items()}
 bare = by["bare"]
 for name, target in (("stack_unique", 0.80), ("stack_dup", 0.90)):
@@ -108,6 +121,16 @@ for name, target in (("stack_unique", 0.80), ("stack_dup", 0.90)):
           f"(median of per-round ratios {ratio:.3f}, range {min(per_round):.3f}-{max(per_round):.3f}); "
           f"target {target:.2f}: {'met' if ratio >= target else 'MISSED'}")
 print(f"bare: median {med['bare']:.0f} req/s")
+cpu = {n: statistics.median(v[2] for v in r.values()) for n, r in by.items()}
+busy = {n: statistics.median(v[0] * v[2] / 1e6 for v in r.values()) for n, r in by.items()}
+print()
+print("server CPU per request (the server's user + system time / requests; the rate one core")
+print("could serve when the server, not the load generator, is the bottleneck):")
+for name in ("bare", "stack_unique", "stack_dup"):
+    per_round = [by["bare"][r][2] / by[name][r][2] for r in sorted(by[name])]
+    print(f"{name}: median {cpu[name]:.2f} us/req (server core {busy[name] * 100:.0f} % busy), "
+          f"capacity ratio bare/{name} {statistics.median(per_round):.3f} "
+          f"(range {min(per_round):.3f}-{max(per_round):.3f})")
 bad = sum(v[1] for r in by.values() for v in r.values())
 print(f"non-2xx answers in all runs: {bad}")
 print(f"HALF={med['bare'] / 2:.0f}")
@@ -116,14 +139,19 @@ echo
 echo "== throughput (medians of $RUNS runs of ${SECS} s, wrk -t1 -c$CONNS)"
 grep -v '^HALF=' "$tmp/summary"
 half=$(sed -n 's/^HALF=//p' "$tmp/summary")
+rate=${LAT_RATE:-$half}
 
 echo
-echo "== ack latency, open-loop at $half req/s (half the median bare rate), ${LAT_SECS} s, $CONNS connections"
+echo "== ack latency, open-loop at $rate req/s (half the median bare rate: $half), ${LAT_SECS} s, $CONNS connections"
 for mode in bare stack; do
     start "$mode"
     before=$(uptime | sed 's/.*load average: //')
-    line=$(taskset -c "$CLIENT_CPU" "$bin/openloop" "http://$addr/callback" "$half" "$LAT_SECS" "$tmp/body.json" "$CONNS")
+    line=$(taskset -c "$CLIENT_CPU" "$bin/openloop" "http://$addr/callback" "$rate" "$LAT_SECS" "$tmp/body.json" "$CONNS")
     after=$(uptime | sed 's/.*load average: //')
     stop
     echo "$mode: $line  load $before -> $after"
+    achieved=$(echo "$line" | sed -n 's/.* rate=\([0-9]*\) .*/\1/p')
+    if [ "$achieved" -lt $((rate * 95 / 100)) ]; then
+        echo "  behind schedule: $achieved of $rate req/s were sent (the generator or the server lacks CPU); the latencies include the backlog"
+    fi
 done
