@@ -2,7 +2,7 @@
 //! same run, with allocations per request.
 //!
 //! ```sh
-//! cargo bench --bench stack                 # everything (about 30 seconds)
+//! cargo bench --bench stack                 # everything (a few seconds)
 //! cargo bench --bench stack -- all_layers   # one group
 //! ```
 //!
