@@ -35,21 +35,41 @@ use tokio::sync::{mpsc, Mutex};
 
 const FIXTURE_ID: &str = "task_01KE11111111111111111EXTRA";
 
+/// Prints `error` and exits with status 2.
+fn fail(error: &str) -> ! {
+    eprintln!("openloop: {error}");
+    std::process::exit(2);
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     if args.len() < 4 {
         eprintln!("usage: openloop URL RATE SECONDS BODY_FILE [CONNECTIONS]");
         std::process::exit(2);
     }
-    let url: hyper::Uri = args[0].parse().expect("URL");
-    let rate: f64 = args[1].parse().expect("RATE");
-    let seconds: f64 = args[2].parse().expect("SECONDS");
-    let body = std::fs::read(&args[3]).expect("BODY_FILE");
-    let connections: usize = args.get(4).map_or(32, |c| c.parse().expect("CONNECTIONS"));
-    let at = body
+    let url: hyper::Uri = args[0]
+        .parse()
+        .unwrap_or_else(|e| fail(&format!("URL: {e}")));
+    let rate: f64 = args[1]
+        .parse()
+        .unwrap_or_else(|e| fail(&format!("RATE: {e}")));
+    let seconds: f64 = args[2]
+        .parse()
+        .unwrap_or_else(|e| fail(&format!("SECONDS: {e}")));
+    let body = std::fs::read(&args[3]).unwrap_or_else(|e| fail(&format!("{}: {e}", args[3])));
+    let connections: usize = args.get(4).map_or(32, |c| {
+        c.parse()
+            .unwrap_or_else(|e| fail(&format!("CONNECTIONS: {e}")))
+    });
+    if !(rate > 0.0 && seconds > 0.0 && connections > 0) {
+        fail("RATE, SECONDS and CONNECTIONS must be positive");
+    }
+    let Some(at) = body
         .windows(FIXTURE_ID.len())
         .position(|w| w == FIXTURE_ID.as_bytes())
-        .expect("the body holds the fixture's task id");
+    else {
+        fail(&format!("the body does not hold the task id {FIXTURE_ID}"))
+    };
     let head = Bytes::copy_from_slice(&body[..at]);
     let tail = Bytes::copy_from_slice(&body[at + FIXTURE_ID.len()..]);
 
@@ -61,16 +81,18 @@ fn main() {
         let total = (rate * seconds) as u64;
         let (tx, rx) = mpsc::unbounded_channel::<(Instant, u64)>();
         let rx = Arc::new(Mutex::new(rx));
-        let authority = url.authority().expect("URL with host:port").clone();
+        let Some(authority) = url.authority().cloned() else {
+            fail("the URL has no host:port")
+        };
         let mut workers = Vec::new();
         for _ in 0..connections {
             let stream = TcpStream::connect(authority.as_str())
                 .await
-                .expect("connect");
-            stream.set_nodelay(true).expect("nodelay");
+                .unwrap_or_else(|e| fail(&format!("connect to {authority}: {e}")));
+            let _ = stream.set_nodelay(true);
             let (mut sender, conn) = http1::handshake(TokioIo::new(stream))
                 .await
-                .expect("handshake");
+                .unwrap_or_else(|e| fail(&format!("handshake: {e}")));
             tokio::spawn(conn);
             let (rx, url, head, tail) = (rx.clone(), url.clone(), head.clone(), tail.clone());
             let host = authority.to_string();
