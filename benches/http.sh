@@ -3,7 +3,7 @@
 # with the full taskhook stack (payload + dedup + fast-ack), then the ack
 # latency at half of the bare maximum rate, open-loop. One command:
 #
-#   bash benches/http.sh            # 5 rounds of 10 s (about 3.5 minutes)
+#   bash benches/http.sh            # 5 rounds of 10 s (about 4 minutes after the build)
 #   RUNS=3 SECS=5 bash benches/http.sh
 #   LAT_RATE=2000 bash benches/http.sh   # the latency run at 2,000 req/s
 #
