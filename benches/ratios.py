@@ -4,6 +4,7 @@ the baseline measured in the same run.
 
     cargo bench --bench dedup | python3 benches/ratios.py
     cargo bench --bench parse | python3 benches/ratios.py
+    cargo bench --bench stack | python3 benches/ratios.py
 
 Several runs (files of saved output) give, per benchmark, the median over
 the runs of its median and of its ratio, and the range of the ratios:
@@ -13,7 +14,8 @@ the runs of its median and of its ratio, and the range of the ratios:
 
 Baselines: in `benches/dedup.rs`, the `floor` (a HashSet on one thread) of
 the same group and size (`full_store` against the `new_id` floor at
-100,000 keys); in `benches/parse.rs`, `id_only_serde` of the same body size.
+100,000 keys); in `benches/parse.rs`, `id_only_serde` of the same body size;
+in `benches/stack.rs`, `bare` (the bare service).
 """
 
 import re
@@ -113,6 +115,8 @@ def baseline(group, rest):
         return ("id_only_serde", rest[-1])
     if group == "maintenance":
         return None
+    if group in ("bare", "payload", "dedup", "fast_ack_alone", "all_layers"):
+        return ("bare",)
     size = next((part for part in rest if part.isdigit()), None)
     return (group, "floor", size) if size else None
 
