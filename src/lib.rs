@@ -49,6 +49,7 @@
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
+//! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 pub mod backend;
@@ -66,6 +67,8 @@ pub mod sim;
 pub mod verify;
 
 pub use self::backend::MokaStore;
+#[cfg(feature = "redb")]
+pub use self::backend::{RedbDedupStore, RedbJournal};
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};

@@ -3,6 +3,9 @@
 //!
 //! - [`moka`]: [`MokaStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore).
+//! - `redb` (feature `redb`): `RedbJournal`, a durable fast-ack journal with
+//!   group commit, and `RedbDedupStore`, moka in front of done ids kept on
+//!   disk.
 //!
 //! # Example
 //!
@@ -23,5 +26,10 @@
 //! ```
 
 pub mod moka;
+#[cfg(feature = "redb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
+pub mod redb;
 
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};
+#[cfg(feature = "redb")]
+pub use self::redb::{RedbDedupStore, RedbJournal, RedbJournalBuilder, RedbStats, RedbToken};
