@@ -3,7 +3,7 @@
 //! the handler saw and what the provider would have been told.
 //!
 //! ```sh
-//! cargo run --example quickstart --features axum
+//! cargo run --example quickstart
 //! ```
 
 use axum::{routing::post, Router};

@@ -9,11 +9,14 @@
 //! - [`payload`]: buffer (bounded) and parse the body once into a typed
 //!   [`TaskEvent`], put it in the request extensions.
 //! - [`dedup`]: run the handler once per task id and answer duplicates
-//!   `200`, remembering ids in a moka TTL store ([`backend`]).
+//!   `200`, remembering ids in a TTL store ([`backend`]).
+//! - [`fast_ack`]: answer `202` once the event is journaled and queued, run
+//!   the handler in the background with retries, dead letters, replay and
+//!   graceful drain.
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
-//! - `sim` (feature `sim`): a simulator of the provider's sending side, for demos, end-to-end tests and benchmarks.
-//! - [`fast_ack`]: answer `202` once the event is journaled and queued, run the handler in the background with retries and dead letters.
+//! - `sim` (feature `sim`): a simulator of the provider's sending side, for
+//!   demos, end-to-end tests and benchmarks.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -21,23 +24,33 @@
 //!
 //! # Example
 //!
-//! An axum route with the payload layer (feature `axum` for the extractor):
+//! The recommended stack on an axum route (feature `axum` for the
+//! extractor): parse, dedup by task id, acknowledge at once, process in the
+//! background.
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
-//! use axum::{routing::post, Router};
-//! use taskhook::{PayloadLayer, TaskEvent};
+//! use axum::{handler::HandlerWithoutStateExt, Router};
+//! use taskhook::fast_ack::FastAckLayer;
+//! use taskhook::{ServiceBuilderExt, TaskEvent};
+//! use tower::ServiceBuilder;
 //!
 //! async fn on_callback(event: TaskEvent) {
 //!     for url in event.urls() {
+//!         // Copy the file before it expires.
 //!         println!("{} {} expires at {:?}", event.id(), url.url(), url.expires_at());
 //!     }
 //! }
 //!
-//! let app: Router = Router::new().route(
-//!     "/callback",
-//!     post(on_callback).layer(PayloadLayer::new()),
-//! );
+//! let fast_ack = FastAckLayer::new();
+//! let handle = fast_ack.handle(); // stats, dead letters, replay, shutdown
+//! let callback = ServiceBuilder::new()
+//!     .task_payload()
+//!     .dedup_tasks()
+//!     .fast_ack(fast_ack)
+//!     .service(on_callback.into_service());
+//! let app: Router = Router::new().route_service("/callback", callback);
+//! # drop(handle);
 //! # }
 //! ```
 //!
@@ -52,8 +65,12 @@
 //! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[macro_use]
+mod macros;
+
 pub mod backend;
 pub mod body;
+mod builder;
 pub mod dedup;
 pub mod event;
 pub mod fast_ack;
@@ -69,6 +86,7 @@ pub mod verify;
 pub use self::backend::MokaStore;
 #[cfg(feature = "redb")]
 pub use self::backend::{RedbDedupStore, RedbJournal};
+pub use self::builder::ServiceBuilderExt;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};

@@ -332,6 +332,21 @@ impl DedupStore for MokaStore {
         Ok(())
     }
 
+    async fn forget(&self, key: &DedupKey) -> Result<(), Infallible> {
+        self.inner
+            .cache
+            .entry(self.hash(key))
+            .and_compute_with(|entry| {
+                let op = match entry.map(|e| e.into_value()) {
+                    Some(Slot::Done { .. }) => Op::Remove,
+                    _ => Op::Nop,
+                };
+                std::future::ready(op)
+            })
+            .await;
+        Ok(())
+    }
+
     async fn wait(&self, key: &DedupKey) -> Result<(), Infallible> {
         let Some(Slot::InFlight(flight)) = self.inner.cache.get(&self.hash(key)).await else {
             return Ok(());

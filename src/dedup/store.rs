@@ -72,6 +72,9 @@ pub enum Claim<T> {
 ///     async fn release(&self, _key: &DedupKey, _token: &()) -> Result<(), Infallible> {
 ///         Ok(())
 ///     }
+///     async fn forget(&self, _key: &DedupKey) -> Result<(), Infallible> {
+///         Ok(())
+///     }
 /// }
 /// ```
 pub trait DedupStore: Send + Sync + 'static {
@@ -104,6 +107,16 @@ pub trait DedupStore: Send + Sync + 'static {
         key: &DedupKey,
         token: &Self::Token,
     ) -> impl Future<Output = Result<(), Self::Error>> + Send;
+
+    /// Forgets `key` if it is done, so the next callback with it is
+    /// processed again; a key in flight is left alone (its owner decides).
+    ///
+    /// This is the way back for an event that was acknowledged and then
+    /// failed for good in the background: forget its id from the fast-ack
+    /// layer's dead-letter hook and the provider's next push of it runs the
+    /// handler again (see [`fast_ack`](crate::fast_ack), "Stacking with
+    /// dedup").
+    fn forget(&self, key: &DedupKey) -> impl Future<Output = Result<(), Self::Error>> + Send;
 
     /// Resolves once the claim on `key` may have ended (completed, released
     /// or expired). Waking early is allowed: the layer claims again after

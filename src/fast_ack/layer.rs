@@ -135,8 +135,9 @@ impl FastAckLayer {
     /// the event counts as finished. Keep it short; a panic in it is caught
     /// and logged.
     ///
-    /// With the dedup layer in front, this is where to release the task id
-    /// so that the provider's next push of it is processed (see the
+    /// With the dedup layer in front, this is where to forget the task id
+    /// ([`DedupStore::forget`](crate::DedupStore::forget), on a task of its
+    /// own) so that the provider's next push of it is processed (see the
     /// [module docs](crate::fast_ack#stacking-with-dedup)).
     ///
     /// ```

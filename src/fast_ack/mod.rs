@@ -72,9 +72,11 @@
 //!   absorbed. The event is not lost: it is a dead letter, in memory and in
 //!   the journal, and replaying it ([`FastAckHandle::replay`]) is how it
 //!   gets processed;
-//! - to let the provider's next push through instead, release the task id
-//!   in the dedup store from [`FastAckLayer::on_dead_letter`]
-//!   ([`DeadLetter::task_id`]).
+//! - to let the provider's next push through instead, forget the task id
+//!   in the dedup store ([`DedupStore::forget`](crate::DedupStore::forget))
+//!   from [`FastAckLayer::on_dead_letter`] ([`DeadLetter::task_id`]).
+//!
+//! Both paths are tested with the real layers in `tests/stack`.
 //!
 //! The other order (fast-ack in front of dedup) would make the dedup
 //! decision in the background, after the `2xx`, and journal every

@@ -170,9 +170,18 @@ where
 
 /// A body that failed while being read: a limit set by an outer layer is a
 /// 413; anything else (a reset connection, a read timeout) is transient.
+///
+/// The limit error is looked for along the whole source chain: a framework
+/// may wrap it (axum's `Router::layer` turns the body of
+/// `tower_http::limit::RequestBodyLimitLayer` into an `axum::Body` whose
+/// error wraps the `LengthLimitError`).
 fn body_error(error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> Rejection {
-    if error.is::<http_body_util::LengthLimitError>() {
-        return too_large(limit);
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error.as_ref());
+    while let Some(current) = cause {
+        if current.is::<http_body_util::LengthLimitError>() {
+            return too_large(limit);
+        }
+        cause = current.source();
     }
     tracing::debug!(%error, "callback body could not be read");
     Rejection::unavailable(

@@ -538,6 +538,10 @@ impl DedupStore for FailingStore {
     async fn release(&self, _key: &DedupKey, _token: &()) -> Result<(), std::io::Error> {
         Ok(())
     }
+
+    async fn forget(&self, _key: &DedupKey) -> Result<(), std::io::Error> {
+        Ok(())
+    }
 }
 
 #[tokio::test]

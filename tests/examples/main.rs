@@ -1,0 +1,432 @@
+//! Runs every example's binary: the receiver against its command-line
+//! contract (driven by the simulator, stopped with SIGTERM), the others in
+//! their `--self-test` mode (serve on a free loopback port, post callbacks
+//! to themselves, check the answers, exit).
+//!
+//! The binaries are built once per test run with `cargo build --examples`
+//! into this test's own target directory, profile and features: when
+//! `cargo test` has just built the examples (it does by default) that is a
+//! no-op, and a test run alone (`--test examples`) still gets fresh ones.
+#![cfg(all(feature = "sim", feature = "axum"))]
+
+use std::collections::{HashMap, HashSet};
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use taskhook::sim::{Schedule, Simulator, UrlPolicy, Workload};
+
+/// The target directory and the profile directory this test runs from
+/// (`<target>/<profile>/deps/<this test>`).
+fn profile_dir() -> PathBuf {
+    let exe = std::env::current_exe().expect("path of the test binary");
+    exe.parent()
+        .and_then(Path::parent)
+        .expect("the test binary lives in <target>/<profile>/deps")
+        .to_owned()
+}
+
+/// The features this test was built with, for building the examples alike.
+fn features() -> Vec<&'static str> {
+    let mut features = Vec::new();
+    for (on, name) in [
+        (cfg!(feature = "axum"), "axum"),
+        (cfg!(feature = "verify"), "verify"),
+        (cfg!(feature = "refetch"), "refetch"),
+        (cfg!(feature = "sim"), "sim"),
+    ] {
+        if on {
+            features.push(name);
+        }
+    }
+    features
+}
+
+/// The path of example `name`, after building every example once.
+fn example(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Result<(), String>> = OnceLock::new();
+    let profile_dir = profile_dir();
+    let built = BUILT.get_or_init(|| {
+        let target_dir = profile_dir.parent().expect("<target>/<profile>");
+        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
+            Some("debug") => "dev".to_owned(),
+            Some(other) => other.to_owned(),
+            None => "dev".to_owned(),
+        };
+        let output = Command::new(env!("CARGO"))
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .args(["build", "--quiet", "--examples", "--profile", &profile])
+            .arg("--target-dir")
+            .arg(target_dir)
+            .args(["--no-default-features", "--features", &features().join(",")])
+            .output()
+            .map_err(|e| format!("cargo: {e}"))?;
+        if output.status.success() {
+            Ok(())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).into_owned())
+        }
+    });
+    if let Err(error) = built {
+        panic!("building the examples failed:\n{error}");
+    }
+    let path = profile_dir
+        .join("examples")
+        .join(format!("{name}{}", std::env::consts::EXE_SUFFIX));
+    assert!(path.exists(), "{} was not built", path.display());
+    path
+}
+
+/// Kills the child when dropped (a failed assertion must not leave a
+/// server running).
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Runs an example to completion with `args`, at most `limit` long.
+fn run_to_end(name: &str, args: &[&str], limit: Duration) -> Output {
+    let mut child = Running(
+        Command::new(example(name))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("{name}: {e}")),
+    );
+    let deadline = std::time::Instant::now() + limit;
+    loop {
+        if let Some(_status) = child.0.try_wait().expect("wait for the example") {
+            let mut stdout = Vec::new();
+            let mut stderr = Vec::new();
+            if let Some(mut out) = child.0.stdout.take() {
+                let _ = out.read_to_end(&mut stdout);
+            }
+            if let Some(mut err) = child.0.stderr.take() {
+                let _ = err.read_to_end(&mut stderr);
+            }
+            let status = child.0.wait().expect("exit status");
+            return Output {
+                status,
+                stdout,
+                stderr,
+            };
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{name} {args:?} still running after {limit:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The receiver's contract
+
+/// Starts the receiver with `args` and reads its first stdout line.
+fn start_receiver(args: &[&str]) -> (Running, String) {
+    let mut child = Running(
+        Command::new(example("receiver"))
+            .args(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("start the receiver"),
+    );
+    let stdout = child.0.stdout.take().expect("piped stdout");
+    let mut first = String::new();
+    BufReader::new(stdout)
+        .read_line(&mut first)
+        .expect("read the first line");
+    let addr = first
+        .trim_end()
+        .strip_prefix("listening on ")
+        .unwrap_or_else(|| panic!("first line {first:?}"))
+        .to_owned();
+    (child, addr)
+}
+
+/// Sends SIGTERM and waits (bounded) for the exit; answers stderr.
+#[cfg(unix)]
+fn terminate(mut child: Running) -> (std::process::ExitStatus, String) {
+    let pid = child.0.id().to_string();
+    let sent = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(sent.success());
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let status = loop {
+        if let Some(status) = child.0.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the receiver did not exit after SIGTERM"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut stderr = String::new();
+    if let Some(mut err) = child.0.stderr.take() {
+        let _ = err.read_to_string(&mut stderr);
+    }
+    (status, stderr)
+}
+
+#[cfg(unix)]
+#[test]
+fn receiver_processes_each_task_once_and_drains_on_sigterm() {
+    let dir = std::env::temp_dir().join(format!("taskhook-receiver-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let log = dir.join("processed.jsonl");
+    let _ = std::fs::remove_file(&log);
+    let (child, addr) = start_receiver(&[
+        "--listen",
+        "127.0.0.1:0",
+        "--processed-log",
+        log.to_str().unwrap(),
+        "--handler-delay-ms",
+        "2",
+        "--fail-rate=0.1",
+    ]);
+    assert!(
+        addr.starts_with("127.0.0.1:") && !addr.ends_with(":0"),
+        "{addr}"
+    );
+
+    let workload = Workload::new(100)
+        .seed(5)
+        .immediate_duplicates(0.1)
+        .concurrent_duplicates(0.1)
+        .later_duplicates(0.1, Duration::from_secs(30));
+    let tasks = workload.generate();
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let report = runtime
+        .block_on(
+            Simulator::new()
+                .url_policy(UrlPolicy::new().allow_loopback_for_local_testing())
+                .schedule(Schedule::provider().time_factor(0.01))
+                .run_tasks(&format!("http://{addr}"), tasks.clone()),
+        )
+        .expect("the simulator runs");
+    let summary = report.summary();
+    assert_eq!(summary.tasks_undelivered, 0, "{summary:?}");
+    assert!(summary.duplicate_pushes > 0, "{summary:?}");
+
+    let (status, stderr) = terminate(child);
+    assert!(status.success(), "exit {status:?}\n{stderr}");
+    assert!(stderr.contains("shutdown: drained=true left=0"), "{stderr}");
+
+    // Every task is in the log exactly once, with its URLs, or a dead
+    // letter (each run fails with probability 0.1, five attempts).
+    let dead: HashSet<String> = stderr
+        .lines()
+        .filter_map(|l| l.strip_prefix("dead letter: "))
+        .filter_map(|l| l.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+        .map(str::to_owned)
+        .collect();
+    let text = std::fs::read_to_string(&log).unwrap();
+    let mut logged: HashMap<String, serde_json::Value> = HashMap::new();
+    for line in text.lines() {
+        let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+        let id = entry["id"].as_str().unwrap().to_owned();
+        assert!(logged.insert(id.clone(), entry).is_none(), "{id} twice");
+    }
+    for task in &tasks {
+        match logged.get(task.id()) {
+            Some(entry) => {
+                let urls: Vec<&str> = entry["urls"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|u| u.as_str().unwrap())
+                    .collect();
+                assert_eq!(urls, task.urls(), "{}", task.id());
+                assert!(entry["status"].is_string());
+                assert!(!dead.contains(task.id()));
+            }
+            None => assert!(dead.contains(task.id()), "{} lost", task.id()),
+        }
+    }
+    assert_eq!(logged.len() + dead.len(), tasks.len());
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn receiver_help_lists_every_flag_and_bad_flags_exit_2() {
+    let help = run_to_end("receiver", &["--help"], Duration::from_secs(10));
+    assert!(help.status.success());
+    let text = String::from_utf8(help.stdout).unwrap();
+    for flag in [
+        "--listen ADDR",
+        "--processed-log PATH",
+        "--handler-delay-ms N",
+        "--fail-rate F",
+        "--drain-secs N",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from\n{text}");
+    }
+    for bad in [
+        &["--fail-rate", "1.5"][..],
+        &["--listen", "nowhere"],
+        &["--handler-delay-ms"],
+        &["--no-such-flag"],
+    ] {
+        let out = run_to_end("receiver", bad, Duration::from_secs(10));
+        assert_eq!(out.status.code(), Some(2), "{bad:?}");
+        assert!(!out.stderr.is_empty());
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The demo
+
+#[test]
+fn demo_runs_and_reports_nothing_processed_twice_or_lost() {
+    let out = run_to_end(
+        "demo",
+        &[
+            "--tasks",
+            "300",
+            "--time-factor",
+            "0.01",
+            "--later-secs",
+            "20",
+            "--duplicates",
+            "0.1",
+            "--fail-rate",
+            "0.3",
+        ],
+        Duration::from_secs(60),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{table}\n{stderr}");
+    let row = |name: &str| -> String {
+        table
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
+            .trim()
+            .to_owned()
+    };
+    assert_eq!(row("tasks sent"), "300");
+    assert!(row("processed twice").starts_with("0 "), "{table}");
+    assert!(row("lost").starts_with("0 "), "{table}");
+    assert!(
+        row("dead letters").contains("still dead at the end: 0"),
+        "{table}"
+    );
+    // Every task processed once (none left dead after the replays).
+    assert_eq!(row("processed once"), "300");
+    for name in ["pushes", "answers", "ack latency", "throughput"] {
+        assert!(!row(name).is_empty());
+    }
+}
+
+#[test]
+fn demo_fails_when_tasks_are_lost() {
+    // A queue of 1 for a burst, and no provider retries to wait for the
+    // queue: most tasks are refused with 503 until the provider gives up.
+    let out = run_to_end(
+        "demo",
+        &[
+            "--tasks",
+            "200",
+            "--capacity",
+            "1",
+            "--workers",
+            "1",
+            "--work-ms",
+            "20",
+            "--time-factor",
+            "0.001",
+            "--duplicates",
+            "0",
+        ],
+        Duration::from_secs(60),
+    );
+    let table = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(out.status.code(), Some(1), "{table}");
+    assert!(!table.contains("\nlost             0 "), "{table}");
+}
+
+// ---------------------------------------------------------------------------
+// The examples of use, in their self-test mode
+
+/// Runs `name --self-test` and checks that every step passed.
+fn self_test(name: &str) -> String {
+    let out = run_to_end(name, &["--self-test"], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{name}:\n{stdout}\n{stderr}");
+    assert!(stdout.ends_with("self-test ok\n"), "{name}:\n{stdout}");
+    stdout
+}
+
+#[test]
+fn axum_existing_app_keeps_other_routes_untouched() {
+    let out = self_test("axum_existing_app");
+    assert!(
+        out.contains("ok  POST /items with a text body: 201"),
+        "{out}"
+    );
+    assert!(out.contains("ok  GET /callback (the router's fallback, not the stack): 405"));
+}
+
+#[test]
+fn compose_tower_http_times_out_as_503_and_limits_as_413() {
+    let out = self_test("compose_tower_http");
+    assert!(out.contains("a stalled body times out as 503"), "{out}");
+    assert!(out.contains("ok  with Retry-After"), "{out}");
+    assert!(out.contains("1.25 MiB chunked: \"HTTP/1.1 413"), "{out}");
+}
+
+#[test]
+fn hyper_service_serves_the_stack_without_a_framework() {
+    let out = self_test("hyper_service");
+    assert!(out.contains("ok  POST /callback: 202"), "{out}");
+    assert!(out.contains("ok  GET /elsewhere: 404"), "{out}");
+}
+
+#[test]
+fn tonic_server_serves_grpc_and_the_callback_on_one_port() {
+    let out = self_test("tonic_server");
+    assert!(out.contains("SERVING"), "{out}");
+    assert!(
+        out.contains("ok  POST /callback over HTTP/1.1: 202"),
+        "{out}"
+    );
+}
+
+#[test]
+fn quickstart_shows_the_samples_and_the_rejections() {
+    let out = run_to_end("quickstart", &[], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    assert!(stdout.contains("-> HTTP/1.1 200 OK ok"), "{stdout}");
+    assert!(stdout.contains("-> HTTP/1.1 400 Bad Request"), "{stdout}");
+}
+
+#[cfg(target_os = "linux")]
+#[test]
+fn dedup_memory_measures_a_small_count() {
+    let out = run_to_end("dedup_memory", &["2000"], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for mode in ["store", "string-key", "hashed-key"] {
+        assert!(
+            stdout.contains(&format!("{mode}: 2000 entries")),
+            "{mode} in\n{stdout}"
+        );
+    }
+}
