@@ -165,7 +165,10 @@ async fn main() {
     let dir = arg(&args, "--dir")
         .map(PathBuf::from)
         .unwrap_or_else(std::env::temp_dir);
-    println!("{requests} requests per run, journal files in {}", dir.display());
+    println!(
+        "{requests} requests per run, journal files in {}",
+        dir.display()
+    );
     println!();
     println!("| concurrent requests | journal | acks/s | disk syncs | acks per sync | ack p50 | ack p99 |");
     println!("|---:|---|---:|---:|---:|---:|---:|");

@@ -692,3 +692,27 @@ fn pending_lists_only_what_is_neither_done_nor_dead() {
         assert_eq!(seqs, HashSet::from([0, 2, 4]));
     });
 }
+
+#[tokio::test]
+async fn forget_removes_a_done_id_from_memory_and_from_the_file() {
+    let dir = TempDir::new("forget");
+    let journal = RedbJournal::open(dir.file()).unwrap();
+    let store = RedbDedupStore::new(journal.clone(), MokaStore::new());
+    let key = DedupKey::from("task_forget");
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a new key is acquired");
+    };
+    store.complete(&key, &token).await.unwrap();
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::Done));
+
+    store.forget(&key).await.unwrap();
+    assert_eq!(journal.done_id_count().await.unwrap(), 0);
+    // Neither this process nor the next one (a fresh moka) has it.
+    let restarted = RedbDedupStore::new(journal.clone(), MokaStore::new());
+    for store in [&store, &restarted] {
+        let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+            panic!("a forgotten key is acquired again");
+        };
+        store.release(&key, &token).await.unwrap();
+    }
+}

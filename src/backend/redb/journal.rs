@@ -278,6 +278,11 @@ impl RedbJournal {
         .map(|_| ())
     }
 
+    /// Forgets the done key `key`; completes once that is on disk.
+    pub(super) async fn forget_done(&self, key: &str) -> Result<(), JournalError> {
+        self.write(Op::ForgetDone(key.into())).await.map(|_| ())
+    }
+
     async fn write(&self, op: Op) -> Result<Outcome, JournalError> {
         if self.inner.poisoned.load(Ordering::SeqCst) {
             return Err(JournalError::Failed);

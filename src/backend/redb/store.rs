@@ -18,6 +18,8 @@ use crate::fast_ack::JournalError;
 ///   journal's group commit, and completes once that commit is synced. So
 ///   behind the dedup layer, every id answered `2xx` is on disk before the
 ///   answer leaves, and its duplicate pushed after a crash is absorbed.
+/// - [`forget`](DedupStore::forget) removes the key from both (for the
+///   dead-letter hook: the provider's next push runs the handler again).
 /// - [`release`](DedupStore::release) and [`wait`](DedupStore::wait) are
 ///   moka's: in-flight claims live in memory only, and a restart forgets
 ///   them, which is right (a claim's owner died with the process).
@@ -119,6 +121,11 @@ impl DedupStore for RedbDedupStore {
     async fn release(&self, key: &DedupKey, token: &RedbToken) -> Result<(), JournalError> {
         let Ok(()) = self.moka.release(key, &token.0).await;
         Ok(())
+    }
+
+    async fn forget(&self, key: &DedupKey) -> Result<(), JournalError> {
+        let Ok(()) = self.moka.forget(key).await;
+        self.journal.forget_done(key.as_str()).await
     }
 
     async fn wait(&self, key: &DedupKey) -> Result<(), JournalError> {

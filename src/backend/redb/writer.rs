@@ -44,6 +44,7 @@ pub(super) enum Op {
         key: Box<str>,
         until_ms: u64,
     },
+    ForgetDone(Box<str>),
     /// A durable commit with nothing but the purge in it.
     Sync,
 }
@@ -245,6 +246,16 @@ fn apply(
                 by_expiry
                     .insert((*until_ms, &**key), ())
                     .map_err(journal_error)?;
+                Outcome::Done
+            }
+            Op::ForgetDone(key) => {
+                let old = done
+                    .remove(&**key)
+                    .map_err(journal_error)?
+                    .map(|old| old.value());
+                if let Some(old) = old {
+                    by_expiry.remove((old, &**key)).map_err(journal_error)?;
+                }
                 Outcome::Done
             }
             Op::Sync => Outcome::Done,
