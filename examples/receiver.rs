@@ -30,6 +30,7 @@
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
 //! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
+//! | `--journal PATH` | none (in memory) | keep the fast-ack journal and the done task ids in this redb file (feature `redb`): every `2xx` is on disk first, pending events are replayed at start-up, duplicates are recognised after a restart |
 //! | `--help` | | print the flags |
 //!
 //! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
@@ -55,7 +56,12 @@
 //!   running handlers and their retries for up to `--drain-secs`, prints the
 //!   shutdown report on stderr, closes the HTTP server, and exits `0`; it
 //!   exits `1` if the deadline left events unfinished (with the in-memory
-//!   journal they are lost), `2` on bad flags.
+//!   journal they are lost; with `--journal` they stay pending in the file
+//!   and run at the next start), `2` on bad flags.
+//! - With `--journal`, a `SIGKILL` loses nothing that was answered `2xx`:
+//!   the next start replays the pending events before it takes new ones
+//!   (`503 starting` meanwhile), and a duplicate push of a task answered
+//!   before the crash is answered `200` duplicate.
 //!
 //! The functions that build the stack are shared with `examples/demo.rs`.
 
@@ -74,8 +80,12 @@ use axum::handler::Handler;
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
+use taskhook::dedup::ById;
 use taskhook::fast_ack::{FastAck, FastAckLayer, ResponseStatus};
-use taskhook::{Dedup, DedupLayer, FastAckHandle, Payload, PayloadLayer, TaskEvent, TaskStatus};
+use taskhook::{
+    Dedup, DedupLayer, DedupStore, FastAckHandle, MokaStore, Payload, PayloadLayer, TaskEvent,
+    TaskStatus,
+};
 use tokio::net::TcpListener;
 use tower::{BoxError, Service, ServiceBuilder};
 
@@ -90,9 +100,9 @@ pub(crate) struct Config {
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
-    // Later issues add their flags here and in `FLAGS`: `--journal PATH`
-    // (a durable journal), `--redis URL` (a shared dedup store),
-    // `--secret TOKEN` (the verify layers).
+    pub(crate) journal: Option<PathBuf>,
+    // Later issues add their flags here and in `FLAGS`: `--redis URL` (a
+    // shared dedup store), `--secret TOKEN` (the verify layers).
 }
 
 impl Default for Config {
@@ -103,6 +113,7 @@ impl Default for Config {
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
+            journal: None,
         }
     }
 }
@@ -162,7 +173,25 @@ const FLAGS: &[Flag<Config>] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "--journal",
+        value: "PATH",
+        help: "keep the journal and the done task ids in this redb file (feature redb) [default: in memory]",
+        set: |c, v| {
+            c.journal = Some(journal_path(v)?);
+            Ok(())
+        },
+    },
 ];
+
+/// The value of `--journal`: a path, when built with the `redb` feature.
+pub(crate) fn journal_path(value: &str) -> Result<PathBuf, String> {
+    if cfg!(feature = "redb") {
+        Ok(PathBuf::from(value))
+    } else {
+        Err("a durable journal needs the `redb` feature (--features axum,redb)".to_owned())
+    }
+}
 
 pub(crate) fn parse_number(value: &str) -> Result<u64, String> {
     value
@@ -244,7 +273,7 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 // The stack.
 
 /// The recommended stack in front of a handler: payload → dedup → fast-ack.
-pub(crate) type CallbackService<H> = Payload<Dedup<FastAck<H>>>;
+pub(crate) type CallbackService<H, St = MokaStore> = Payload<Dedup<FastAck<H>, ById, St>>;
 
 /// Builds payload → dedup → fast-ack → `handler`.
 ///
@@ -259,11 +288,68 @@ where
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
 {
+    callback_service_with_store(fast_ack, MokaStore::new(), handler)
+}
+
+/// Builds payload → dedup (on `store`) → fast-ack → `handler`.
+pub(crate) fn callback_service_with_store<H, B, St>(
+    fast_ack: FastAckLayer,
+    store: St,
+    handler: H,
+) -> CallbackService<H, St>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + 'static,
+    Response<B>: ResponseStatus,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    St: DedupStore,
+{
     ServiceBuilder::new()
         .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
+        .layer(DedupLayer::with_store(store))
         .layer(fast_ack)
         .service(handler)
+}
+
+/// The app: the stack on `fast_ack` and `handler` behind `POST /callback`,
+/// with the in-memory journal and dedup store, or with both in the redb
+/// file `journal` (`--journal`). Also answers the handle on the fast-ack
+/// state (taken after the journal is set: a setter makes a new state).
+pub(crate) fn journaled_app<H, B>(
+    fast_ack: FastAckLayer,
+    journal: Option<&Path>,
+    handler: H,
+) -> std::io::Result<(Router, FastAckHandle)>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    Response<B>: ResponseStatus + axum::response::IntoResponse,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match journal {
+        #[cfg(feature = "redb")]
+        Some(path) => {
+            use taskhook::backend::{RedbDedupStore, RedbJournal};
+            let journal = RedbJournal::open(path).map_err(|error| {
+                std::io::Error::other(format!("journal {}: {error}", path.display()))
+            })?;
+            let fast_ack = fast_ack.journal(journal.clone());
+            let handle = fast_ack.handle();
+            let store = RedbDedupStore::new(journal, MokaStore::new());
+            let service = callback_service_with_store(fast_ack, store, handler);
+            Ok((router(service), handle))
+        }
+        #[cfg(not(feature = "redb"))]
+        Some(_) => Err(std::io::Error::other(
+            "a durable journal needs the `redb` feature",
+        )),
+        None => {
+            let handle = fast_ack.handle();
+            Ok((router(callback_service(fast_ack, handler)), handle))
+        }
+    }
 }
 
 /// The app: the stack on `POST /callback`. The stack is layered as one
@@ -412,9 +498,11 @@ fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
                 "dead letter"
             );
         });
-    let handle = fast_ack.handle();
-    let service = callback_service(fast_ack, on_callback.with_state(processing));
-    Ok((router(service), handle))
+    journaled_app(
+        fast_ack,
+        config.journal.as_deref(),
+        on_callback.with_state(processing),
+    )
 }
 
 // ---------------------------------------------------------------------------

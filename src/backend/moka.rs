@@ -174,6 +174,7 @@ impl MokaStore {
     }
 
     /// How long a done key is remembered.
+    #[cfg(feature = "redb")]
     pub(crate) fn time_to_live(&self) -> Duration {
         self.inner.time_to_live
     }
