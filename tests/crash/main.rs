@@ -369,7 +369,7 @@ async fn sigkill_at_random_moments_loses_nothing_that_was_acknowledged() {
     }
 
     let counts = processed(&log);
-    let acked = acked.lock().unwrap();
+    let acked = acked.lock().unwrap().clone();
     let missing: Vec<_> = acked
         .iter()
         .filter(|id| !counts.contains_key(*id))
