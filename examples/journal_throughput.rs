@@ -14,6 +14,11 @@
 //! requests one after the other until `--requests` were answered. The
 //! journal file is new for each run, in `--dir` (default: the system's
 //! temporary directory; put it on the disk you want to measure).
+//!
+//! Then the file size: `--rounds` rounds of `--requests` events appended
+//! and processed through the layer on one journal, the file's size printed
+//! after rounds 1, 10, .. (processed entries are deleted and redb reuses
+//! their pages, so it must level off).
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
@@ -145,6 +150,78 @@ async fn run(mode: Mode, concurrency: usize, requests: usize, dir: &Path) -> Run
     }
 }
 
+/// Sends `requests` events with `concurrency` senders through `service`
+/// and waits until `handle` processed them all.
+async fn round<S, B>(service: &S, handle: &taskhook::FastAckHandle, requests: usize, offset: usize)
+where
+    B: Send + 'static,
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send,
+{
+    let before = handle.stats().processed;
+    let tasks: Vec<_> = (0..64)
+        .map(|k| {
+            let service = service.clone();
+            tokio::spawn(async move {
+                for i in (k..requests).step_by(64) {
+                    let req = Request::post("/callback")
+                        .header("content-type", "application/json")
+                        .body(Full::new(body(offset + i)))
+                        .expect("request");
+                    let response = service.clone().oneshot(req).await.expect("infallible");
+                    assert_eq!(response.status(), StatusCode::ACCEPTED);
+                }
+            })
+        })
+        .collect();
+    for task in tasks {
+        task.await.expect("sender");
+    }
+    while handle.stats().processed < before + requests as u64 {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
+async fn file_size(requests: usize, rounds: usize, dir: &Path) {
+    let path = dir.join(format!("taskhook-bench-size-{}.redb", std::process::id()));
+    let _ = std::fs::remove_file(&path);
+    let journal = RedbJournal::open(&path).expect("journal opens");
+    let layer = FastAckLayer::new()
+        .journal(journal.clone())
+        .capacity(requests.max(1024))
+        .concurrency(8);
+    let handle = layer.handle();
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(layer)
+        .service(service_fn(|_req: Request<BufferedBody>| async {
+            Ok::<_, Infallible>(Response::new(String::new()))
+        }));
+    handle.started().await;
+    println!();
+    println!("| events through the journal | file size |");
+    println!("|---:|---:|");
+    for r in 1..=rounds {
+        round(&service, &handle, requests, r * requests).await;
+        journal.sync().await.expect("sync");
+        if r == 1 || r % 10 == 0 || r == rounds {
+            let size = journal.file_size().expect("file size");
+            println!(
+                "| {} | {:.2} MiB |",
+                r * requests,
+                size as f64 / (1 << 20) as f64
+            );
+        }
+    }
+    handle.shutdown(Duration::from_secs(10)).await;
+    drop(service);
+    drop(journal);
+    let _ = std::fs::remove_file(&path);
+}
+
 fn arg(args: &[String], name: &str) -> Option<String> {
     args.iter()
         .position(|a| a == name)
@@ -172,6 +249,9 @@ async fn main() {
     println!();
     println!("| concurrent requests | journal | acks/s | disk syncs | acks per sync | ack p50 | ack p99 |");
     println!("|---:|---|---:|---:|---:|---:|---:|");
+    let rounds: usize = arg(&args, "--rounds")
+        .map(|v| v.parse().expect("--rounds N"))
+        .unwrap_or(30);
     for &c in &concurrency {
         for mode in [Mode::Memory, Mode::SyncEach, Mode::Group, Mode::GroupWindow] {
             let r = run(mode, c, requests, &dir).await;
@@ -189,5 +269,8 @@ async fn main() {
                 r.p99.as_secs_f64() * 1e3,
             );
         }
+    }
+    if rounds > 0 {
+        file_size(requests, rounds, &dir).await;
     }
 }
