@@ -290,15 +290,15 @@ fn processed_entries_are_deleted_and_the_file_stays_bounded() {
     life(|| async {
         let journal = RedbJournal::open(dir.file()).unwrap();
         let mut sizes = Vec::new();
-        for round in 0..30 {
-            // 200 events of about 1 KiB accepted together, then processed.
-            let tasks: Vec<_> = (0..200)
+        for round in 0..20 {
+            // 100 events of 4 KiB accepted together, then processed.
+            let tasks: Vec<_> = (0..100)
                 .map(|i| {
                     let journal = journal.clone();
                     tokio::spawn(async move {
                         let record = Record::new(
                             Some(Arc::from(format!("task_{round}_{i}"))),
-                            Bytes::from(vec![b'x'; 1024]),
+                            Bytes::from(vec![b'x'; 4096]),
                         );
                         journal.append(vec![record]).await
                     })
@@ -310,18 +310,28 @@ fn processed_entries_are_deleted_and_the_file_stays_bounded() {
                     seqs.push(seq);
                 }
             }
-            for seq in seqs {
-                journal.complete(seq).await.unwrap();
+            let completions: Vec<_> = seqs
+                .into_iter()
+                .map(|seq| {
+                    let journal = journal.clone();
+                    tokio::spawn(async move { journal.complete(seq).await })
+                })
+                .collect();
+            for completion in completions {
+                completion.await.unwrap().unwrap();
             }
             journal.sync().await.unwrap();
             sizes.push(journal.file_size().unwrap());
         }
         assert!(journal.pending().await.unwrap().is_empty());
-        assert_eq!(journal.stats().appended, 6000);
-        // 6 MB went through; the file holds at most one round's worth.
-        let (early, last) = (sizes[4], sizes[29]);
+        assert_eq!(journal.stats().appended, 2000);
+        // 8 MiB went through. A file that kept it would be over 8 MiB; this
+        // one levels off (its exact size depends on how commits batched).
         eprintln!("file sizes by round: {sizes:?}");
-        assert!(last <= early.max(2 * 1024 * 1024), "{sizes:?}");
+        let first_half = sizes[..10].iter().copied().max().unwrap();
+        let last = sizes[19];
+        assert!(last <= 4 * 1024 * 1024, "{sizes:?}");
+        assert!(last <= first_half + 1024 * 1024, "still growing: {sizes:?}");
     });
 }
 
@@ -600,7 +610,7 @@ fn open_damaged(path: &Path, expected: &[Record]) -> Result<(), JournalError> {
 fn a_truncated_journal_is_an_error_not_a_shorter_journal() {
     let dir = TempDir::new("torn");
     let path = dir.file();
-    let expected = journal_with_entries(&path, 200);
+    let expected = journal_with_entries(&path, 100);
     let original = std::fs::read(&path).unwrap();
     let copy = dir.0.join("copy.redb");
     let mut errors = 0;
@@ -639,11 +649,11 @@ fn a_truncated_journal_is_an_error_not_a_shorter_journal() {
 fn flipped_bytes_are_an_error_never_a_silent_loss() {
     let dir = TempDir::new("flip");
     let path = dir.file();
-    let expected = journal_with_entries(&path, 200);
+    let expected = journal_with_entries(&path, 100);
     let original = std::fs::read(&path).unwrap();
     let copy = dir.0.join("copy.redb");
     let mut detected = 0;
-    let mut offsets: Vec<usize> = (0..original.len()).step_by(997).collect();
+    let mut offsets: Vec<usize> = (0..original.len()).step_by(4999).collect();
     offsets.extend([0, 1, 8, 64, 512, 4096 + 16, original.len() - 1]);
     for offset in offsets {
         let mut damaged = original.clone();

@@ -62,8 +62,9 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 ///   [`JournalError::Io`]), never a silently shorter journal.
 ///
 /// One process opens a file at a time (redb locks it). Clones share the
-/// database and the writer; the writer thread ends when the last clone is
-/// dropped, after a final sync.
+/// database and the writer; dropping the last clone ends the writer thread
+/// after a final sync and waits for it (at most one commit), so the file
+/// can be reopened at once.
 ///
 /// ```
 /// use taskhook::backend::RedbJournal;
