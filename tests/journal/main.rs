@@ -462,15 +462,13 @@ fn a_duplicate_pushed_after_a_restart_is_absorbed() {
     assert_eq!(*processed.lock().unwrap(), ["task_1", "task_2"]);
 }
 
-#[tokio::test(start_paused = true)]
+#[tokio::test]
 async fn done_ids_expire_with_the_ttl_and_are_purged() {
     let dir = TempDir::new("ttl");
     let journal = RedbJournal::open(dir.file()).unwrap();
     let ttl = Duration::from_secs(3600);
-    let store = RedbDedupStore::new(
-        journal.clone(),
-        MokaStore::builder().time_to_live(ttl).build(),
-    );
+    let fresh_moka = || MokaStore::builder().time_to_live(ttl).build();
+    let store = RedbDedupStore::new(journal.clone(), fresh_moka());
     let key = DedupKey::from("task_ttl");
     let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
         panic!("a new key is acquired");
@@ -478,24 +476,21 @@ async fn done_ids_expire_with_the_ttl_and_are_purged() {
     store.complete(&key, &token).await.unwrap();
     assert_eq!(journal.done_id_count().await.unwrap(), 1);
 
-    // Another process (a fresh moka) within the TTL: done.
-    tokio::time::advance(ttl / 2).await;
-    let restarted = RedbDedupStore::new(
-        journal.clone(),
-        MokaStore::builder().time_to_live(ttl).build(),
-    );
+    // The journal's clock is moved, not waited for (moka's own TTL runs
+    // on tokio time; each restart below gets a fresh moka).
+    // Within the TTL, another process: done.
+    journal.advance_clock(ttl / 2);
+    let restarted = RedbDedupStore::new(journal.clone(), fresh_moka());
     assert!(matches!(restarted.claim(&key).await.unwrap(), Claim::Done));
 
     // Past the TTL: new again, and purged from the file by the next commit.
-    tokio::time::advance(ttl).await;
-    let later = RedbDedupStore::new(
-        journal.clone(),
-        MokaStore::builder().time_to_live(ttl).build(),
-    );
+    journal.advance_clock(ttl);
+    let later = RedbDedupStore::new(journal.clone(), fresh_moka());
     let Claim::Acquired(token) = later.claim(&key).await.unwrap() else {
         panic!("an expired key is acquired again");
     };
     later.release(&key, &token).await.unwrap();
+    assert_eq!(journal.stats().purged, 0);
     journal.sync().await.unwrap();
     assert_eq!(journal.done_id_count().await.unwrap(), 0);
     assert_eq!(journal.stats().purged, 1);

@@ -1,3 +1,7 @@
+//! [`RedbJournal`]: opening and checking the file, the [`Journal`]
+//! methods (writes go to the writer thread, reads run on tokio's blocking
+//! pool), and its builder.
+
 use std::fmt;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -126,12 +130,14 @@ fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Wall-clock milliseconds that advance with tokio's clock: the wall time
-/// at open plus the tokio time elapsed since. Expiries persist across
-/// restarts (wall time) and follow `tokio::time::pause`/`advance` in tests.
-#[derive(Debug, Clone, Copy)]
+/// at open plus the tokio time elapsed since (plus what a test added).
+/// Expiries persist across restarts (wall time) and follow
+/// `tokio::time::pause`/`advance`.
+#[derive(Debug)]
 struct Clock {
     wall_ms: u64,
     start: tokio::time::Instant,
+    skew_ms: std::sync::atomic::AtomicU64,
 }
 
 impl Clock {
@@ -142,12 +148,15 @@ impl Clock {
         Self {
             wall_ms: u64::try_from(wall.as_millis()).unwrap_or(u64::MAX),
             start: tokio::time::Instant::now(),
+            skew_ms: std::sync::atomic::AtomicU64::new(0),
         }
     }
 
     fn now_ms(&self) -> u64 {
         let elapsed = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.wall_ms.saturating_add(elapsed)
+        self.wall_ms
+            .saturating_add(elapsed)
+            .saturating_add(self.skew_ms.load(Ordering::Relaxed))
     }
 }
 
@@ -250,6 +259,13 @@ impl RedbJournal {
     }
 
     #[doc(hidden)]
+    /// Moves the journal's clock (the expiry of done ids) forward, for tests.
+    pub fn advance_clock(&self, by: Duration) {
+        let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
+        self.inner.clock.skew_ms.fetch_add(by, Ordering::Relaxed);
+    }
+
+    #[doc(hidden)]
     /// Switches to make the storage fail, for tests of the error path.
     pub fn fault_injection(&self) -> FaultInjection {
         self.inner.faults.clone()
@@ -316,12 +332,17 @@ impl RedbJournal {
             .db
             .clone()
             .ok_or_else(|| JournalError::unavailable("the journal is closed"))?;
-        tokio::task::spawn_blocking(move || {
+        let read = move || {
             let txn = db.begin_read().map_err(journal_error)?;
             f(&txn)
-        })
-        .await
-        .map_err(JournalError::other)?
+        };
+        if tokio::runtime::Handle::try_current().is_err() {
+            // Polled outside tokio: no blocking pool to hand the read to.
+            return read();
+        }
+        tokio::task::spawn_blocking(read)
+            .await
+            .map_err(JournalError::other)?
     }
 }
 

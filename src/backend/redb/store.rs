@@ -1,3 +1,6 @@
+//! [`RedbDedupStore`]: moka in front of the done task ids kept in the
+//! journal's file.
+
 use std::fmt;
 
 use super::RedbJournal;

@@ -136,7 +136,13 @@ impl Writer {
             }
             return;
         }
-        match self.commit(batch, durable, now_ms) {
+        // A panic inside redb (it asserts on states it does not expect) is
+        // a failed commit like any other, not a dead writer.
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.commit(batch, durable, now_ms)
+        }))
+        .unwrap_or_else(|_| Err(JournalError::other("redb panicked during a commit")));
+        match committed {
             Ok(outcomes) => {
                 for (command, outcome) in batch.drain(..).zip(outcomes) {
                     let _ = command.reply.send(Ok(outcome));
