@@ -8,11 +8,15 @@
 //! Linux only (it reads `VmRSS` from `/proc/self/status`). Each measurement
 //! runs in a fresh child process (this program started again with a mode),
 //! so no allocation of one measurement is reused by the next. For each mode
-//! it fills a cache with N distinct 31-byte ids, runs moka's maintenance,
-//! and reports (RSS after - RSS before) / N:
+//! it fills a store with N distinct 31-byte ids, runs moka's maintenance
+//! (for the moka modes), and reports (RSS after - RSS before) / N, read
+//! while the store is alive:
 //!
 //! - `store`: the real `MokaStore`, through its `DedupStore` API (claim then
 //!   complete each id): what a deployment pays per id;
+//! - `compact`: the real `CompactStore` (the default store), the same way,
+//!   with a capacity of 2 N so that all N ids are kept (a full shard forgets
+//!   its oldest eighth; capacity reserves no memory);
 //! - `string-key` / `hashed-key`: a bare moka cache with the same settings
 //!   (LRU, TTL) and a 16-byte value, keyed by the id `String` or by its
 //!   128-bit hash: the saving of compact keys alone.
@@ -23,9 +27,9 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{DedupStore, MokaStore};
+use taskhook::{CompactStore, DedupStore, MokaStore};
 
-const MODES: [&str; 3] = ["store", "string-key", "hashed-key"];
+const MODES: [&str; 4] = ["store", "compact", "string-key", "hashed-key"];
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -73,7 +77,8 @@ async fn measure(mode: &str, n: u64) {
     let ttl = Duration::from_secs(24 * 3600);
     let before = rss_bytes();
     let started = Instant::now();
-    let count = match mode {
+    // Each mode reports while its store is alive.
+    match mode {
         "store" => {
             let store = MokaStore::builder().max_capacity(n).build();
             for i in 0..n {
@@ -85,7 +90,20 @@ async fn measure(mode: &str, n: u64) {
             }
             store.run_pending_tasks().await;
             report(mode, n, before, started, store.entry_count());
-            return;
+        }
+        "compact" => {
+            // Each shard holds `max_capacity / shards` keys and a full shard
+            // forgets its oldest eighth: twice the capacity keeps all N
+            // (capacity reserves no memory).
+            let store = CompactStore::builder().max_capacity(2 * n).build();
+            for i in 0..n {
+                let key = DedupKey::new(id(i));
+                let Ok(Claim::Acquired(token)) = store.claim(&key).await else {
+                    panic!("a new key is claimed");
+                };
+                let _ = store.complete(&key, &token).await;
+            }
+            report(mode, n, before, started, store.entry_count());
         }
         "string-key" => {
             let cache: Cache<String, [u8; 16]> = builder(n, ttl);
@@ -93,7 +111,7 @@ async fn measure(mode: &str, n: u64) {
                 cache.insert(id(i), [0; 16]).await;
             }
             cache.run_pending_tasks().await;
-            cache.entry_count()
+            report(mode, n, before, started, cache.entry_count());
         }
         _ => {
             let cache: Cache<u128, [u8; 16]> = builder(n, ttl);
@@ -105,10 +123,9 @@ async fn measure(mode: &str, n: u64) {
                 cache.insert(key, [0; 16]).await;
             }
             cache.run_pending_tasks().await;
-            cache.entry_count()
+            report(mode, n, before, started, cache.entry_count());
         }
-    };
-    report(mode, n, before, started, count);
+    }
 }
 
 fn builder<K, V>(n: u64, ttl: Duration) -> Cache<K, V>

@@ -31,6 +31,10 @@
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
 //! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
 //! | `--journal PATH` | none (in memory) | keep the fast-ack journal and the done task ids in this redb file (feature `redb`): every `2xx` is on disk first, pending events are replayed at start-up, duplicates are recognised after a restart |
+//! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
+//! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
+//! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
+//! | `--dedup-claim-ms N` | `10000` | with `--redis`: a dedup claim of a replica that died expires after this long |
 //! | `--help` | | print the flags |
 //!
 //! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
@@ -63,6 +67,20 @@
 //!   (`503 starting` meanwhile), and a duplicate push of a task answered
 //!   before the crash is answered `200` duplicate.
 //!
+//! # Several replicas
+//!
+//! With `--redis URL` (and the feature `redis`) the dedup store is a
+//! `RedisStore` and the fast-ack journal a `RedisJournal`, both on that
+//! Redis: start several receivers with the same URL behind a load balancer.
+//! A task id is accepted once across them; the entries of a receiver that
+//! dies are taken over by the others after `--claim-idle-ms`; delivery is
+//! at least once (the processed log may then show an id twice, see the
+//! contract above). A dedup claim of a receiver that died mid-request
+//! expires after `--dedup-claim-ms` (default 10 s, the provider's wait: in
+//! front of fast-ack a live claim lasts only until the `202`), so the
+//! provider's retry is not held up. Run Redis with `appendonly yes` and `appendfsync always`
+//! (README, "Running several replicas").
+//!
 //! The functions that build the stack are shared with `examples/demo.rs`.
 
 use std::convert::Infallible;
@@ -83,7 +101,7 @@ use taskhook::body::BufferedBody;
 use taskhook::dedup::ById;
 use taskhook::fast_ack::{FastAck, FastAckLayer, ResponseStatus};
 use taskhook::{
-    Dedup, DedupLayer, DedupStore, FastAckHandle, MokaStore, Payload, PayloadLayer, TaskEvent,
+    CompactStore, Dedup, DedupLayer, DedupStore, FastAckHandle, Payload, PayloadLayer, TaskEvent,
     TaskStatus,
 };
 use tokio::net::TcpListener;
@@ -101,8 +119,11 @@ pub(crate) struct Config {
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
     pub(crate) journal: Option<PathBuf>,
-    // Later issues add their flags here and in `FLAGS`: `--redis URL` (a
-    // shared dedup store), `--secret TOKEN` (the verify layers).
+    /// `--redis URL` and its settings: a dedup store and journal shared by
+    /// replicas.
+    pub(crate) redis: RedisOptions,
+    // Later issues add their flags here and in `FLAGS`: `--secret TOKEN`
+    // (the verify layers).
 }
 
 impl Default for Config {
@@ -114,8 +135,40 @@ impl Default for Config {
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
             journal: None,
+            redis: RedisOptions::default(),
         }
     }
+}
+
+/// The `--redis` settings, shared with `examples/demo.rs`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct RedisOptions {
+    pub(crate) url: Option<String>,
+    pub(crate) prefix: Option<String>,
+    pub(crate) replica: Option<String>,
+    pub(crate) claim_idle: Option<Duration>,
+    pub(crate) dedup_claim: Duration,
+}
+
+impl Default for RedisOptions {
+    fn default() -> Self {
+        Self {
+            url: None,
+            prefix: None,
+            replica: None,
+            claim_idle: None,
+            dedup_claim: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `--redis URL`: refused when built without the feature.
+pub(crate) fn set_redis_url(options: &mut RedisOptions, url: &str) -> Result<(), String> {
+    if !cfg!(feature = "redis") {
+        return Err("built without the redis feature (--features redis)".to_owned());
+    }
+    options.url = Some(url.to_owned());
+    Ok(())
 }
 
 /// One command-line flag: its name, the name of its value, its help, and
@@ -179,6 +232,39 @@ const FLAGS: &[Flag<Config>] = &[
         help: "keep the journal and the done task ids in this redb file (feature redb) [default: in memory]",
         set: |c, v| {
             c.journal = Some(journal_path(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--redis",
+        value: "URL",
+        help: "share dedup and the queue with other replicas through Redis (feature redis)",
+        set: |c, v| set_redis_url(&mut c.redis, v),
+    },
+    Flag {
+        name: "--replica",
+        value: "NAME",
+        help: "with --redis: this replica's consumer name [default: unique per process]",
+        set: |c, v| {
+            c.redis.replica = Some(v.to_owned());
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--claim-idle-ms",
+        value: "N",
+        help: "with --redis: take over a silent replica's entries after N ms [default: 60000]",
+        set: |c, v| {
+            c.redis.claim_idle = Some(Duration::from_millis(parse_number(v)?.max(1)));
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--dedup-claim-ms",
+        value: "N",
+        help: "with --redis: a dead replica's dedup claims expire after N ms [default: 10000]",
+        set: |c, v| {
+            c.redis.dedup_claim = Duration::from_millis(parse_number(v)?.max(1));
             Ok(())
         },
     },
@@ -273,7 +359,7 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 // The stack.
 
 /// The recommended stack in front of a handler: payload → dedup → fast-ack.
-pub(crate) type CallbackService<H, St = MokaStore> = Payload<Dedup<FastAck<H>, ById, St>>;
+pub(crate) type CallbackService<H, St = CompactStore> = Payload<Dedup<FastAck<H>, ById, St>>;
 
 /// Builds payload → dedup → fast-ack → `handler`.
 ///
@@ -288,7 +374,7 @@ where
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
 {
-    callback_service_with_store(fast_ack, MokaStore::new(), handler)
+    callback_service_with_store(fast_ack, CompactStore::new(), handler)
 }
 
 /// Builds payload → dedup (on `store`) → fast-ack → `handler`.
@@ -337,7 +423,7 @@ where
             })?;
             let fast_ack = fast_ack.journal(journal.clone());
             let handle = fast_ack.handle();
-            let store = RedbDedupStore::new(journal, MokaStore::new());
+            let store = RedbDedupStore::new(journal, taskhook::MokaStore::new());
             let service = callback_service_with_store(fast_ack, store, handler);
             Ok((router(service), handle))
         }
@@ -476,7 +562,7 @@ impl Rng {
 }
 
 /// The receiver's app and the handle on its fast-ack state.
-fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
+async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
     let log = match &config.processed_log {
         Some(path) => Some(Arc::new(ProcessedLog::open(path)?)),
         None => None,
@@ -498,11 +584,73 @@ fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
                 "dead letter"
             );
         });
+    if config.journal.is_some() && config.redis.url.is_some() {
+        return Err(std::io::Error::other(
+            "--journal and --redis are two different journals: give one",
+        ));
+    }
+    #[cfg(feature = "redis")]
+    if config.redis.url.is_some() {
+        return redis_app(&config.redis, fast_ack, on_callback.with_state(processing)).await;
+    }
     journaled_app(
         fast_ack,
         config.journal.as_deref(),
         on_callback.with_state(processing),
     )
+}
+
+/// The app with `--redis`: the same stack on a `RedisStore` and a
+/// `RedisJournal` shared by every replica that uses the same Redis (and
+/// prefix). Without a URL, an error.
+#[cfg(feature = "redis")]
+pub(crate) async fn redis_app<H, B>(
+    config: &RedisOptions,
+    fast_ack: FastAckLayer,
+    handler: H,
+) -> std::io::Result<(Router, FastAckHandle)>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    Response<B>: ResponseStatus,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
+
+    let url = config
+        .url
+        .as_deref()
+        .ok_or_else(|| std::io::Error::other("no Redis URL"))?;
+    let redis = RedisConnection::connect(url)
+        .await
+        .map_err(std::io::Error::other)?;
+    let mut journal = RedisJournal::builder(redis.clone());
+    let mut store = RedisStore::builder(redis);
+    if let Some(prefix) = &config.prefix {
+        journal = journal.prefix(prefix.clone());
+        store = store.prefix(prefix.clone());
+    }
+    if let Some(name) = &config.replica {
+        journal = journal.consumer(name.clone());
+    }
+    if let Some(idle) = config.claim_idle {
+        journal = journal.claim_idle(idle);
+    }
+    let journal = journal.build().await.map_err(std::io::Error::other)?;
+    let fast_ack = fast_ack.journal(journal);
+    let handle = fast_ack.handle();
+    // In front of fast-ack a claim only lasts until the `202` (milliseconds):
+    // a claim older than the provider's 10 s wait belongs to a replica that
+    // died mid-request, and must not hold the provider's retry up.
+    let store = store.claim_timeout(config.dedup_claim).build();
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(DedupLayer::with_store(store))
+        .layer(fast_ack)
+        .service(handler);
+    Ok((router(service), handle))
 }
 
 // ---------------------------------------------------------------------------
@@ -535,7 +683,7 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'stat
 async fn run(config: Config) -> std::io::Result<bool> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
-    let (app, handle) = app(&config)?;
+    let (app, handle) = app(&config).await?;
 
     // Install the signal handlers before announcing the address, so that a
     // signal sent right after the line is read is not missed.

@@ -63,6 +63,7 @@
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 //! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
+//! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -83,7 +84,9 @@ pub mod sim;
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
 
-pub use self::backend::MokaStore;
+#[cfg(feature = "redis")]
+pub use self::backend::redis::{RedisConnection, RedisJournal, RedisStore};
+pub use self::backend::{CompactStore, MokaStore};
 #[cfg(feature = "redb")]
 pub use self::backend::{RedbDedupStore, RedbJournal};
 pub use self::builder::ServiceBuilderExt;

@@ -1,9 +1,7 @@
-//! The in-process [`MokaStore`]: the default store of the dedup layer.
+//! The in-process [`MokaStore`]: a dedup store on a moka cache.
 
-use std::collections::hash_map::RandomState;
 use std::convert::Infallible;
 use std::fmt;
-use std::hash::BuildHasher;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -14,6 +12,7 @@ use ::moka::policy::EvictionPolicy;
 use tokio::sync::Notify;
 use tokio::time::{Instant, MissedTickBehavior};
 
+use super::hash::KeyHasher;
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
 /// The default number of keys remembered: 1,000,000.
@@ -91,7 +90,7 @@ pub struct MokaStore {
 
 struct Inner {
     cache: Cache<u128, Slot>,
-    hasher: RandomState,
+    hasher: KeyHasher,
     time_to_live: Duration,
     claim_timeout: Duration,
     maintenance_interval: Duration,
@@ -187,9 +186,7 @@ impl MokaStore {
     }
 
     fn hash(&self, key: &DedupKey) -> u128 {
-        // Two outputs of one keyed hash over domain-separated inputs.
-        let high = self.inner.hasher.hash_one((0u8, key.as_str()));
-        let low = self.inner.hasher.hash_one((1u8, key.as_str()));
+        let (high, low) = self.inner.hasher.hash128(key.as_str().as_bytes());
         (u128::from(high) << 64) | u128::from(low)
     }
 
@@ -462,7 +459,7 @@ impl MokaStoreBuilder {
         MokaStore {
             inner: Arc::new(Inner {
                 cache,
-                hasher: RandomState::new(),
+                hasher: KeyHasher::random(),
                 time_to_live: self.time_to_live,
                 claim_timeout: self.claim_timeout,
                 maintenance_interval: self.maintenance_interval,

@@ -100,8 +100,12 @@ pub(super) async fn run<S, St, ReqBody, ResBody>(
     config: Config,
 ) -> Result<Response<ResponseBody<ResBody>>, S::Error>
 where
-    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S: Service<Request<ReqBody>, Response = Response<ResBody>> + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
     St: DedupStore,
+    ReqBody: Send + 'static,
+    ResBody: Send + 'static,
 {
     let Some(key) = key else {
         tracing::trace!(id = &*id, "no dedup key: passed through");
@@ -112,33 +116,55 @@ where
         Acquired::Bypass => return Ok(inner.call(req).await?.map(ResponseBody::new)),
         Acquired::Answer(response) => return Ok(response),
     };
-    // From here on the claim is ours, and the guard gives it back on every
-    // way out, including a panic of the inner service and this future being
-    // dropped (client gone, a timeout layer outside).
-    let mut guard = ClaimGuard {
-        claim: Some(Held {
-            store,
-            key,
-            token,
-            id,
-            metrics,
-        }),
-        outcome: Outcome::Release("dropped or panicked"),
-    };
-    let result = inner.call(req).await;
-    let outcome = match &result {
-        Ok(response) => {
-            let status = response.status();
-            if status.is_success() || (status.is_client_error() && config.remember_client_errors) {
-                Outcome::Done
-            } else {
-                Outcome::Release("not a success")
+    // From here on the claim is ours. The call and the recording of its
+    // outcome run as a task of their own, so that they finish even if this
+    // future is dropped (client gone, a timeout layer outside): the inner
+    // service may already have accepted the event (the fast-ack layer
+    // accepts on a task of its own), and releasing the claim then would let
+    // the provider's retry process the event a second time. The guard still
+    // gives the claim back on a panic of the inner service and when the
+    // runtime shuts down under the task.
+    let call = async move {
+        let mut guard = ClaimGuard {
+            claim: Some(Held {
+                store,
+                key,
+                token,
+                id,
+                metrics,
+            }),
+            outcome: Outcome::Release("panicked or cancelled"),
+        };
+        let result = inner.call(req).await;
+        let outcome = match &result {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success()
+                    || (status.is_client_error() && config.remember_client_errors)
+                {
+                    Outcome::Done
+                } else {
+                    Outcome::Release("not a success")
+                }
             }
-        }
-        Err(_) => Outcome::Release("inner error"),
+            Err(_) => Outcome::Release("inner error"),
+        };
+        guard.finish(outcome).await;
+        result
     };
-    guard.finish(outcome).await;
-    Ok(result?.map(ResponseBody::new))
+    match tokio::spawn(call).await {
+        Ok(result) => Ok(result?.map(ResponseBody::new)),
+        // The inner service panicked: the guard released the claim; the
+        // panic goes on to the caller as if there were no task between.
+        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+        // The runtime is shutting down.
+        Err(_) => Ok(Rejection::unavailable(
+            "shutting_down",
+            "the server is shutting down; retry later",
+            config.retry_after,
+        )
+        .into_response()),
+    }
 }
 
 enum Acquired<T, B> {

@@ -11,8 +11,8 @@ use crate::TaskEvent;
 ///
 /// Two callbacks with equal keys are the same work: the second one is
 /// answered as a duplicate instead of reaching the inner service. Stores see
-/// only this key (the default moka store keeps a 128-bit hash of it, see
-/// [`MokaStore`](crate::backend::MokaStore)).
+/// only this key (the in-process stores keep a 128-bit hash of it, see
+/// [`CompactStore`](crate::backend::CompactStore)).
 ///
 /// ```
 /// use taskhook::dedup::DedupKey;

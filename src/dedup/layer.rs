@@ -5,7 +5,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 use super::{ById, Dedup, DedupMetrics, DedupStore, KeyExtractor};
-use crate::backend::MokaStore;
+use crate::backend::CompactStore;
 use crate::response::DEFAULT_RETRY_AFTER;
 
 /// The default bound on waiting for an in-flight duplicate: 5 s, well below
@@ -40,7 +40,7 @@ impl Default for Config {
 /// route that must share its memory of task ids.
 ///
 /// See the [module docs](crate::dedup) for the behaviour.
-pub struct DedupLayer<K = ById, St = MokaStore> {
+pub struct DedupLayer<K = ById, St = CompactStore> {
     key: K,
     store: Arc<St>,
     metrics: DedupMetrics,
@@ -48,10 +48,10 @@ pub struct DedupLayer<K = ById, St = MokaStore> {
 }
 
 impl DedupLayer {
-    /// A layer keyed on the task id, with a [`MokaStore`] of default
+    /// A layer keyed on the task id, with a [`CompactStore`] of default
     /// settings (1,000,000 keys, 24 h TTL, 60 s claim timeout).
     pub fn new() -> Self {
-        Self::with_store(MokaStore::new())
+        Self::with_store(CompactStore::new())
     }
 }
 

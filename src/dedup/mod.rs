@@ -5,7 +5,7 @@
 //! reads the parsed [`TaskEvent`](crate::TaskEvent) from the request
 //! extensions. A [`KeyExtractor`] turns it into a [`DedupKey`] (by default
 //! the task id, [`ById`]). Each key is unknown, in flight, or done, in a
-//! [`DedupStore`] (by default a [`MokaStore`](crate::MokaStore) in memory):
+//! [`DedupStore`] (by default a [`CompactStore`](crate::CompactStore) in memory):
 //!
 //! | key | what the layer does |
 //! |---|---|
@@ -20,7 +20,15 @@
 //! | 2xx | done, for the store's TTL (default 24 h) |
 //! | 4xx | done by default: the provider never retries a 4xx, so only a rare duplicate push could run it again, for the same 4xx ([`remember_client_errors`](DedupLayer::remember_client_errors)`(false)` releases it instead) |
 //! | 5xx, any other status, or an error | released: the provider's retry runs |
-//! | the future is dropped (client gone, a timeout layer outside) or the handler panics | released, by a drop guard in the response future |
+//! | the handler panics | released, by a drop guard |
+//!
+//! The inner call runs on a task of its own: when the response future is
+//! dropped (the client went away, a timeout layer outside gave up), the
+//! handler is not cancelled and its outcome is recorded as above. The inner
+//! service may already have accepted the event (the fast-ack layer accepts
+//! on a task of its own), so releasing the key then would let the provider's
+//! retry process the event a second time; instead the retry waits for the
+//! outcome like any duplicate in flight.
 //!
 //! Nothing leaves a key in flight for good: a claim also expires on its own
 //! after the store's claim timeout (default 60 s), for a handler that hangs
@@ -53,12 +61,12 @@
 //!
 //! The [`DedupStore`] trait (claim / complete / release / wait) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
-//! expire on their own. The default [`MokaStore`](crate::MokaStore) keeps
-//! each entry's deadline as a [`tokio::time::Instant`], so `tokio::time::pause`
-//! and `advance` drive TTLs and claim timeouts in tests; moka's own
-//! time-to-live only makes expired entries leave memory. The layer needs a
-//! tokio runtime (timers, and a spawned task to release the claim of a
-//! dropped request).
+//! expire on their own. The in-process stores, the default
+//! [`CompactStore`](crate::CompactStore) and the
+//! [`MokaStore`](crate::MokaStore), measure deadlines on
+//! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
+//! and claim timeouts in tests. The layer needs a
+//! tokio runtime (timers, and a task per claimed request).
 //!
 //! # Example
 //!

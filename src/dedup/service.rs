@@ -8,7 +8,7 @@ use tower_service::Service;
 use super::future::{self, ResponseFuture};
 use super::layer::Config;
 use super::{ById, DedupLayer, DedupMetrics, DedupStore, KeyExtractor};
-use crate::backend::MokaStore;
+use crate::backend::CompactStore;
 use crate::body::ResponseBody;
 use crate::response::Rejection;
 use crate::TaskEvent;
@@ -19,7 +19,7 @@ use crate::TaskEvent;
 /// Created with [`DedupLayer`] or [`Dedup::new`]. It must sit behind the
 /// [`PayloadLayer`](crate::PayloadLayer), whose [`TaskEvent`] it reads from
 /// the request extensions. See the [module docs](crate::dedup).
-pub struct Dedup<S, K = ById, St = MokaStore> {
+pub struct Dedup<S, K = ById, St = CompactStore> {
     inner: S,
     key: K,
     store: Arc<St>,
@@ -28,7 +28,7 @@ pub struct Dedup<S, K = ById, St = MokaStore> {
 }
 
 impl<S> Dedup<S> {
-    /// Wraps `inner` with a store of its own (a [`MokaStore`] with default
+    /// Wraps `inner` with a store of its own (a [`CompactStore`] with default
     /// settings), keyed on the task id. To share a store between services,
     /// use [`DedupLayer`].
     pub fn new(inner: S) -> Self {
@@ -95,7 +95,7 @@ impl<S: fmt::Debug, K: fmt::Debug, St: fmt::Debug> fmt::Debug for Dedup<S, K, St
 impl<S, K, St, ReqBody, ResBody> Service<Request<ReqBody>> for Dedup<S, K, St>
 where
     S: Service<Request<ReqBody>, Response = Response<ResBody>> + Clone + Send + 'static,
-    S::Future: Send,
+    S::Future: Send + 'static,
     S::Error: Send + 'static,
     K: KeyExtractor,
     St: DedupStore,

@@ -7,6 +7,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use bytes::Bytes;
 
@@ -237,6 +238,38 @@ pub trait Journal: Send + Sync + 'static {
     /// Forgets the dead letter `seq` (it was replayed under a new sequence
     /// number, or dismissed). Removing an unknown `seq` is not an error.
     fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>>;
+
+    /// Takes back the entry `seq`, appended but not queued: the layer
+    /// answers `503`, so the provider sends the event again.
+    ///
+    /// The default calls [`complete`](Journal::complete). A journal that
+    /// deduplicates by task id must also forget the id here (not mark it
+    /// done), or the provider's retry would be answered as a duplicate of an
+    /// event that never ran.
+    fn withdraw(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
+        self.complete(seq)
+    }
+
+    /// How often the layer calls [`take_over`](Journal::take_over) while it
+    /// runs; `None` (the default) never.
+    fn take_over_interval(&self) -> Option<Duration> {
+        None
+    }
+
+    /// Hands the layer work found while it runs, at most `max` entries
+    /// (the free room in its queue; `0` while it shuts down): in a journal
+    /// shared by several processes, the pending entries of a process that
+    /// died. The entries are queued like the start-up
+    /// [`pending`](Journal::pending) ones, then completed or dead-lettered.
+    ///
+    /// Called every [`take_over_interval`](Journal::take_over_interval)
+    /// until the layer stops, so a journal can also use the call as a
+    /// heartbeat that shows the entries this process holds are still alive.
+    /// The default hands over nothing.
+    fn take_over(&self, max: usize) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
+        let _ = max;
+        Box::pin(std::future::ready(Ok(Vec::new())))
+    }
 }
 
 impl<J: Journal + ?Sized> Journal for Arc<J> {
@@ -262,6 +295,18 @@ impl<J: Journal + ?Sized> Journal for Arc<J> {
 
     fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         (**self).remove_dead_letter(seq)
+    }
+
+    fn withdraw(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
+        (**self).withdraw(seq)
+    }
+
+    fn take_over_interval(&self) -> Option<Duration> {
+        (**self).take_over_interval()
+    }
+
+    fn take_over(&self, max: usize) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
+        (**self).take_over(max)
     }
 }
 

@@ -324,7 +324,7 @@ impl Shared {
 
     /// Takes back a journal entry that will not be queued.
     async fn withdraw(&self, seq: u64) {
-        if let Err(error) = self.config.journal.complete(seq).await {
+        if let Err(error) = self.config.journal.withdraw(seq).await {
             bump(&self.counters.journal_errors);
             tracing::error!(seq, %error, "could not withdraw a journal entry");
         }
@@ -336,6 +336,16 @@ impl Shared {
         self.lock().ready.push_back(job);
         bump(&self.counters.recovered);
         self.work.notify_one();
+    }
+
+    /// The room left in the queue for entries taken over from the journal:
+    /// `0` unless intake is open.
+    pub(crate) fn room(&self) -> usize {
+        let state = self.lock();
+        match state.phase {
+            Phase::Open => self.config.capacity.saturating_sub(state.outstanding()),
+            Phase::Starting | Phase::Closed | Phase::Stopped => 0,
+        }
     }
 
     /// The next job for a worker, or `None` once stopped.

@@ -109,12 +109,53 @@ where
         let worker = work(Arc::clone(&shared), inner.clone()).instrument(span.clone());
         workers.push(tokio::spawn(worker));
     }
+    if let Some(period) = journal.take_over_interval() {
+        let task = take_over(Arc::clone(&shared), period).instrument(span.clone());
+        workers.push(tokio::spawn(task));
+    }
     shared
         .workers
         .lock()
         .unwrap_or_else(|e| e.into_inner())
         .extend(workers);
     shared.open();
+}
+
+/// Asks the journal for work every `period` (entries of a process that
+/// died, in a shared journal) and queues it, until stopped.
+async fn take_over(shared: Arc<Shared>, period: Duration) {
+    let mut stop = shared.stop.subscribe();
+    let journal = Arc::clone(&shared.config.journal);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(period) => {}
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        }
+        let entries = tokio::select! {
+            entries = journal.take_over(shared.room()) => entries,
+            _ = stop.wait_for(|stopped| *stopped) => return,
+        };
+        let entries = match entries {
+            Ok(entries) => entries,
+            Err(error) => {
+                bump(&shared.counters.journal_errors);
+                tracing::warn!(%error, "could not take over journal entries");
+                continue;
+            }
+        };
+        if !entries.is_empty() {
+            tracing::info!(count = entries.len(), "took over journal entries");
+        }
+        for entry in entries {
+            match Job::from_entry(&entry) {
+                Ok(job) => shared.push_recovered(job),
+                Err(error) => {
+                    bump(&shared.counters.journal_errors);
+                    tracing::error!(%error, "skipping a journal entry that cannot be decoded");
+                }
+            }
+        }
+    }
 }
 
 /// One worker: takes jobs until stopped.

@@ -1,0 +1,118 @@
+//! The cost of reading a callback body: the full `TaskEvent` parse and the
+//! dedup key, for bodies of about 300 B, 1 KB and 4 KB.
+//!
+//! ```sh
+//! cargo bench --bench parse
+//! ```
+//!
+//! Bodies, built from `tests/fixtures/`:
+//! - `300B`: `completed-image-url-string.json` as is (292 bytes);
+//! - `1KB` and `4KB`: `completed-extra-fields.json` (unknown fields, which
+//!   `TaskEvent` keeps) with more result images, copies of its first image
+//!   with other URLs, until the body reaches the size.
+//!
+//! Benchmarks:
+//! - `task_event`: `TaskEvent::from_slice`, what `PayloadLayer` does once per
+//!   request;
+//! - `id_extraction`: the cost of getting the dedup key from a body with the
+//!   crate: `TaskEvent::from_slice` then `id()` (the payload layer parses
+//!   anyway, so the key costs nothing more);
+//! - `id_only_serde`: the reference, a `serde_json` parse into a struct with
+//!   only `id` inside `data` (every other field skipped, the id borrowed):
+//!   the least a JSON parser can do to find the key.
+
+use std::borrow::Cow;
+
+use divan::counter::BytesCount;
+use divan::{black_box, Bencher};
+use serde::Deserialize;
+use serde_json::Value;
+use taskhook::TaskEvent;
+
+fn main() {
+    let sizes: Vec<String> = SIZES
+        .iter()
+        .map(|size| format!("{size} = {} bytes", body(size).len()))
+        .collect();
+    eprintln!("bodies: {}", sizes.join(", "));
+    divan::main();
+}
+
+const SIZES: [&str; 3] = ["300B", "1KB", "4KB"];
+
+fn fixture(name: &str) -> Vec<u8> {
+    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
+}
+
+/// The body named `size`.
+fn body(size: &str) -> Vec<u8> {
+    let target = match size {
+        "300B" => return fixture("completed-image-url-string"),
+        "1KB" => 1024,
+        _ => 4096,
+    };
+    let mut json: Value =
+        serde_json::from_slice(&fixture("completed-extra-fields")).expect("fixture is JSON");
+    let images = json["data"]["result"]["images"]
+        .as_array_mut()
+        .expect("fixture has images");
+    let first = images[0].clone();
+    let mut n = 1;
+    loop {
+        let body = serde_json::to_vec(&json).expect("serializable");
+        if body.len() >= target {
+            return body;
+        }
+        let mut image = first.clone();
+        image["url"] = Value::from(vec![format!(
+            "https://upload.example.com/f/image/20251222/extra_{n}.webp"
+        )]);
+        json["data"]["result"]["images"]
+            .as_array_mut()
+            .expect("images")
+            .push(image);
+        n += 1;
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly<'a> {
+    #[serde(borrow)]
+    data: IdData<'a>,
+}
+
+#[derive(Deserialize)]
+struct IdData<'a> {
+    #[serde(borrow)]
+    id: Cow<'a, str>,
+}
+
+#[divan::bench(args = SIZES)]
+fn task_event(bencher: Bencher<'_, '_>, size: &str) {
+    let body = body(size);
+    bencher.counter(BytesCount::new(body.len())).bench(|| {
+        // Dropped inside the timing, like in every benchmark here: a
+        // request pays for it.
+        let event = TaskEvent::from_slice(black_box(&body)).expect("valid body");
+        drop(black_box(event));
+    });
+}
+
+#[divan::bench(args = SIZES)]
+fn id_extraction(bencher: Bencher<'_, '_>, size: &str) {
+    let body = body(size);
+    bencher.counter(BytesCount::new(body.len())).bench(|| {
+        let event = TaskEvent::from_slice(black_box(&body)).expect("valid body");
+        black_box(event.id().len())
+    });
+}
+
+#[divan::bench(args = SIZES)]
+fn id_only_serde(bencher: Bencher<'_, '_>, size: &str) {
+    let body = body(size);
+    bencher.counter(BytesCount::new(body.len())).bench(|| {
+        let parsed: IdOnly<'_> = serde_json::from_slice(black_box(&body)).expect("valid body");
+        black_box(parsed.data.id.len())
+    });
+}
