@@ -8,7 +8,10 @@
 //! ```
 //!
 //! It starts the receiver of `examples/receiver.rs` (payload → dedup →
-//! fast-ack → handler, axum, in-memory journal and dedup store) on
+//! fast-ack → handler, axum; built with the `redb` feature, the journal and
+//! the done task ids are in a redb file in a new temporary directory,
+//! removed at the end, or in `--journal PATH`; `--journal memory` or a
+//! build without `redb` keeps them in memory) on
 //! `127.0.0.1:0`, then runs [`taskhook::sim`] against it: by default 3,000
 //! tasks shaped like the provider's samples, 3% pushed twice at once
 //! (immediate), 3% twice on two connections at the same moment
@@ -104,6 +107,18 @@ struct Config {
     attempts: u32,
     replay_rounds: u32,
     redis: receiver::RedisOptions,
+    journal: JournalChoice,
+}
+
+/// Where the demo's receiver keeps its journal and done task ids.
+#[derive(Debug, Clone, PartialEq)]
+enum JournalChoice {
+    /// In memory.
+    Memory,
+    /// A redb file in a new temporary directory, removed at the end.
+    Temporary,
+    /// This redb file, kept.
+    File(std::path::PathBuf),
 }
 
 impl Default for Config {
@@ -125,6 +140,11 @@ impl Default for Config {
             capacity: 1_024,
             attempts: 4,
             replay_rounds: 3,
+            journal: if cfg!(feature = "redb") {
+                JournalChoice::Temporary
+            } else {
+                JournalChoice::Memory
+            },
             redis: receiver::RedisOptions::default(),
         }
     }
@@ -267,7 +287,37 @@ const FLAGS: &[Flag<Config>] = &[
             Ok(())
         },
     },
+    Flag {
+        name: "--journal",
+        value: "PATH|memory",
+        help: "the journal and done task ids: a redb file (feature redb), or memory \
+               [default: a file in a new temporary directory with redb, else memory]",
+        set: |c, v| {
+            c.journal = match v {
+                "memory" => JournalChoice::Memory,
+                path => JournalChoice::File(receiver::journal_path(path)?),
+            };
+            Ok(())
+        },
+    },
 ];
+
+/// A temporary directory for the journal, removed when dropped.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> std::io::Result<Self> {
+        let dir = std::env::temp_dir().join(format!("taskhook-demo-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)?;
+        Ok(Self(dir))
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
 
 // ---------------------------------------------------------------------------
 // The handler: sometimes slow, sometimes failing, counting its successes.
@@ -393,7 +443,32 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
                 .max_delay(Duration::from_millis(500)),
         );
     #[cfg(feature = "redis")]
-    let (app, handle) = if config.redis.url.is_some() {
+    let use_redis = config.redis.url.is_some();
+    #[cfg(not(feature = "redis"))]
+    let use_redis = false;
+    // Dropped (and removed) when the run is over.
+    let mut _temp_dir = None;
+    let journal = match &config.journal {
+        _ if use_redis => None,
+        JournalChoice::Memory => None,
+        JournalChoice::File(path) => Some(path.clone()),
+        JournalChoice::Temporary => {
+            let dir = TempDir::new()?;
+            let path = dir.0.join("journal.redb");
+            _temp_dir = Some(dir);
+            Some(path)
+        }
+    };
+    match &journal {
+        _ if use_redis => eprintln!("journal: Redis"),
+        Some(path) => eprintln!(
+            "journal: {} (redb, synced before every 2xx)",
+            path.display()
+        ),
+        None => eprintln!("journal: in memory"),
+    }
+    #[cfg(feature = "redis")]
+    let (app, handle) = if use_redis {
         // Keys of their own, so that runs with the same seed (the same task
         // ids) do not see each other's ids as duplicates.
         let mut redis = config.redis.clone();
@@ -406,22 +481,18 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
         ));
         receiver::redis_app(&redis, fast_ack, on_callback.with_state(handling)).await?
     } else {
-        let handle = fast_ack.handle();
-        let app = receiver::router(receiver::callback_service(
+        receiver::journaled_app(
             fast_ack,
+            journal.as_deref(),
             on_callback.with_state(handling),
-        ));
-        (app, handle)
+        )?
     };
     #[cfg(not(feature = "redis"))]
-    let (app, handle) = {
-        let handle = fast_ack.handle();
-        let app = receiver::router(receiver::callback_service(
-            fast_ack,
-            on_callback.with_state(handling),
-        ));
-        (app, handle)
-    };
+    let (app, handle) = receiver::journaled_app(
+        fast_ack,
+        journal.as_deref(),
+        on_callback.with_state(handling),
+    )?;
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();

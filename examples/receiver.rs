@@ -30,6 +30,7 @@
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
 //! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
+//! | `--journal PATH` | none (in memory) | keep the fast-ack journal and the done task ids in this redb file (feature `redb`): every `2xx` is on disk first, pending events are replayed at start-up, duplicates are recognised after a restart |
 //! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
 //! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
 //! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
@@ -59,7 +60,12 @@
 //!   running handlers and their retries for up to `--drain-secs`, prints the
 //!   shutdown report on stderr, closes the HTTP server, and exits `0`; it
 //!   exits `1` if the deadline left events unfinished (with the in-memory
-//!   journal they are lost), `2` on bad flags.
+//!   journal they are lost; with `--journal` they stay pending in the file
+//!   and run at the next start), `2` on bad flags.
+//! - With `--journal`, a `SIGKILL` loses nothing that was answered `2xx`:
+//!   the next start replays the pending events before it takes new ones
+//!   (`503 starting` meanwhile), and a duplicate push of a task answered
+//!   before the crash is answered `200` duplicate.
 //!
 //! # Several replicas
 //!
@@ -92,8 +98,12 @@ use axum::handler::Handler;
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
+use taskhook::dedup::ById;
 use taskhook::fast_ack::{FastAck, FastAckLayer, ResponseStatus};
-use taskhook::{Dedup, DedupLayer, FastAckHandle, Payload, PayloadLayer, TaskEvent, TaskStatus};
+use taskhook::{
+    CompactStore, Dedup, DedupLayer, DedupStore, FastAckHandle, Payload, PayloadLayer, TaskEvent,
+    TaskStatus,
+};
 use tokio::net::TcpListener;
 use tower::{BoxError, Service, ServiceBuilder};
 
@@ -108,11 +118,12 @@ pub(crate) struct Config {
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
     pub(crate) drain: Duration,
+    pub(crate) journal: Option<PathBuf>,
     /// `--redis URL` and its settings: a dedup store and journal shared by
     /// replicas.
     pub(crate) redis: RedisOptions,
-    // Later issues add their flags here and in `FLAGS`: `--journal PATH`
-    // (a durable journal), `--secret TOKEN` (the verify layers).
+    // Later issues add their flags here and in `FLAGS`: `--secret TOKEN`
+    // (the verify layers).
 }
 
 impl Default for Config {
@@ -123,6 +134,7 @@ impl Default for Config {
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
             drain: Duration::from_secs(25),
+            journal: None,
             redis: RedisOptions::default(),
         }
     }
@@ -215,6 +227,15 @@ const FLAGS: &[Flag<Config>] = &[
         },
     },
     Flag {
+        name: "--journal",
+        value: "PATH",
+        help: "keep the journal and the done task ids in this redb file (feature redb) [default: in memory]",
+        set: |c, v| {
+            c.journal = Some(journal_path(v)?);
+            Ok(())
+        },
+    },
+    Flag {
         name: "--redis",
         value: "URL",
         help: "share dedup and the queue with other replicas through Redis (feature redis)",
@@ -248,6 +269,15 @@ const FLAGS: &[Flag<Config>] = &[
         },
     },
 ];
+
+/// The value of `--journal`: a path, when built with the `redb` feature.
+pub(crate) fn journal_path(value: &str) -> Result<PathBuf, String> {
+    if cfg!(feature = "redb") {
+        Ok(PathBuf::from(value))
+    } else {
+        Err("a durable journal needs the `redb` feature (--features axum,redb)".to_owned())
+    }
+}
 
 pub(crate) fn parse_number(value: &str) -> Result<u64, String> {
     value
@@ -329,7 +359,7 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 // The stack.
 
 /// The recommended stack in front of a handler: payload → dedup → fast-ack.
-pub(crate) type CallbackService<H> = Payload<Dedup<FastAck<H>>>;
+pub(crate) type CallbackService<H, St = CompactStore> = Payload<Dedup<FastAck<H>, ById, St>>;
 
 /// Builds payload → dedup → fast-ack → `handler`.
 ///
@@ -344,11 +374,68 @@ where
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
 {
+    callback_service_with_store(fast_ack, CompactStore::new(), handler)
+}
+
+/// Builds payload → dedup (on `store`) → fast-ack → `handler`.
+pub(crate) fn callback_service_with_store<H, B, St>(
+    fast_ack: FastAckLayer,
+    store: St,
+    handler: H,
+) -> CallbackService<H, St>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + 'static,
+    Response<B>: ResponseStatus,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    St: DedupStore,
+{
     ServiceBuilder::new()
         .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
+        .layer(DedupLayer::with_store(store))
         .layer(fast_ack)
         .service(handler)
+}
+
+/// The app: the stack on `fast_ack` and `handler` behind `POST /callback`,
+/// with the in-memory journal and dedup store, or with both in the redb
+/// file `journal` (`--journal`). Also answers the handle on the fast-ack
+/// state (taken after the journal is set: a setter makes a new state).
+pub(crate) fn journaled_app<H, B>(
+    fast_ack: FastAckLayer,
+    journal: Option<&Path>,
+    handler: H,
+) -> std::io::Result<(Router, FastAckHandle)>
+where
+    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
+    Response<B>: ResponseStatus + axum::response::IntoResponse,
+    H::Error: Into<BoxError>,
+    H::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    match journal {
+        #[cfg(feature = "redb")]
+        Some(path) => {
+            use taskhook::backend::{RedbDedupStore, RedbJournal};
+            let journal = RedbJournal::open(path).map_err(|error| {
+                std::io::Error::other(format!("journal {}: {error}", path.display()))
+            })?;
+            let fast_ack = fast_ack.journal(journal.clone());
+            let handle = fast_ack.handle();
+            let store = RedbDedupStore::new(journal, taskhook::MokaStore::new());
+            let service = callback_service_with_store(fast_ack, store, handler);
+            Ok((router(service), handle))
+        }
+        #[cfg(not(feature = "redb"))]
+        Some(_) => Err(std::io::Error::other(
+            "a durable journal needs the `redb` feature",
+        )),
+        None => {
+            let handle = fast_ack.handle();
+            Ok((router(callback_service(fast_ack, handler)), handle))
+        }
+    }
 }
 
 /// The app: the stack on `POST /callback`. The stack is layered as one
@@ -497,13 +584,20 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
                 "dead letter"
             );
         });
+    if config.journal.is_some() && config.redis.url.is_some() {
+        return Err(std::io::Error::other(
+            "--journal and --redis are two different journals: give one",
+        ));
+    }
     #[cfg(feature = "redis")]
     if config.redis.url.is_some() {
         return redis_app(&config.redis, fast_ack, on_callback.with_state(processing)).await;
     }
-    let handle = fast_ack.handle();
-    let service = callback_service(fast_ack, on_callback.with_state(processing));
-    Ok((router(service), handle))
+    journaled_app(
+        fast_ack,
+        config.journal.as_deref(),
+        on_callback.with_state(processing),
+    )
 }
 
 /// The app with `--redis`: the same stack on a `RedisStore` and a

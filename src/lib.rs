@@ -62,6 +62,7 @@
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
+//! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
@@ -86,6 +87,8 @@ pub mod verify;
 #[cfg(feature = "redis")]
 pub use self::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 pub use self::backend::{CompactStore, MokaStore};
+#[cfg(feature = "redb")]
+pub use self::backend::{RedbDedupStore, RedbJournal};
 pub use self::builder::ServiceBuilderExt;
 pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};

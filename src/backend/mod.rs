@@ -9,6 +9,9 @@
 //!   (`BENCHMARKS.md`).
 //! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by
 //!   several replicas.
+//! - `redb` (feature `redb`): `RedbJournal`, a durable fast-ack journal with
+//!   group commit, and `RedbDedupStore`, moka in front of done ids kept on
+//!   disk.
 //!
 //! # Example
 //!
@@ -31,9 +34,14 @@
 pub mod compact;
 mod hash;
 pub mod moka;
+#[cfg(feature = "redb")]
+#[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
+pub mod redb;
 #[cfg(feature = "redis")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redis")))]
 pub mod redis;
 
 pub use self::compact::{CompactStore, CompactStoreBuilder, CompactToken};
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};
+#[cfg(feature = "redb")]
+pub use self::redb::{RedbDedupStore, RedbJournal, RedbJournalBuilder, RedbStats, RedbToken};

@@ -172,6 +172,12 @@ impl MokaStore {
         self.inner.cache.entry_count()
     }
 
+    /// How long a done key is remembered.
+    #[cfg(feature = "redb")]
+    pub(crate) fn time_to_live(&self) -> Duration {
+        self.inner.time_to_live
+    }
+
     /// Runs moka's pending maintenance now: applies recorded reads and
     /// writes, and evicts expired entries and entries over capacity. The
     /// maintenance task does this periodically.

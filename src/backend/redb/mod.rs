@@ -1,0 +1,73 @@
+//! A durable journal and dedup store in a redb file (feature
+//! `redb`): nothing acknowledged is lost when the process dies.
+//!
+//! - [`RedbJournal`]: the fast-ack [`Journal`](crate::fast_ack::Journal).
+//!   The layer answers `2xx` only once the event's append is committed with
+//!   a disk sync; concurrent appends share one transaction and one sync
+//!   (group commit). Pending entries are replayed in order at start-up,
+//!   processed ones are deleted, dead letters persist.
+//! - [`RedbDedupStore`]: the dedup layer's [`DedupStore`](crate::DedupStore),
+//!   a [`MokaStore`](crate::MokaStore) in front with the done task ids kept
+//!   in the same file, so a duplicate pushed after a restart is recognised.
+//!
+//! # What redb guarantees, and what the journal adds
+//!
+//! redb is an embedded, pure-Rust key-value store with ACID transactions
+//! over a copy-on-write B-tree. A durable commit (`Durability::Immediate`)
+//! writes the new pages with their XXH3-128 checksums (a Merkle tree up to
+//! the commit slot), flips the primary commit slot and calls `fsync` once;
+//! when `commit` returns, the data is on disk. A crash or power loss during
+//! a commit leaves a torn write behind: on the next open redb finds the
+//! primary slot's checksums wrong and falls back to the previous commit,
+//! which holds everything acknowledged before (the torn commit was never
+//! acknowledged: its `fsync` had not returned). It assumes, like SQLite,
+//! that a synced write is durable and that a write does not damage bytes
+//! outside its range.
+//!
+//! redb does not verify checksums on every read. So on open the journal
+//! runs redb's integrity check (every page against its checksum) and
+//! decodes every entry and dead letter; a file damaged in any other way
+//! than a torn commit (truncated, bytes flipped, not a journal) is an error,
+//! [`JournalError::Corrupt`](crate::fast_ack::JournalError::Corrupt) or
+//! [`JournalError::Io`](crate::fast_ack::JournalError::Io), rather than a
+//! journal that silently lost acknowledged entries.
+//!
+//! # Example
+//!
+//! payload → dedup → fast-ack → handler, with both stores on one file:
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+//! use taskhook::body::BufferedBody;
+//! use taskhook::fast_ack::FastAckLayer;
+//! use taskhook::{DedupLayer, PayloadLayer};
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # let dir = std::env::temp_dir().join(format!("taskhook-doc-mod-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let journal = RedbJournal::open(dir.join("journal.redb")).expect("journal opens");
+//! let dedup = RedbDedupStore::new(journal.clone(), MokaStore::new());
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(DedupLayer::with_store(dedup))
+//!     .layer(FastAckLayer::new().journal(journal))
+//!     .service(service_fn(|_req: Request<BufferedBody>| async {
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//! # drop(service); std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+
+mod codec;
+mod faults;
+mod journal;
+mod store;
+mod writer;
+
+#[doc(hidden)]
+pub use self::faults::FaultInjection;
+pub use self::journal::{
+    RedbJournal, RedbJournalBuilder, RedbStats, DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH,
+};
+pub use self::store::{RedbDedupStore, RedbToken};

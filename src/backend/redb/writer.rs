@@ -1,0 +1,302 @@
+//! The single writer thread: group commit.
+//!
+//! Every write (appends, completions, dead letters, done dedup keys) is a
+//! [`Command`] on one channel. The thread takes the first command waiting,
+//! then whatever else is queued (up to the batch size), optionally waits the
+//! commit window for more, and applies the whole batch in one redb write
+//! transaction with one commit: one disk sync for every caller in it. Each
+//! caller's future completes when that commit returned.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use redb::{Database, Durability, ReadableTable, WriteTransaction};
+use tokio::sync::oneshot;
+
+use super::codec::{
+    encode_record, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, META, NEXT_SEQ,
+};
+use crate::fast_ack::{Appended, JournalError, Record};
+
+/// At most this many expired done keys are purged per commit, so a purge
+/// never makes one commit slow.
+const PURGE_PER_COMMIT: usize = 256;
+
+/// One write, with the caller's clock and where to send the outcome.
+pub(super) struct Command {
+    pub(super) op: Op,
+    /// The caller's "now" in unix milliseconds (see `Clock`).
+    pub(super) now_ms: u64,
+    pub(super) reply: oneshot::Sender<Result<Outcome, JournalError>>,
+}
+
+pub(super) enum Op {
+    Append(Vec<Record>),
+    Complete(u64),
+    DeadLetter {
+        seq: u64,
+        value: Vec<u8>,
+    },
+    RemoveDeadLetter(u64),
+    MarkDone {
+        key: Box<str>,
+        until_ms: u64,
+    },
+    ForgetDone(Box<str>),
+    /// A durable commit with nothing but the purge in it.
+    Sync,
+}
+
+impl Op {
+    /// Whether the caller is promised durability when the commit returns.
+    /// Completions and removals are not: losing one in a crash replays an
+    /// entry (at least once), never loses one.
+    fn durable(&self) -> bool {
+        !matches!(self, Op::Complete(_) | Op::RemoveDeadLetter(_))
+    }
+}
+
+pub(super) enum Outcome {
+    Appended(Vec<Appended>),
+    Done,
+}
+
+/// Counters shared with [`RedbJournal::stats`](super::RedbJournal::stats).
+#[derive(Debug, Default)]
+pub(super) struct Counters {
+    pub(super) commits: AtomicU64,
+    pub(super) durable_commits: AtomicU64,
+    pub(super) commands: AtomicU64,
+    pub(super) appended: AtomicU64,
+    pub(super) largest_batch: AtomicU64,
+    pub(super) purged: AtomicU64,
+    pub(super) failed_commits: AtomicU64,
+}
+
+pub(super) struct Writer {
+    pub(super) db: Arc<Database>,
+    pub(super) rx: Receiver<Command>,
+    pub(super) max_batch: usize,
+    pub(super) window: Duration,
+    pub(super) next_seq: u64,
+    pub(super) counters: Arc<Counters>,
+    pub(super) poisoned: Arc<AtomicBool>,
+}
+
+impl Writer {
+    pub(super) fn run(mut self) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        // A non-durable commit is waiting for the next durable one.
+        let mut unsynced = false;
+        let mut last_now = 0;
+        while let Ok(first) = self.rx.recv() {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match self.rx.try_recv() {
+                    Ok(command) => batch.push(command),
+                    Err(_) => break,
+                }
+            }
+            if !self.window.is_zero() && batch.len() < self.max_batch {
+                let deadline = Instant::now() + self.window;
+                while batch.len() < self.max_batch {
+                    let left = deadline.saturating_duration_since(Instant::now());
+                    match self.rx.recv_timeout(left) {
+                        Ok(command) => batch.push(command),
+                        Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => break,
+                    }
+                }
+            }
+            last_now = batch.iter().map(|c| c.now_ms).fold(last_now, u64::max);
+            let durable = batch.iter().any(|c| c.op.durable());
+            self.commit_batch(&mut batch, durable, last_now);
+            unsynced = !durable && !self.poisoned.load(Ordering::SeqCst);
+        }
+        // Every handle is gone: make the last completions durable too.
+        if unsynced {
+            let _ = self.commit(&mut [], true, last_now);
+        }
+        // redb's `Drop` asserts on some states a failed commit leaves
+        // behind: keep that inside this thread.
+        let db = self.db;
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(move || drop(db)));
+    }
+
+    fn commit_batch(&mut self, batch: &mut Vec<Command>, durable: bool, now_ms: u64) {
+        let size = batch.len() as u64;
+        self.counters.commands.fetch_add(size, Ordering::Relaxed);
+        self.counters
+            .largest_batch
+            .fetch_max(size, Ordering::Relaxed);
+        if self.poisoned.load(Ordering::SeqCst) {
+            for command in batch.drain(..) {
+                let _ = command.reply.send(Err(JournalError::Failed));
+            }
+            return;
+        }
+        // A panic inside redb (it asserts on states it does not expect) is
+        // a failed commit like any other, not a dead writer.
+        let committed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            self.commit(batch, durable, now_ms)
+        }))
+        .unwrap_or_else(|_| Err(JournalError::other("redb panicked during a commit")));
+        match committed {
+            Ok(outcomes) => {
+                for (command, outcome) in batch.drain(..).zip(outcomes) {
+                    let _ = command.reply.send(Ok(outcome));
+                }
+            }
+            Err(error) => {
+                // Nothing in this batch is known to be on disk, and redb
+                // cannot vouch for the file until it is reopened: refuse
+                // every later write rather than pretend.
+                self.poisoned.store(true, Ordering::SeqCst);
+                self.counters.failed_commits.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(%error, "journal commit failed; refusing writes until reopened");
+                let mut first = Some(error);
+                for command in batch.drain(..) {
+                    let error = first.take().unwrap_or(JournalError::Failed);
+                    let _ = command.reply.send(Err(error));
+                }
+            }
+        }
+    }
+
+    fn commit(
+        &mut self,
+        batch: &mut [Command],
+        durable: bool,
+        now_ms: u64,
+    ) -> Result<Vec<Outcome>, JournalError> {
+        let mut txn = self.db.begin_write().map_err(journal_error)?;
+        let durability = if durable {
+            Durability::Immediate
+        } else {
+            Durability::None
+        };
+        txn.set_durability(durability).map_err(journal_error)?;
+        let mut next_seq = self.next_seq;
+        let outcomes = apply(&txn, batch, &mut next_seq)?;
+        let purged = purge(&txn, now_ms)?;
+        txn.commit().map_err(journal_error)?;
+        self.next_seq = next_seq;
+        let appended: u64 = outcomes
+            .iter()
+            .map(|o| match o {
+                Outcome::Appended(seqs) => seqs.len() as u64,
+                Outcome::Done => 0,
+            })
+            .sum();
+        self.counters
+            .appended
+            .fetch_add(appended, Ordering::Relaxed);
+        self.counters.purged.fetch_add(purged, Ordering::Relaxed);
+        self.counters.commits.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            self.counters
+                .durable_commits
+                .fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(outcomes)
+    }
+}
+
+fn apply(
+    txn: &WriteTransaction,
+    batch: &[Command],
+    next_seq: &mut u64,
+) -> Result<Vec<Outcome>, JournalError> {
+    let mut entries = txn.open_table(ENTRIES).map_err(journal_error)?;
+    let mut dead = txn.open_table(DEAD).map_err(journal_error)?;
+    let mut done = txn.open_table(DONE).map_err(journal_error)?;
+    let mut by_expiry = txn.open_table(DONE_BY_EXPIRY).map_err(journal_error)?;
+    let mut outcomes = Vec::with_capacity(batch.len());
+    let start = *next_seq;
+    for command in batch {
+        let outcome = match &command.op {
+            Op::Append(records) => {
+                let mut seqs = Vec::with_capacity(records.len());
+                for record in records {
+                    let seq = *next_seq;
+                    *next_seq += 1;
+                    entries
+                        .insert(seq, encode_record(record).as_slice())
+                        .map_err(journal_error)?;
+                    seqs.push(Appended::Seq(seq));
+                }
+                Outcome::Appended(seqs)
+            }
+            Op::Complete(seq) => {
+                entries.remove(*seq).map_err(journal_error)?;
+                Outcome::Done
+            }
+            Op::DeadLetter { seq, value } => {
+                entries.remove(*seq).map_err(journal_error)?;
+                dead.insert(*seq, value.as_slice()).map_err(journal_error)?;
+                Outcome::Done
+            }
+            Op::RemoveDeadLetter(seq) => {
+                dead.remove(*seq).map_err(journal_error)?;
+                Outcome::Done
+            }
+            Op::MarkDone { key, until_ms } => {
+                let old = done
+                    .insert(&**key, *until_ms)
+                    .map_err(journal_error)?
+                    .map(|old| old.value());
+                if let Some(old) = old {
+                    by_expiry.remove((old, &**key)).map_err(journal_error)?;
+                }
+                by_expiry
+                    .insert((*until_ms, &**key), ())
+                    .map_err(journal_error)?;
+                Outcome::Done
+            }
+            Op::ForgetDone(key) => {
+                let old = done
+                    .remove(&**key)
+                    .map_err(journal_error)?
+                    .map(|old| old.value());
+                if let Some(old) = old {
+                    by_expiry.remove((old, &**key)).map_err(journal_error)?;
+                }
+                Outcome::Done
+            }
+            Op::Sync => Outcome::Done,
+        };
+        outcomes.push(outcome);
+    }
+    if *next_seq != start {
+        let mut meta = txn.open_table(META).map_err(journal_error)?;
+        meta.insert(NEXT_SEQ, *next_seq).map_err(journal_error)?;
+    }
+    Ok(outcomes)
+}
+
+/// Removes up to [`PURGE_PER_COMMIT`] done keys that expired by `now_ms`.
+fn purge(txn: &WriteTransaction, now_ms: u64) -> Result<u64, JournalError> {
+    let mut by_expiry = txn.open_table(DONE_BY_EXPIRY).map_err(journal_error)?;
+    let mut expired: Vec<(u64, String)> = Vec::new();
+    for item in by_expiry
+        .range::<(u64, &str)>(..(now_ms, ""))
+        .map_err(journal_error)?
+        .take(PURGE_PER_COMMIT)
+    {
+        let (key, _) = item.map_err(journal_error)?;
+        let (until, id) = key.value();
+        expired.push((until, id.to_owned()));
+    }
+    if expired.is_empty() {
+        return Ok(0);
+    }
+    let mut done = txn.open_table(DONE).map_err(journal_error)?;
+    for (until, id) in &expired {
+        by_expiry
+            .remove((*until, id.as_str()))
+            .map_err(journal_error)?;
+        done.remove(id.as_str()).map_err(journal_error)?;
+    }
+    Ok(expired.len() as u64)
+}
