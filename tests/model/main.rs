@@ -3,8 +3,8 @@
 //! journal.
 //!
 //! - Dedup ([`CompactStore`], the default, and [`MokaStore`]): claims,
-//!   completions, failures (release), forget, timeouts (paused tokio time
-//!   advanced past the claim timeout or the TTL) and restarts (a new store:
+//!   completions, failures (release), forget, waits, timeouts (paused tokio
+//!   time advanced past the claim timeout or the TTL) and restarts (a new store:
 //!   an in-process store forgets everything) against a model where each key
 //!   is unknown, in flight with an owner until a deadline, or done until a
 //!   deadline.
@@ -66,6 +66,9 @@ enum DedupOp {
     Release(usize),
     /// Forgets key `n`.
     Forget(usize),
+    /// Waits on key `n` (a duplicate of an in-flight task waits): with no
+    /// one to settle the claim, until it expires.
+    Wait(usize),
     /// Advances the clock by whole seconds.
     Advance(u64),
     /// A new store (the process restarted): everything is forgotten and the
@@ -79,7 +82,8 @@ fn dedup_op() -> impl Strategy<Value = DedupOp> {
         4 => key.clone().prop_map(DedupOp::Claim),
         2 => any::<usize>().prop_map(DedupOp::Complete),
         2 => any::<usize>().prop_map(DedupOp::Release),
-        1 => key.prop_map(DedupOp::Forget),
+        1 => key.clone().prop_map(DedupOp::Forget),
+        1 => key.prop_map(DedupOp::Wait),
         // Around the claim timeout and the TTL, on both sides.
         2 => prop::sample::select(vec![
             1,
@@ -196,6 +200,7 @@ where
         .collect();
     let mut store = new_store();
     let mut model = DedupModel::new();
+    let start = tokio::time::Instant::now();
     // The claims held: key, the model's claim number, the store's token.
     let mut held: Vec<(usize, u64, S::Token)> = Vec::new();
     for (step, op) in ops.iter().enumerate() {
@@ -227,6 +232,30 @@ where
             DedupOp::Forget(key) => {
                 store.forget(&keys[key]).await.unwrap();
                 model.forget(key);
+            }
+            DedupOp::Wait(key) => {
+                // The paused clock jumps to the next timer while the
+                // runtime is idle: to the claim's expiry.
+                let until = match model.state(key) {
+                    State::InFlight { until, .. } => until,
+                    _ => model.now,
+                };
+                let bound = Duration::from_secs(CLAIM_TIMEOUT + 1);
+                let waited = tokio::time::timeout(bound, store.wait(&keys[key])).await;
+                prop_assert!(
+                    waited.is_ok(),
+                    "step {}: wait on key {} never ended",
+                    step,
+                    key
+                );
+                model.now = until;
+                prop_assert_eq!(
+                    start.elapsed(),
+                    Duration::from_secs(until),
+                    "step {}: wait on key {} ended at the wrong time",
+                    step,
+                    key
+                );
             }
             DedupOp::Advance(secs) => {
                 tokio::time::advance(Duration::from_secs(secs)).await;
