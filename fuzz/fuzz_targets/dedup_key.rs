@@ -12,23 +12,22 @@
 #![no_main]
 
 use std::future::Future;
-use std::sync::OnceLock;
+use std::task::{Context, Poll, Waker};
 
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use taskhook::dedup::{ById, ByIdAndStatus, Claim, DedupKey, DedupStore, KeyExtractor};
 use taskhook::{CompactStore, TaskEvent};
 
+/// Polls `future` once, outside any runtime: the `CompactStore`'s methods
+/// never wait (and outside a runtime it spawns no maintenance task, so no
+/// task outlives its input).
 fn block_on<F: Future>(future: F) -> F::Output {
-    static RUNTIME: OnceLock<tokio::runtime::Runtime> = OnceLock::new();
-    RUNTIME
-        .get_or_init(|| {
-            tokio::runtime::Builder::new_current_thread()
-                .enable_time()
-                .build()
-                .expect("a runtime")
-        })
-        .block_on(future)
+    let mut cx = Context::from_waker(Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => panic!("a CompactStore call did not complete at once"),
+    }
 }
 
 fn keys(event: &TaskEvent) -> (DedupKey, DedupKey) {
