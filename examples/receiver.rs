@@ -322,6 +322,11 @@ pub(crate) struct ServerLimits {
     /// in the kernel's listen backlog (not accepted, so they cost no memory
     /// here) until one closes.
     pub(crate) max_connections: usize,
+    /// A request, body included, must be answered within this time (a
+    /// client that stalls in its body gets `503` with `Retry-After` and the
+    /// connection is closed). The stack answers once the event is queued,
+    /// so this bounds the body's arrival, not the handler.
+    pub(crate) request_timeout: Duration,
 }
 
 impl Default for ServerLimits {
@@ -329,6 +334,7 @@ impl Default for ServerLimits {
         Self {
             header_timeout: Duration::from_secs(5),
             max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
         }
     }
 }
@@ -356,7 +362,9 @@ pub(crate) async fn serve(
 ///   a keep-alive connection waits for its next request;
 /// - a semaphore caps the connections: no permit, no `accept`, so a flood
 ///   of slow connections waits in the backlog instead of holding memory,
-///   and those already accepted are closed by the header timeout.
+///   and those already accepted are closed by the header timeout;
+/// - a request timeout bounds a client that stalls in its body (the header
+///   timeout does not cover the body).
 ///
 /// HTTP/1.1 only: the provider pushes over HTTP/1.1, and HTTP/2 has no
 /// header-read timeout in hyper.
@@ -366,9 +374,10 @@ pub(crate) async fn serve_with(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::response::IntoResponse;
     use hyper_util::rt::{TokioIo, TokioTimer};
     use hyper_util::server::graceful::GracefulShutdown;
-    use hyper_util::service::TowerToHyperService;
+    use tower::ServiceExt;
 
     let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     let mut http = hyper::server::conn::http1::Builder::new();
@@ -398,7 +407,26 @@ pub(crate) async fn serve_with(
                 }
             },
         };
-        let service = TowerToHyperService::new(app.clone());
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let call = app.clone().oneshot(request);
+            async move {
+                match tokio::time::timeout(limits.request_timeout, call).await {
+                    Ok(response) => response,
+                    Err(_) => Ok::<_, Infallible>(
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [(http::header::RETRY_AFTER, "5")],
+                            axum::Json(serde_json::json!({"error": {
+                                "code": "request_timeout",
+                                "message": "the request did not arrive in time",
+                            }})),
+                        )
+                            .into_response(),
+                    ),
+                }
+            }
+        });
         let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
         tokio::spawn(async move {
             // A header timeout or a client that leaves ends up here.

@@ -1,6 +1,6 @@
 //! Hostile input against the receiver example's stack and server, over HTTP
 //! on loopback: oversize and lying chunked bodies, deep nesting, invalid
-//! UTF-8, hostile ids, and hundreds of slow connections.
+//! UTF-8, hostile ids, a stalled body, and hundreds of slow connections.
 //!
 //! The stack is the one `examples/receiver.rs` builds (payload → dedup →
 //! fast-ack → handler, mounted by its `router`), served by its `serve_with`
@@ -87,6 +87,7 @@ fn limits(header_timeout: Duration, max_connections: usize) -> ServerLimits {
     ServerLimits {
         header_timeout,
         max_connections,
+        ..ServerLimits::default()
     }
 }
 
@@ -327,6 +328,32 @@ async fn hostile_ids_are_a_400_and_never_echoed() {
 }
 
 // ---- slow connections ----
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_body_that_stalls_is_a_503_with_retry_after() {
+    let request_timeout = Duration::from_millis(500);
+    let receiver = Receiver::start(ServerLimits {
+        request_timeout,
+        ..ServerLimits::default()
+    })
+    .await;
+    let addr = receiver.addr;
+    // The header in time, then part of the body and a stall: with a
+    // Content-Length, and chunked.
+    let stalls = [
+        (length_head(addr, 100), b"{\"id\":\"task_".to_vec()),
+        (chunked_head(addr), b"20\r\n{\"id\":\"task_".to_vec()),
+    ];
+    for (head, part) in stalls {
+        let opened = Instant::now();
+        let response = send(addr, head, vec![part]).await;
+        assert_eq!(response.status, 503, "{response:?}");
+        assert_eq!(response.header("retry-after"), Some("5"), "{response:?}");
+        assert_eq!(response.json()["error"]["code"], "request_timeout");
+        assert!(opened.elapsed() >= request_timeout);
+    }
+    assert_eq!(receiver.runs().await, 0);
+}
 
 /// Reads until the server closes the connection; `Ok(bytes)` on a clean
 /// close or a reset.
