@@ -103,6 +103,8 @@ fn app() -> (Router, FastAckHandle) {
 }
 
 async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
+    // Intake opens once the workers have started (until then: 503 starting).
+    handle.started().await;
     use support::{expect, expect_status, get, post_json, send, SAMPLE, SAMPLE_ID};
 
     // The other routes behave as before.

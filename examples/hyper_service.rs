@@ -129,6 +129,8 @@ where
 }
 
 async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
+    // Intake opens once the workers have started (until then: 503 starting).
+    handle.started().await;
     use support::{expect, expect_status, get, post_json, SAMPLE};
 
     expect_status("GET /health", &get(addr, "/health").await?, StatusCode::OK)?;

@@ -26,6 +26,8 @@
 //! | flag | default | meaning |
 //! |---|---|---|
 //! | `--listen ADDR` | `127.0.0.1:8080` | address to listen on; port `0` picks a free port |
+//! | `--header-timeout-ms N` | `5000` | a client must send a request's whole header within `N` ms of connecting or of the previous answer, or the connection is closed (so idle keep-alive connections close too) |
+//! | `--max-connections N` | `1024` | connections served at once; more wait in the listen backlog |
 //! | `--processed-log PATH` | none | append one JSON line per successful handler run |
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
 //! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
@@ -114,6 +116,7 @@ use tower::{BoxError, Service, ServiceBuilder};
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Config {
     pub(crate) listen: SocketAddr,
+    pub(crate) limits: ServerLimits,
     pub(crate) processed_log: Option<PathBuf>,
     pub(crate) handler_delay: Duration,
     pub(crate) fail_rate: f64,
@@ -130,6 +133,7 @@ impl Default for Config {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            limits: ServerLimits::default(),
             processed_log: None,
             handler_delay: Duration::ZERO,
             fail_rate: 0.0,
@@ -187,6 +191,25 @@ const FLAGS: &[Flag<Config>] = &[
         help: "address to listen on; port 0 picks a free port [default: 127.0.0.1:8080]",
         set: |c, v| {
             c.listen = v.parse().map_err(|e| format!("not an address: {e}"))?;
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--header-timeout-ms",
+        value: "N",
+        help: "close a connection whose request header (or next request) takes over N ms [default: 5000]",
+        set: |c, v| {
+            c.limits.header_timeout = Duration::from_millis(parse_positive(v)?);
+            Ok(())
+        },
+    },
+    Flag {
+        name: "--max-connections",
+        value: "N",
+        help: "connections served at once; more wait in the listen backlog [default: 1024]",
+        set: |c, v| {
+            c.limits.max_connections = usize::try_from(parse_positive(v)?)
+                .map_err(|_| "too large".to_owned())?;
             Ok(())
         },
     },
@@ -283,6 +306,13 @@ pub(crate) fn parse_number(value: &str) -> Result<u64, String> {
     value
         .parse()
         .map_err(|e| format!("not a whole number: {e}"))
+}
+
+pub(crate) fn parse_positive(value: &str) -> Result<u64, String> {
+    match parse_number(value)? {
+        0 => Err("must be at least 1".to_owned()),
+        n => Ok(n),
+    }
 }
 
 pub(crate) fn parse_probability(value: &str) -> Result<f64, String> {
@@ -451,20 +481,138 @@ where
     Router::new().route("/callback", axum::routing::post_service(callback))
 }
 
-/// Serves `app` on `listener` until `shutdown` resolves, then lets the open
-/// connections finish.
+/// The HTTP server's defences against slow and idle clients.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ServerLimits {
+    /// A client must send a request's whole header within this time, counted
+    /// from the moment the server waits for it: after accepting the
+    /// connection, and after each answer on a keep-alive connection. So it
+    /// is also the idle keep-alive timeout: a connection that says nothing
+    /// is closed after it.
+    pub(crate) header_timeout: Duration,
+    /// At most this many connections are served at once; the next ones wait
+    /// in the kernel's listen backlog (not accepted, so they cost no memory
+    /// here) until one closes.
+    pub(crate) max_connections: usize,
+    /// A request, body included, must be answered within this time (a
+    /// client that stalls in its body gets `503` with `Retry-After` and the
+    /// connection is closed). The stack answers once the event is queued,
+    /// so this bounds the body's arrival, not the handler.
+    pub(crate) request_timeout: Duration,
+}
+
+impl Default for ServerLimits {
+    fn default() -> Self {
+        Self {
+            header_timeout: Duration::from_secs(5),
+            max_connections: 1024,
+            request_timeout: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Serves `app` with the default [`ServerLimits`]; see [`serve_with`].
+#[allow(dead_code)] // used by `examples/demo.rs`
 pub(crate) async fn serve(
     listener: TcpListener,
     app: Router,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    // Issue 8 (connection hardening) goes here: a header-read timeout and a
-    // cap on concurrent connections belong on the listener and the
-    // connection builder, in front of every route, not on the callback
-    // stack.
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
+    serve_with(listener, app, ServerLimits::default(), shutdown).await
+}
+
+/// Serves `app` over HTTP/1.1 on `listener` until `shutdown` resolves, then
+/// stops accepting and lets the open connections finish: an idle one is
+/// closed at once, one in a request closes after its answer.
+///
+/// The hardening lives here, on the listener and the connection builder,
+/// in front of every route (not on the callback stack):
+///
+/// - `axum::serve` has no knobs for timeouts, so each connection is served
+///   by hyper's HTTP/1 builder with a timer (`TokioTimer`: hyper 1 has none
+///   of its own) and a header-read timeout, which hyper also applies while
+///   a keep-alive connection waits for its next request;
+/// - a semaphore caps the connections: no permit, no `accept`, so a flood
+///   of slow connections waits in the backlog instead of holding memory,
+///   and those already accepted are closed by the header timeout;
+/// - a request timeout bounds a client that stalls in its body (the header
+///   timeout does not cover the body).
+///
+/// HTTP/1.1 only: the provider pushes over HTTP/1.1, and HTTP/2 has no
+/// header-read timeout in hyper.
+pub(crate) async fn serve_with(
+    listener: TcpListener,
+    app: Router,
+    limits: ServerLimits,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    use axum::response::IntoResponse;
+    use hyper_util::rt::{TokioIo, TokioTimer};
+    use hyper_util::server::graceful::GracefulShutdown;
+    use tower::ServiceExt;
+
+    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let graceful = GracefulShutdown::new();
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            () = &mut shutdown => break,
+            permit = Arc::clone(&permits).acquire_owned() => match permit {
+                Ok(permit) => permit,
+                // Never closed.
+                Err(_) => break,
+            },
+        };
+        let stream = tokio::select! {
+            () = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _peer)) => stream,
+                Err(error) => {
+                    // Out of file descriptors, or a connection reset before
+                    // it was accepted: wait a little rather than spin.
+                    tracing::warn!(%error, "accept failed");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let app = app.clone();
+        let service = hyper::service::service_fn(move |request| {
+            let call = app.clone().oneshot(request);
+            async move {
+                match tokio::time::timeout(limits.request_timeout, call).await {
+                    Ok(response) => response,
+                    Err(_) => Ok::<_, Infallible>(
+                        (
+                            StatusCode::SERVICE_UNAVAILABLE,
+                            [(http::header::RETRY_AFTER, "5")],
+                            axum::Json(serde_json::json!({"error": {
+                                "code": "request_timeout",
+                                "message": "the request did not arrive in time",
+                            }})),
+                        )
+                            .into_response(),
+                    ),
+                }
+            }
+        });
+        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+        tokio::spawn(async move {
+            // A header timeout or a client that leaves ends up here.
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection closed");
+            }
+            drop(permit);
+        });
+    }
+    // Closing the listener refuses new connections (and resets those left
+    // in the backlog) while the open ones finish.
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------
@@ -689,7 +837,7 @@ async fn run(config: Config) -> std::io::Result<bool> {
     // signal sent right after the line is read is not missed.
     let signal = shutdown_signal()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, app, async {
+    let server = tokio::spawn(serve_with(listener, app, config.limits, async {
         let _ = stop_rx.await;
     }));
     handle.started().await;

@@ -50,6 +50,8 @@ fn routes() -> (Routes, FastAckHandle, tonic_health::server::HealthReporter) {
 }
 
 async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
+    // Intake opens once the workers have started (until then: 503 starting).
+    handle.started().await;
     use support::{expect, expect_status, post_json, SAMPLE};
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;

@@ -130,3 +130,8 @@ fn dechunk(mut body: &str) -> String {
     }
     out
 }
+
+/// Parses a raw HTTP/1.1 response (as [`exchange`] does).
+pub fn parse(raw: &[u8]) -> RawResponse {
+    parse_response(raw)
+}

@@ -1036,9 +1036,16 @@ async fn each_attempt_runs_in_a_span_under_the_request_span() {
     use tracing::Instrument;
     use tracing_subscriber::layer::SubscriberExt;
 
-    let tree = SpanTree::default();
-    let subscriber = tracing_subscriber::registry().with(tree.clone());
-    let _guard = tracing::subscriber::set_default(subscriber);
+    // One global subscriber for the whole test binary: a scoped one
+    // (`set_default`) races with tests on other threads that register the
+    // same callsites first, and then never sees the spans.
+    static TREE: std::sync::OnceLock<SpanTree> = std::sync::OnceLock::new();
+    let tree = TREE.get_or_init(|| {
+        let tree = SpanTree::default();
+        tracing::subscriber::set_global_default(tracing_subscriber::registry().with(tree.clone()))
+            .expect("the only global subscriber of this test binary");
+        tree
+    });
 
     let layer = FastAckLayer::new();
     let handle = layer.handle();
