@@ -6,14 +6,15 @@ use std::collections::HashMap;
 use std::convert::Infallible;
 use std::fmt;
 use std::hash::{BuildHasher, Hash, Hasher};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError, Weak};
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use tokio::sync::Notify;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::hash::KeyHasher;
+use super::maintenance::{self, Maintained};
 use super::moka::{
     DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
 };
@@ -367,37 +368,7 @@ impl CompactStore {
     /// Spawns the maintenance task unless it runs, if a tokio runtime is
     /// current.
     fn ensure_maintenance(&self) {
-        let inner = &self.inner;
-        if inner.maintenance_running.load(Ordering::Acquire) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if inner.maintenance_running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let running = Running(Arc::downgrade(inner));
-        let period = inner.maintenance_interval;
-        handle.spawn(async move {
-            let running = running;
-            let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = running.0.upgrade() else {
-                    break;
-                };
-                let now = secs_since(inner.epoch, Instant::now(), Duration::ZERO, false);
-                // One shard at a time: requests on the other shards go on.
-                for shard in inner.shards.iter() {
-                    let mut shard = lock(&shard.0);
-                    if now >= shard.earliest {
-                        shard.remove_expired(now);
-                    }
-                }
-            }
-        });
+        maintenance::ensure(&self.inner);
     }
 }
 
@@ -415,14 +386,23 @@ fn secs_since(epoch: Instant, now: Instant, after: Duration, round_up: bool) -> 
     u32::try_from(secs).unwrap_or(u32::MAX)
 }
 
-/// Clears the "maintenance running" flag when the task ends or is dropped
-/// with its runtime, so a later use spawns it again.
-struct Running(Weak<Inner>);
+impl Maintained for Inner {
+    fn maintenance_running(&self) -> &AtomicBool {
+        &self.maintenance_running
+    }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.maintenance_running.store(false, Ordering::Release);
+    fn maintenance_interval(&self) -> Duration {
+        self.maintenance_interval
+    }
+
+    async fn maintain(&self) {
+        let now = secs_since(self.epoch, Instant::now(), Duration::ZERO, false);
+        // One shard at a time: requests on the other shards go on.
+        for shard in self.shards.iter() {
+            let mut shard = lock(&shard.0);
+            if now >= shard.earliest {
+                shard.remove_expired(now);
+            }
         }
     }
 }

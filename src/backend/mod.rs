@@ -33,6 +33,7 @@
 
 pub mod compact;
 mod hash;
+mod maintenance;
 pub mod moka;
 #[cfg(feature = "redb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redb")))]

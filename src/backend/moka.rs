@@ -3,16 +3,17 @@
 use std::convert::Infallible;
 use std::fmt;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 use std::time::Duration;
 
 use ::moka::future::Cache;
 use ::moka::ops::compute::Op;
 use ::moka::policy::EvictionPolicy;
 use tokio::sync::Notify;
-use tokio::time::{Instant, MissedTickBehavior};
+use tokio::time::Instant;
 
 use super::hash::KeyHasher;
+use super::maintenance::{self, Maintained};
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
 /// The default number of keys remembered: 1,000,000.
@@ -193,42 +194,21 @@ impl MokaStore {
     /// Spawns the maintenance task unless it runs, if a tokio runtime is
     /// current.
     fn ensure_maintenance(&self) {
-        let inner = &self.inner;
-        if inner.maintenance_running.load(Ordering::Acquire) {
-            return;
-        }
-        let Ok(handle) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        if inner.maintenance_running.swap(true, Ordering::AcqRel) {
-            return;
-        }
-        let running = Running(Arc::downgrade(inner));
-        let period = inner.maintenance_interval;
-        handle.spawn(async move {
-            let running = running;
-            let mut ticks = tokio::time::interval_at(Instant::now() + period, period);
-            ticks.set_missed_tick_behavior(MissedTickBehavior::Delay);
-            loop {
-                ticks.tick().await;
-                let Some(inner) = running.0.upgrade() else {
-                    break;
-                };
-                inner.cache.run_pending_tasks().await;
-            }
-        });
+        maintenance::ensure(&self.inner);
     }
 }
 
-/// Clears the "maintenance running" flag when the task ends or is dropped
-/// with its runtime, so a later use spawns it again.
-struct Running(Weak<Inner>);
+impl Maintained for Inner {
+    fn maintenance_running(&self) -> &AtomicBool {
+        &self.maintenance_running
+    }
 
-impl Drop for Running {
-    fn drop(&mut self) {
-        if let Some(inner) = self.0.upgrade() {
-            inner.maintenance_running.store(false, Ordering::Release);
-        }
+    fn maintenance_interval(&self) -> Duration {
+        self.maintenance_interval
+    }
+
+    async fn maintain(&self) {
+        self.cache.run_pending_tasks().await;
     }
 }
 
