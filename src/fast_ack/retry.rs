@@ -1,8 +1,7 @@
 //! When a failed attempt is tried again: exponential backoff with full
 //! jitter.
 
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 /// How often, and after how long, a failed event is tried again before it
 /// becomes a dead letter.
@@ -130,13 +129,15 @@ impl RetryPolicy {
             .map_or(self.max, |d| d.min(self.max))
     }
 
-    pub(crate) fn delay(&self, failed: u32, rng: &Rng) -> Duration {
+    pub(crate) fn delay(&self, failed: u32) -> Duration {
         let bound = self.delay_bound(failed);
         if !self.jitter {
             return bound;
         }
         let nanos = u64::try_from(bound.as_nanos()).unwrap_or(u64::MAX);
-        Duration::from_nanos(rng.below_or_eq(nanos))
+        // Full jitter: uniform in `0..=bound`, from fastrand's thread-local
+        // generator (not for anything secret).
+        Duration::from_nanos(fastrand::u64(0..=nanos))
     }
 }
 
@@ -146,51 +147,19 @@ impl Default for RetryPolicy {
     }
 }
 
-/// A small shared PRNG (splitmix64) for the jitter; not for anything secret.
-#[derive(Debug)]
-pub(crate) struct Rng(AtomicU64);
-
-impl Rng {
-    pub(crate) fn from_time() -> Self {
-        let seed = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0x9E37_79B9_7F4A_7C15, |d| d.as_nanos() as u64);
-        Self(AtomicU64::new(seed))
-    }
-
-    fn next(&self) -> u64 {
-        let mut z = self
-            .0
-            .fetch_add(0x9E37_79B9_7F4A_7C15, Ordering::Relaxed)
-            .wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    }
-
-    /// Uniform enough in `0..=bound` for a jitter.
-    fn below_or_eq(&self, bound: u64) -> u64 {
-        match bound.checked_add(1) {
-            Some(n) => ((u128::from(self.next()) * u128::from(n)) >> 64) as u64,
-            None => self.next(),
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
     fn jitter_stays_within_the_bound() {
-        let rng = Rng::from_time();
         let policy = RetryPolicy::new()
             .base_delay(Duration::from_millis(10))
             .max_delay(Duration::from_millis(70));
         let mut seen_low = false;
         for failed in 1..10 {
             for _ in 0..200 {
-                let d = policy.delay(failed, &rng);
+                let d = policy.delay(failed);
                 assert!(d <= policy.delay_bound(failed));
                 seen_low |= d < policy.delay_bound(failed) / 2;
             }
@@ -198,7 +167,7 @@ mod tests {
         assert!(seen_low);
         assert_eq!(policy.delay_bound(40), Duration::from_millis(70));
         assert_eq!(
-            RetryPolicy::new().jitter(false).delay(2, &rng),
+            RetryPolicy::new().jitter(false).delay(2),
             Duration::from_secs(1)
         );
     }

@@ -14,7 +14,7 @@ use tokio::task::JoinHandle;
 use super::dead_letter::{DeadLetter, DeadLetters, Failure};
 use super::job::Job;
 use super::journal::{Appended, Journal, JournalError, MemoryJournal};
-use super::retry::{RetryPolicy, Rng};
+use super::retry::RetryPolicy;
 use crate::response::{Rejection, DEFAULT_RETRY_AFTER};
 
 pub(crate) type DeadLetterCallback = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
@@ -165,7 +165,6 @@ pub(crate) struct Shared {
     pub(crate) counters: Counters,
     pub(crate) dead: DeadLetters,
     pub(crate) dead_tx: broadcast::Sender<DeadLetter>,
-    pub(crate) rng: Rng,
     pub(crate) stop: watch::Sender<bool>,
     /// Set once the start-up replay is queued and the workers run.
     pub(crate) started: watch::Sender<bool>,
@@ -203,7 +202,6 @@ impl Shared {
             idle: Notify::new(),
             counters: Counters::default(),
             dead_tx,
-            rng: Rng::from_time(),
             stop: watch::Sender::new(false),
             started: watch::Sender::new(false),
             starter: Mutex::new(None),

@@ -214,7 +214,7 @@ where
         };
         bump(&shared.counters.failed_attempts);
         if job.attempts < shared.config.retry.max_attempts() {
-            let delay = shared.config.retry.delay(job.attempts, &shared.rng);
+            let delay = shared.config.retry.delay(job.attempts);
             span.in_scope(|| {
                 tracing::warn!(%failure, retry_in = ?delay, "attempt failed; will retry");
             });
