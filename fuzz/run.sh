@@ -23,6 +23,8 @@ printf '{"id":"t1","status":"failed"}\000{"id":"t1","status":"completed"}' >"$se
 printf '{"id":"t1"}\000{"id":"t1","status":""}' >"$seeds/two-bodies-empty-status"
 printf '{"id":"a\\u0000b"}' >"$seeds/nul-id"
 printf '{"id":"\\ud800"}' >"$seeds/lone-surrogate"
+printf '{"id":"t","x":"\\ud800"}' >"$seeds/lone-surrogate-elsewhere"
+printf '{"id":"t","result":{"images":[{"url":"u","seed":1e400}]}}' >"$seeds/number-out-of-range"
 printf '{"id":"\xc3\x28"}' >"$seeds/invalid-utf8"
 { printf '{"id":"deep","x":'; printf '[%.0s' $(seq 200); printf ']%.0s' $(seq 200); printf '}'; } >"$seeds/deep"
 

@@ -10,8 +10,11 @@
 //!
 //! Checked on every input: no panic; the layer answers only `200` (the inner
 //! service ran), `400`, `413` or `415`, never a 5xx; it agrees with
-//! `TaskEvent::from_slice` on the same bytes; the inner service sees that
-//! event and the exact body; a parsed event survives a JSON round trip.
+//! `TaskEvent::from_slice` on the same bytes; `from_slice` (validation and
+//! light pass, the rest parsed on first access) and the full parse through
+//! `Deserialize` accept the same bodies and read the same event; the inner
+//! service sees that event and the exact body; a parsed event survives a
+//! JSON round trip.
 #![no_main]
 
 use std::convert::Infallible;
@@ -142,6 +145,29 @@ fuzz_target!(|data: &[u8]| {
     let seen = SEEN.lock().unwrap().take();
 
     let parsed = TaskEvent::from_slice(body);
+    // `from_slice` validates everything and reads the id and scalars in a
+    // light pass, the rest on first access; `Deserialize` is the full
+    // parse at once. They must accept the same bodies and agree.
+    let full = serde_json::from_slice::<TaskEvent>(body);
+    assert_eq!(
+        parsed.is_ok(),
+        full.is_ok(),
+        "light pass and full parse disagree: {parsed:?} / {full:?}"
+    );
+    if let (Ok(light), Ok(full)) = (&parsed, &full) {
+        assert_eq!(light.id(), full.id());
+        assert_eq!(light.status(), full.status());
+        assert_eq!(light.progress(), full.progress());
+        assert_eq!(
+            (light.created(), light.completed()),
+            (full.created(), full.completed())
+        );
+        assert_eq!(
+            (light.estimated_time(), light.actual_time()),
+            (full.estimated_time(), full.actual_time())
+        );
+        assert!(light == full, "light pass and full parse read different events");
+    }
     match status {
         StatusCode::OK => {
             let (event, raw, passed) = seen.expect("the inner service ran");

@@ -1,21 +1,28 @@
-//! Single-pass deserialization of the task-status object.
+//! Deserialization of the task-status object, in two passes of one shape.
 //!
-//! Every value is visited once with `deserialize_any`; typed fields are
-//! filled directly, and only the values we keep untyped (unknown fields,
-//! fields of an unexpected JSON type) become [`serde_json::Value`]s. The
-//! envelope is recognised on the fly: the top-level `data` object is parsed as
-//! a task, every other top-level key as a field of a bare task, and the end of
-//! the object decides which of the two the body was.
+//! - The *light* pass ([`Light`]) runs when a body arrives. It visits every
+//!   value with `deserialize_any`, exactly as the full pass does, so it
+//!   accepts exactly the bodies the full pass accepts (syntax, UTF-8, escapes,
+//!   number ranges, nesting depth, the id rules); but it keeps only the id and
+//!   the scalar fields ([`Scalars`]) and builds nothing else: strings stay
+//!   borrowed and are dropped, objects and arrays are walked by [`Skip`].
+//! - The *full* pass ([`Parsed`]) builds everything: typed fields are filled
+//!   directly, and only the values kept untyped (unknown fields, fields of an
+//!   unexpected JSON type) become [`serde_json::Value`]s. [`TaskEvent`] runs
+//!   it once, on the first access that needs it.
+//!
+//! Both recognise the envelope on the fly: the top-level `data` object is
+//! parsed as a task, every other top-level key as a field of a bare task, and
+//! the end of the object decides which of the two the body was.
 
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
-use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
 
-use super::{Fields, IdError, MediaItem, TaskError, TaskEvent, TaskResult, TaskStatus};
+use super::{Fields, IdError, MediaItem, Scalars, TaskError, TaskEvent, TaskResult, TaskStatus};
 
 /// The whole body, before we know whether it was wrapped.
 pub(super) struct Parsed {
@@ -24,7 +31,7 @@ pub(super) struct Parsed {
 }
 
 impl Parsed {
-    pub(super) fn into_event(self) -> Result<TaskEvent, IdError> {
+    pub(super) fn into_fields(self) -> Result<Fields, IdError> {
         let Parsed { mut bare, data } = self;
         let task = match data {
             // The usual case: an envelope around the task object.
@@ -81,7 +88,8 @@ impl<'de> Deserialize<'de> for Parsed {
 impl<'de> Deserialize<'de> for TaskEvent {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         Parsed::deserialize(deserializer)?
-            .into_event()
+            .into_fields()
+            .map(TaskEvent::from_fields)
             .map_err(de::Error::custom)
     }
 }
@@ -117,29 +125,10 @@ impl Builder {
                     other => IdSlot::NotString(other.into_value()),
                 }
             }
-            "status" => match map.next_value::<Scalar<'de>>()? {
-                Shape::Str(Cow::Borrowed(s)) => f.status = Some(TaskStatus::from(s)),
-                Shape::Str(Cow::Owned(s)) => f.status = Some(TaskStatus::from(s)),
-                other => keep(&mut f.extra, key, other.into_value()),
-            },
-            "progress" => {
+            "status" | "progress" | "created" | "completed" | "estimated_time" | "actual_time" => {
                 let value = map.next_value::<Scalar<'de>>()?;
-                match value.as_i64().and_then(|p| u8::try_from(p).ok()) {
-                    Some(p) if p <= 100 => f.progress = Some(p),
-                    _ => keep(&mut f.extra, key, value.into_value()),
-                }
-            }
-            "created" | "completed" | "estimated_time" | "actual_time" => {
-                let value = map.next_value::<Scalar<'de>>()?;
-                let slot = match &*key {
-                    "created" => &mut f.created,
-                    "completed" => &mut f.completed,
-                    "estimated_time" => &mut f.estimated_time,
-                    _ => &mut f.actual_time,
-                };
-                match value.as_i64() {
-                    Some(v) => *slot = Some(v),
-                    None => keep(&mut f.extra, key, value.into_value()),
+                if let Err(value) = f.scalars.accept(&key, value) {
+                    keep(&mut f.extra, key, value.into_value());
                 }
             }
             "result" => match map.next_value::<Shape<'de, TaskResult, Value>>()? {
@@ -168,16 +157,14 @@ impl Builder {
         Ok(())
     }
 
-    fn finish(self) -> Result<TaskEvent, IdError> {
+    fn finish(self) -> Result<Fields, IdError> {
         let id = match self.id {
             IdSlot::Missing => return Err(IdError::Missing),
             IdSlot::NotString(_) => return Err(IdError::NotString),
             IdSlot::String(id) => id,
         };
         IdError::check(&id)?;
-        Ok(TaskEvent {
-            inner: Arc::new(Fields { id, ..self.fields }),
-        })
+        Ok(Fields { id, ..self.fields })
     }
 
     /// The object as JSON again (only for the rare envelope/bare ambiguity).
@@ -372,12 +359,12 @@ impl From<TaskError> for Value {
 }
 
 /// Builds `Self` from a JSON object being visited.
-trait FromMap<'de>: Sized + Into<Value> {
+trait FromMap<'de>: Sized {
     fn from_map<A: MapAccess<'de>>(map: A) -> Result<Self, A::Error>;
 }
 
 /// Builds `Self` from a JSON array being visited.
-trait FromSeq<'de>: Sized + Into<Value> {
+trait FromSeq<'de>: Sized {
     fn from_seq<A: SeqAccess<'de>>(seq: A) -> Result<Self, A::Error>;
 }
 
@@ -410,7 +397,7 @@ enum Shape<'de, M, S> {
 /// A value whose objects and arrays are kept as [`Value`].
 type Scalar<'de> = Shape<'de, Value, Value>;
 
-impl<'de, M: Into<Value>, S: Into<Value>> Shape<'de, M, S> {
+impl<M: Into<Value>, S: Into<Value>> Shape<'_, M, S> {
     fn into_value(self) -> Value {
         match self {
             Shape::Null => Value::Null,
@@ -423,7 +410,9 @@ impl<'de, M: Into<Value>, S: Into<Value>> Shape<'de, M, S> {
             Shape::Seq(s) => s.into(),
         }
     }
+}
 
+impl<M, S> Shape<'_, M, S> {
     /// An integer, or a float without a fractional part.
     fn as_i64(&self) -> Option<i64> {
         match *self {
@@ -537,5 +526,233 @@ impl<'de> Visitor<'de> for KeySeed {
 
     fn visit_string<E>(self, v: String) -> Result<Self::Value, E> {
         Ok(Cow::Owned(v))
+    }
+}
+
+impl Scalars {
+    /// Sets the scalar field `key` (`status`, `progress`, `created`,
+    /// `completed`, `estimated_time` or `actual_time`) from `value`; gives the
+    /// value back when its JSON type is not the field's (or `key` is another
+    /// field), for the caller to keep it untyped.
+    fn accept<'de, M, S>(
+        &mut self,
+        key: &str,
+        value: Shape<'de, M, S>,
+    ) -> Result<(), Shape<'de, M, S>> {
+        match key {
+            "status" => match value {
+                Shape::Str(Cow::Borrowed(s)) => self.status = Some(TaskStatus::from(s)),
+                Shape::Str(Cow::Owned(s)) => self.status = Some(TaskStatus::from(s)),
+                other => return Err(other),
+            },
+            "progress" => match value.as_i64().and_then(|p| u8::try_from(p).ok()) {
+                Some(p) if p <= 100 => self.progress = Some(p),
+                _ => return Err(value),
+            },
+            _ => {
+                let slot = match key {
+                    "created" => &mut self.created,
+                    "completed" => &mut self.completed,
+                    "estimated_time" => &mut self.estimated_time,
+                    "actual_time" => &mut self.actual_time,
+                    _ => return Err(value),
+                };
+                match value.as_i64() {
+                    Some(v) => *slot = Some(v),
+                    None => return Err(value),
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The light pass over a whole body: the task id and the scalar fields,
+/// with the envelope recognised as the full pass does.
+pub(super) struct Light {
+    bare: LightTask,
+    /// The top-level `data`: `Some(task)` if it was an object.
+    data: Option<Option<LightTask>>,
+}
+
+impl Light {
+    /// The task's id (checked) and scalar fields.
+    pub(super) fn into_head(self) -> Result<(String, Scalars), IdError> {
+        let task = match self.data {
+            Some(Some(task)) if matches!(self.bare.id, LightId::Missing) => task,
+            _ => self.bare,
+        };
+        let id = match task.id {
+            LightId::Missing => return Err(IdError::Missing),
+            LightId::NotString => return Err(IdError::NotString),
+            LightId::String(id) => id,
+        };
+        IdError::check(&id)?;
+        Ok((id, task.scalars))
+    }
+}
+
+impl<'de> Deserialize<'de> for Light {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct LightVisitor;
+
+        impl<'de> Visitor<'de> for LightVisitor {
+            type Value = Light;
+
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a task-status object")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Light, A::Error> {
+                let mut bare = LightTask::default();
+                let mut data = None;
+                while let Some(key) = map.next_key_seed(KeySeed)? {
+                    if key == "data" {
+                        data = match map.next_value::<Shape<'de, LightTask, Skip>>()? {
+                            Shape::Map(task) => Some(Some(task)),
+                            _ => Some(None),
+                        };
+                    } else {
+                        bare.accept(key, &mut map)?;
+                    }
+                }
+                Ok(Light { bare, data })
+            }
+        }
+
+        deserializer.deserialize_map(LightVisitor)
+    }
+}
+
+/// The id as the light pass found it.
+#[derive(Debug, Default)]
+enum LightId {
+    #[default]
+    Missing,
+    String(String),
+    NotString,
+}
+
+/// A task object seen by the light pass.
+#[derive(Debug, Default)]
+struct LightTask {
+    id: LightId,
+    scalars: Scalars,
+}
+
+impl LightTask {
+    /// Reads the value of `key`, keeping it only if it is the id or a
+    /// scalar field; the same `deserialize_any` as [`Builder::accept`].
+    fn accept<'de, A: MapAccess<'de>>(
+        &mut self,
+        key: Cow<'de, str>,
+        map: &mut A,
+    ) -> Result<(), A::Error> {
+        match &*key {
+            "id" => {
+                self.id = match map.next_value::<Shape<'de, Skip, Skip>>()? {
+                    Shape::Str(id) => LightId::String(id.into_owned()),
+                    _ => LightId::NotString,
+                }
+            }
+            "status" | "progress" | "created" | "completed" | "estimated_time" | "actual_time" => {
+                let value = map.next_value::<Shape<'de, Skip, Skip>>()?;
+                // A value of another type is kept by the full pass only.
+                let _ = self.scalars.accept(&key, value);
+            }
+            _ => {
+                map.next_value::<Skip>()?;
+            }
+        }
+        Ok(())
+    }
+}
+
+impl<'de> FromMap<'de> for LightTask {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        let mut task = LightTask::default();
+        while let Some(key) = map.next_key_seed(KeySeed)? {
+            task.accept(key, &mut map)?;
+        }
+        Ok(task)
+    }
+}
+
+/// Any JSON value, visited with `deserialize_any` (so validated as the full
+/// pass validates it: strings, escapes and numbers parsed) and dropped.
+///
+/// Unlike [`serde::de::IgnoredAny`], which lets `serde_json` skip values
+/// without parsing them (and so accepts invalid UTF-8, lone surrogates and
+/// out-of-range numbers inside them), this rejects exactly what building a
+/// [`Value`] would reject.
+struct Skip;
+
+impl<'de> Deserialize<'de> for Skip {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_any(Skip)
+    }
+}
+
+impl<'de> FromMap<'de> for Skip {
+    fn from_map<A: MapAccess<'de>>(mut map: A) -> Result<Self, A::Error> {
+        while map.next_key::<Skip>()?.is_some() {
+            map.next_value::<Skip>()?;
+        }
+        Ok(Skip)
+    }
+}
+
+impl<'de> FromSeq<'de> for Skip {
+    fn from_seq<A: SeqAccess<'de>>(mut seq: A) -> Result<Self, A::Error> {
+        while seq.next_element::<Skip>()?.is_some() {}
+        Ok(Skip)
+    }
+}
+
+impl<'de> Visitor<'de> for Skip {
+    type Value = Skip;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_none<E>(self) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_bool<E>(self, _: bool) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_i64<E>(self, _: i64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_u64<E>(self, _: u64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_f64<E>(self, _: f64) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_borrowed_str<E>(self, _: &'de str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_str<E>(self, _: &str) -> Result<Skip, E> {
+        Ok(Skip)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Skip, A::Error> {
+        Skip::from_map(map)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Skip, A::Error> {
+        Skip::from_seq(seq)
     }
 }

@@ -44,7 +44,9 @@ mod de;
 mod error;
 
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
+
+use bytes::Bytes;
 
 use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
@@ -60,22 +62,52 @@ pub const MAX_ID_LEN: usize = 256;
 /// Cheap to clone: the parsed fields live behind an [`Arc`], so the payload
 /// layer can put it in request extensions and every later layer, extractor
 /// or background worker can hold its own copy.
-#[derive(Clone, PartialEq)]
+///
+/// # Parsed once, in two steps
+///
+/// Making an event ([`TaskEvent::from_bytes`], [`TaskEvent::from_slice`])
+/// validates the whole body (everything that could make parsing fail is
+/// checked there, so a bad body is refused before anyone acknowledges it) and
+/// reads the id and the scalar fields: [`id`](Self::id),
+/// [`status`](Self::status), [`progress`](Self::progress) and the times. It
+/// builds nothing else, so a duplicate that the dedup layer answers, or a
+/// handler that only needs the id and status, costs little more than finding
+/// the id.
+///
+/// The rest ([`result`](Self::result), [`error`](Self::error),
+/// [`cost`](Self::cost), [`extra`](Self::extra), [`envelope`](Self::envelope))
+/// is parsed from the kept body on the first access that needs it, once,
+/// and shared by every clone.
+#[derive(Clone)]
 pub struct TaskEvent {
-    inner: Arc<Fields>,
+    inner: Arc<Inner>,
 }
 
-/// The fields of a task-status object, shared by [`TaskEvent`].
-#[derive(Debug, Clone, Default, PartialEq)]
-struct Fields {
+struct Inner {
     id: String,
+    scalars: Scalars,
+    /// The body, for the full parse; empty when `fields` was set at once.
+    body: Bytes,
+    fields: OnceLock<Fields>,
+}
+
+/// The scalar fields, read when the event is made.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Scalars {
     status: Option<TaskStatus>,
     progress: Option<u8>,
-    result: Option<TaskResult>,
     created: Option<i64>,
     completed: Option<i64>,
     estimated_time: Option<i64>,
     actual_time: Option<i64>,
+}
+
+/// All fields of a task-status object: the full parse.
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Fields {
+    id: String,
+    scalars: Scalars,
+    result: Option<TaskResult>,
     error: Option<TaskError>,
     cost: Option<Value>,
     credits_cost: Option<Value>,
@@ -85,7 +117,8 @@ struct Fields {
 
 impl TaskEvent {
     /// Parses a callback body, with or without the `{"code":..,"data":{..}}`
-    /// envelope.
+    /// envelope (copying it; [`TaskEvent::from_bytes`] takes it without a
+    /// copy).
     ///
     /// ```
     /// use taskhook::{PayloadErrorKind, TaskEvent, IdError};
@@ -98,9 +131,62 @@ impl TaskEvent {
     /// # Ok::<(), taskhook::PayloadError>(())
     /// ```
     pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
-        let parsed: de::Parsed =
-            serde_json::from_slice(body).map_err(|e| PayloadError::json(e, body))?;
-        parsed.into_event().map_err(PayloadError::id)
+        Self::from_bytes(Bytes::copy_from_slice(body))
+    }
+
+    /// Parses a callback body held in [`Bytes`], keeping a reference to it
+    /// (no copy) for the fields parsed on first access.
+    ///
+    /// Every error is found here: an event once made always parses in full.
+    ///
+    /// ```
+    /// use bytes::Bytes;
+    /// use taskhook::{PayloadErrorKind, TaskEvent, TaskStatus};
+    ///
+    /// let body = Bytes::from_static(br#"{"code":200,"data":{"id":"t1","status":"completed"}}"#);
+    /// let event = TaskEvent::from_bytes(body)?;
+    /// assert_eq!((event.id(), event.status()), ("t1", Some(&TaskStatus::Completed)));
+    ///
+    /// // A fault anywhere in the body, even in a field nobody reads, is an error now.
+    /// let bad = Bytes::from_static(br#"{"id":"t1","note":"\ud800"}"#);
+    /// assert_eq!(TaskEvent::from_bytes(bad).unwrap_err().kind(), &PayloadErrorKind::Syntax);
+    /// # Ok::<(), taskhook::PayloadError>(())
+    /// ```
+    pub fn from_bytes(body: Bytes) -> Result<Self, PayloadError> {
+        // UTF-8 is checked once, over the whole body, so that the parser
+        // need not check it string by string. A body that is not UTF-8
+        // cannot parse: parse it anyway, for the error it gets.
+        let light: de::Light = match std::str::from_utf8(&body) {
+            Ok(text) => serde_json::from_str(text),
+            Err(_) => serde_json::from_slice(&body),
+        }
+        .map_err(|e| PayloadError::json(e, &body))?;
+        let (id, scalars) = light.into_head().map_err(PayloadError::id)?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                id,
+                scalars,
+                body,
+                fields: OnceLock::new(),
+            }),
+        })
+    }
+
+    /// An event whose full parse is already done.
+    fn from_fields(fields: Fields) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                id: fields.id.clone(),
+                scalars: fields.scalars.clone(),
+                body: Bytes::new(),
+                fields: OnceLock::from(fields),
+            }),
+        }
+    }
+
+    /// The full parse, done on the first call.
+    fn fields(&self) -> &Fields {
+        self.inner.fields.get_or_init(|| self.inner.parse_fields())
     }
 
     /// The task id: the provider's unique key for the task, and the dedup key.
@@ -113,7 +199,7 @@ impl TaskEvent {
 
     /// The task status, if the body had one as a string.
     pub fn status(&self) -> Option<&TaskStatus> {
-        self.inner.status.as_ref()
+        self.inner.scalars.status.as_ref()
     }
 
     /// `true` if the status is final (`completed`, `failed` or `cancelled`).
@@ -126,12 +212,12 @@ impl TaskEvent {
 
     /// Progress in percent (0 to 100).
     pub fn progress(&self) -> Option<u8> {
-        self.inner.progress
+        self.inner.scalars.progress
     }
 
     /// The result object, present when the task completed.
     pub fn result(&self) -> Option<&TaskResult> {
-        self.inner.result.as_ref()
+        self.fields().result.as_ref()
     }
 
     /// Every result URL of every media kind, in document order, with its
@@ -156,37 +242,40 @@ impl TaskEvent {
 
     /// When the task was created, in Unix seconds.
     pub fn created(&self) -> Option<i64> {
-        self.inner.created
+        self.inner.scalars.created
     }
 
     /// When the task completed, in Unix seconds (only when completed).
     pub fn completed(&self) -> Option<i64> {
-        self.inner.completed
+        self.inner.scalars.completed
     }
 
     /// The provider's estimate of the task's duration, in seconds.
     pub fn estimated_time(&self) -> Option<i64> {
-        self.inner.estimated_time
+        self.inner.scalars.estimated_time
     }
 
     /// The task's actual duration, in seconds.
     pub fn actual_time(&self) -> Option<i64> {
-        self.inner.actual_time
+        self.inner.scalars.actual_time
     }
 
     /// The error of a failed task, object or plain string.
     pub fn error(&self) -> Option<&TaskError> {
-        self.inner.error.as_ref()
+        self.fields().error.as_ref()
     }
 
     /// The task's cost, from a JSON number or a numeric string.
     pub fn cost(&self) -> Option<f64> {
-        self.inner.cost.as_ref().and_then(number_or_numeric_string)
+        self.fields()
+            .cost
+            .as_ref()
+            .and_then(number_or_numeric_string)
     }
 
     /// The task's cost in credits, from a JSON number or a numeric string.
     pub fn credits_cost(&self) -> Option<f64> {
-        self.inner
+        self.fields()
             .credits_cost
             .as_ref()
             .and_then(number_or_numeric_string)
@@ -204,32 +293,71 @@ impl TaskEvent {
     /// # Ok::<(), taskhook::PayloadError>(())
     /// ```
     pub fn extra(&self) -> &Map<String, Value> {
-        &self.inner.extra
+        &self.fields().extra
     }
 
     /// The envelope's own fields (such as `code`), if the body was wrapped.
     pub fn envelope(&self) -> Option<&Map<String, Value>> {
-        self.inner.envelope.as_ref()
+        self.fields().envelope.as_ref()
     }
 }
 
+impl Inner {
+    /// The full parse of the body the light pass validated.
+    fn parse_fields(&self) -> Fields {
+        // The light pass checked that the body is UTF-8.
+        let parsed = std::str::from_utf8(&self.body)
+            .map_err(|_| PayloadError::invalid_utf8())
+            .and_then(|text| {
+                serde_json::from_str::<de::Parsed>(text)
+                    .map_err(|e| PayloadError::json(e, &self.body))
+            })
+            .and_then(|parsed| parsed.into_fields().map_err(PayloadError::id));
+        match parsed {
+            Ok(fields) => fields,
+            // Unreachable by construction (both passes visit every value
+            // the same way; the fuzz target `payload` checks it): keep what
+            // the light pass read rather than panic.
+            Err(error) => {
+                tracing::error!(id = %self.id, %error, "a validated callback body failed its full parse");
+                Fields {
+                    id: self.id.clone(),
+                    scalars: self.scalars.clone(),
+                    ..Fields::default()
+                }
+            }
+        }
+    }
+}
+
+/// Compares the whole events (parsing both in full).
+impl PartialEq for TaskEvent {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner) || self.fields() == other.fields()
+    }
+}
+
+/// Shows the whole event (parsing it in full).
 impl fmt::Debug for TaskEvent {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let Fields {
             id,
-            status,
-            progress,
+            scalars:
+                Scalars {
+                    status,
+                    progress,
+                    created,
+                    completed,
+                    estimated_time,
+                    actual_time,
+                },
             result,
-            created,
-            completed,
-            estimated_time,
-            actual_time,
             error,
             cost,
             credits_cost,
             extra,
             envelope,
-        } = &*self.inner;
+        } = self.fields();
         f.debug_struct("TaskEvent")
             .field("id", id)
             .field("status", status)
@@ -251,7 +379,7 @@ impl fmt::Debug for TaskEvent {
 /// Serializes the task object (without the envelope), keeping unknown fields.
 impl Serialize for TaskEvent {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        self.inner.serialize(serializer)
+        self.fields().serialize(serializer)
     }
 }
 
@@ -261,20 +389,21 @@ impl Serialize for Fields {
         if !self.id.is_empty() {
             map.serialize_entry("id", &self.id)?;
         }
-        if let Some(status) = &self.status {
+        let scalars = &self.scalars;
+        if let Some(status) = &scalars.status {
             map.serialize_entry("status", status.as_str())?;
         }
-        if let Some(progress) = self.progress {
+        if let Some(progress) = scalars.progress {
             map.serialize_entry("progress", &progress)?;
         }
         if let Some(result) = &self.result {
             map.serialize_entry("result", result)?;
         }
         for (key, value) in [
-            ("created", self.created),
-            ("completed", self.completed),
-            ("estimated_time", self.estimated_time),
-            ("actual_time", self.actual_time),
+            ("created", scalars.created),
+            ("completed", scalars.completed),
+            ("estimated_time", scalars.estimated_time),
+            ("actual_time", scalars.actual_time),
         ] {
             if let Some(value) = value {
                 map.serialize_entry(key, &value)?;

@@ -134,7 +134,7 @@ where
                             else {
                                 unreachable!("the collecting state is left once")
                             };
-                            break match TaskEvent::from_slice(&bytes) {
+                            break match TaskEvent::from_bytes(bytes.clone()) {
                                 Ok(event) => {
                                     tracing::trace!(
                                         id = event.id(),

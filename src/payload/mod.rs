@@ -9,9 +9,13 @@
 //!    (forms, multipart, markup, images, ...) with `415`;
 //! 2. collects the body, with or without `Content-Length`, stopping with
 //!    `413` as soon as it passes the limit (the excess is never buffered);
-//! 3. parses it with [`TaskEvent::from_slice`](crate::TaskEvent::from_slice):
-//!    malformed JSON, invalid UTF-8, nesting too deep, a body that is not an
-//!    object, or a bad task id get `400`;
+//! 3. parses it with [`TaskEvent::from_bytes`](crate::TaskEvent::from_bytes),
+//!    without copying it: malformed JSON (anywhere in the body), invalid
+//!    UTF-8, nesting too deep, a body that is not an object, or a bad task
+//!    id get `400`. The whole body is validated here, but only the id and
+//!    the scalar fields are read; the rest of the event is parsed on its
+//!    first use, so a duplicate answered by the dedup layer never pays for
+//!    it (see [`TaskEvent`](crate::TaskEvent#parsed-once-in-two-steps));
 //! 4. inserts the [`TaskEvent`](crate::TaskEvent) and the
 //!    [`RawPayload`] into the request extensions and calls
 //!    the inner service with a [`BufferedBody`](crate::body::BufferedBody)

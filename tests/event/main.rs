@@ -309,3 +309,85 @@ fn clones_share_one_allocation() {
     let clone = event.clone();
     assert!(std::ptr::eq(event.id(), clone.id()));
 }
+
+/// `from_slice` validates the whole body and reads the id and scalars in a
+/// light pass, and parses the rest on first access; `serde_json::from_slice`
+/// runs the full parse at once. Both must accept the same bodies (a body
+/// refused only by the lazy parse would be acknowledged and then be
+/// unreadable) and read the same fields.
+#[test]
+fn light_pass_accepts_exactly_what_the_full_parse_accepts() {
+    let deep_ok = format!(
+        r#"{{"id":"t","x":{}1{}}}"#,
+        "[".repeat(125),
+        "]".repeat(125)
+    );
+    let deep_bad = format!(
+        r#"{{"id":"t","x":{}1{}}}"#,
+        "[".repeat(127),
+        "]".repeat(127)
+    );
+    let cases: Vec<&[u8]> = vec![
+        // Faults in values the light pass does not keep.
+        br#"{"id":"t","note":"\ud800"}"#,
+        br#"{"id":"t","note":"\udc00\ud800"}"#,
+        br#"{"id":"t","note":"\ud83d\ude00"}"#,
+        br#"{"id":"t","result":{"images":[{"url":"u","seed":1e400}]}}"#,
+        br#"{"id":"t","cost":-1e309}"#,
+        br#"{"id":"t","cost":1e308}"#,
+        br#"{"id":"t","n":18446744073709551616}"#,
+        b"{\"id\":\"t\",\"note\":\"\xff\"}",
+        b"{\"id\":\"t\",\"n\xc3\":1}",
+        br#"{"id":"t","x":{"\ud800":1}}"#,
+        br#"{"id":"t","x":"\q"}"#,
+        br#"{"id":"t","x":"tab	inside"}"#,
+        br#"{"id":"t","x":01}"#,
+        br#"{"id":"t","x":[1,]}"#,
+        br#"{"id":"t","x":{"a":1,}}"#,
+        deep_ok.as_bytes(),
+        deep_bad.as_bytes(),
+        // The envelope and the id, both ways.
+        br#"{"code":200,"data":{"id":"inner","status":"failed","progress":100}}"#,
+        br#"{"id":"outer","status":"completed","data":{"id":"inner","status":"failed"}}"#,
+        br#"{"data":"x","id":"t"}"#,
+        br#"{"data":{"id":"a"},"data":{"status":"completed"}}"#,
+        br#"{"data":{"id":"a"},"data":7,"id":"b"}"#,
+        br#"{"data":{"id":7}}"#,
+        br#"{"data":[],"id":"t"}"#,
+        br#"{"data":{"id":"a"},"id":null}"#,
+        // Duplicate and mistyped scalars: the last one of the right type wins.
+        br#"{"id":"a","id":"b","status":"failed","status":3,"progress":50,"progress":500}"#,
+        br#"{"id":"t","created":1.0,"completed":1.5,"estimated_time":-3,"actual_time":9e15}"#,
+        br#"{"id":"t","status":"completed","status":"x\u0041"}"#,
+    ];
+    for body in cases {
+        let text = String::from_utf8_lossy(body);
+        let light = TaskEvent::from_slice(body);
+        let full = serde_json::from_slice::<TaskEvent>(body);
+        assert_eq!(light.is_ok(), full.is_ok(), "{text}: {light:?} / {full:?}");
+        let (Ok(light), Ok(full)) = (light, full) else {
+            continue;
+        };
+        assert_eq!(light.id(), full.id(), "{text}");
+        assert_eq!(light.status(), full.status(), "{text}");
+        assert_eq!(light.progress(), full.progress(), "{text}");
+        assert_eq!(light.created(), full.created(), "{text}");
+        assert_eq!(light.completed(), full.completed(), "{text}");
+        assert_eq!(light.estimated_time(), full.estimated_time(), "{text}");
+        assert_eq!(light.actual_time(), full.actual_time(), "{text}");
+        assert_eq!(light, full, "{text}");
+    }
+}
+
+#[test]
+fn the_rest_is_parsed_once_on_first_access() {
+    let event = fixture("completed-extra-fields");
+    let clone = event.clone();
+    // Parsed by the clone, seen by the original: one shared parse.
+    let extra = clone.extra() as *const _;
+    assert!(std::ptr::eq(event.extra(), extra));
+    assert!(std::ptr::eq(
+        event.result().unwrap(),
+        clone.result().unwrap()
+    ));
+}
