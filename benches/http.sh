@@ -13,7 +13,10 @@
 # request, or the same id every time for 100 % duplicates). Each round
 # runs bare, stack with unique ids and stack with duplicates, each against
 # a fresh server; the medians over the rounds and the ratios stack/bare are
-# printed at the end. Latency: examples/openloop.rs at half the median bare
+# printed at the end. Throughput counts 2xx answers only (a 503 from a full
+# queue is not a request served). Each line also shows the server's CPU
+# time per request and how busy wrk kept its own core: near 100 %, wrk is
+# the bottleneck, and the server's CPU per request is the fairer measure. Latency: examples/openloop.rs at half the median bare
 # rate, against bare and against stack (unique ids). `uptime` is printed
 # before and after each run: other work on the machine skews the figures.
 # Needs Linux, taskset, curl, python3; installs wrk with apt-get if missing.
@@ -68,8 +71,9 @@ cpu_ticks() {
     awk '{print $14 + $15}' "/proc/$server_pid/stat"
 }
 
-# One wrk run against a fresh server: sets $rps, $non2xx and $cpu_us (the
-# server's CPU time per request, in microseconds).
+# One wrk run against a fresh server: sets $rps (2xx answers per second:
+# a 503 is not a request served), $non2xx, $cpu_us (the server's CPU time
+# per request, in microseconds) and $client_busy (wrk's share of its core).
 run() {
     local mode=$1 dup=$2
     start "$mode"
@@ -81,14 +85,18 @@ run() {
     local t0 t1 requests
     t0=$(cpu_ticks)
     TASKHOOK_BODY="$tmp/body.json" TASKHOOK_DUP=$dup taskset -c "$CLIENT_CPU" \
+        /usr/bin/time -f '%U %S' -o "$tmp/wrk.time" \
         wrk -t1 -c"$CONNS" -d"${SECS}s" -s benches/http.lua "http://$addr/callback" >"$tmp/wrk.out"
     t1=$(cpu_ticks)
     stop
     requests=$(sed -n 's/^ *\([0-9]*\) requests in .*/\1/p' "$tmp/wrk.out")
     cpu_us=$(python3 -c "print(f'{($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / $requests:.2f}')")
-    rps=$(sed -n 's/^Requests\/sec: *//p' "$tmp/wrk.out")
     non2xx=$(sed -n 's/^ *Non-2xx or 3xx responses: *//p' "$tmp/wrk.out")
     non2xx=${non2xx:-0}
+    local all
+    all=$(sed -n 's/^Requests\/sec: *//p' "$tmp/wrk.out")
+    rps=$(python3 -c "print(f'{$all * ($requests - $non2xx) / $requests:.0f}')")
+    client_busy=$(python3 -c "u, s = open('$tmp/wrk.time').read().split()[-2:]; print(f'{(float(u) + float(s)) * 100 / $SECS:.0f}')")
 }
 
 echo "machine: nproc=$(nproc), $(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -1), $(rustc --version)"
@@ -100,8 +108,8 @@ for round in $(seq "$RUNS"); do
         before=$(uptime | sed 's/.*load average: //')
         run "$1" "$2"
         after=$(uptime | sed 's/.*load average: //')
-        printf 'round %d %-13s %8.0f req/s  server CPU %6s us/req  non-2xx %s  load %s -> %s\n' \
-            "$round" "$name" "$rps" "$cpu_us" "$non2xx" "$before" "$after"
+        printf 'round %d %-13s %8.0f 2xx/s  server CPU %6s us/req  wrk core %3s %%  non-2xx %s  load %s -> %s\n' \
+            "$round" "$name" "$rps" "$cpu_us" "$client_busy" "$non2xx" "$before" "$after"
         echo "$round $name $rps $non2xx $cpu_us" >>"$tmp/results"
     done
 done
