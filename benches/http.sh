@@ -16,8 +16,9 @@
 # printed at the end. Throughput counts 2xx answers only (a 503 from a full
 # queue is not a request served). Each line also shows the server's CPU
 # time per request and how busy wrk kept its own core: near 100 %, wrk is
-# the bottleneck, and the server's CPU per request is the fairer measure. Latency: examples/openloop.rs at half the median bare
-# rate, against bare and against stack (unique ids). `uptime` is printed
+# the bottleneck, and the server's CPU per request is the fairer measure.
+# Latency: examples/openloop.rs at half the median bare rate, against bare
+# and against stack (unique ids). `uptime` is printed
 # before and after each run: other work on the machine skews the figures.
 # Needs Linux, taskset, curl, python3; installs wrk with apt-get if missing.
 set -euo pipefail
