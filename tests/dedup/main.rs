@@ -30,6 +30,8 @@ enum Act {
     Hang,
     Fail,
     Panic,
+    /// Sleeps (tokio time), then panics.
+    SlowPanic(Duration),
 }
 
 type Stack = BoxCloneService<
@@ -64,6 +66,10 @@ where
                 Act::Hang => std::future::pending().await,
                 Act::Fail => return Err(BoxError::from("handler failed")),
                 Act::Panic => panic!("handler panicked"),
+                Act::SlowPanic(delay) => {
+                    tokio::time::sleep(delay).await;
+                    panic!("handler panicked late")
+                }
             };
             let mut response = Response::new(Full::new(Bytes::from("handled")));
             *response.status_mut() = status;
@@ -249,6 +255,56 @@ async fn a_panicking_handler_releases_its_key() {
     assert!(!is_duplicate(&headers));
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// The client leaves, then the handler, still running, panics: the key is
+/// released (not left in flight until the claim timeout).
+#[tokio::test(start_paused = true)]
+async fn a_handler_panicking_after_its_client_left_releases_its_key() {
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::SlowPanic(Duration::from_secs(3))
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    push_with_timeout(&service).await;
+
+    // The retry waits for the outcome (a panic at 3 s), then runs.
+    let started = Instant::now();
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(!is_duplicate(&headers));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(metrics.released(), 1);
+}
+
+tokio::task_local! {
+    static REQUEST_TAG: &'static str;
+}
+
+/// The handler runs in the request's own task (no task between), so what
+/// the request's task carries, such as a task-local set by an outer layer,
+/// is there in the handler.
+#[tokio::test]
+async fn the_handler_runs_in_the_request_task() {
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(DedupLayer::new())
+        .service(service_fn(|_req: Request<BufferedBody>| async move {
+            let tag = REQUEST_TAG.try_with(|tag| *tag).unwrap_or("none");
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(tag))))
+        }));
+    let response = REQUEST_TAG
+        .scope("outer", service.oneshot(push("task_01", "completed")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "outer");
 }
 
 #[tokio::test(start_paused = true)]
