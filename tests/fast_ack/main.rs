@@ -663,10 +663,26 @@ struct FlakyJournal {
     inner: MemoryJournal,
     fail_appends: Arc<AtomicBool>,
     known: Arc<Mutex<HashSet<String>>>,
+    /// Appends take 5 s (tokio time), a disk stall.
+    stall_appends: Arc<AtomicBool>,
+    /// Appends panic.
+    panic_appends: Arc<AtomicBool>,
+    /// Appends begun.
+    appends: Arc<AtomicU32>,
 }
 
 impl Journal for FlakyJournal {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        if self.panic_appends.load(Ordering::SeqCst) {
+            panic!("journal bug");
+        }
+        if self.stall_appends.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                self.inner.append(records).await
+            });
+        }
         if self.fail_appends.load(Ordering::SeqCst) {
             let error = std::io::Error::other("disk full");
             return Box::pin(async move { Err(JournalError::Io(error)) });
@@ -731,6 +747,68 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     );
     until("processed", || handle.stats().processed == 1).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// The client goes away (a timeout layer outside drops the response future)
+/// while the journal append is stalled: the append and the enqueue still
+/// finish, so the event is journaled, queued and processed, not left
+/// journaled and never run.
+#[tokio::test(start_paused = true)]
+async fn an_accept_whose_client_left_mid_append_is_still_queued_and_processed() {
+    let journal = FlakyJournal::default();
+    journal.stall_appends.store(true, Ordering::SeqCst);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = FastAckLayer::new().journal(journal.clone());
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let seen = Arc::clone(&seen);
+            move |req| {
+                seen.lock().unwrap().push(task_id(&req));
+                async { status(StatusCode::OK) }
+            }
+        }),
+    );
+    handle.started().await;
+    let outer = ServiceBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .service(service.clone());
+    let Err(error) = outer.oneshot(callback("task_gone")).await else {
+        panic!("answered although the append stalls");
+    };
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(journal.appends.load(Ordering::SeqCst), 1);
+    assert_eq!(handle.stats().accepted, 0, "the append is still stalled");
+
+    until("processed", || handle.stats().processed == 1).await;
+    assert_eq!(*seen.lock().unwrap(), ["task_gone"]);
+    assert_eq!(handle.stats().accepted, 1);
+    assert!(journal.inner.is_empty(), "completed in the journal");
+}
+
+/// A journal that panics in `append` fails that one accept with a `503`
+/// (the provider retries); the slot is given back and the layer goes on.
+#[tokio::test]
+async fn a_panicking_journal_append_is_503_and_frees_its_slot() {
+    let journal = FlakyJournal::default();
+    journal.panic_appends.store(true, Ordering::SeqCst);
+    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
+    let handle = layer.handle();
+    let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+    handle.started().await;
+    for _ in 0..2 {
+        let answer = send(&service, "task_bug").await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.json["error"]["code"], "accept_failed");
+        assert_eq!(answer.retry_after.as_deref(), Some("10"));
+    }
+    journal.panic_appends.store(false, Ordering::SeqCst);
+    assert_eq!(
+        send(&service, "task_bug").await.status,
+        StatusCode::ACCEPTED
+    );
+    until("processed", || handle.stats().processed == 1).await;
 }
 
 #[tokio::test]
