@@ -458,6 +458,96 @@ async fn a_panicking_handler_is_retried_and_then_dead_lettered() {
     .await;
 }
 
+/// A service that panics in `poll_ready` on its first readiness check and in
+/// `call` on its first call.
+#[derive(Clone, Default)]
+struct PanicsOnce {
+    polls: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<Request<BufferedBody>> for PanicsOnce {
+    type Response = Response<String>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.polls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom in poll_ready");
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<BufferedBody>) -> Self::Future {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom in call");
+        }
+        std::future::ready(status(StatusCode::OK))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_panicking_in_poll_ready_or_call_fails_an_attempt_and_the_worker_goes_on() {
+    let service = PanicsOnce::default();
+    let layer = FastAckLayer::new()
+        .concurrency(1)
+        .retry(RetryPolicy::new().attempts(3));
+    let handle = layer.handle();
+    let mut dead_letters = handle.subscribe_dead_letters();
+    let stack = stack(layer, tower::util::BoxCloneService::new(service.clone()));
+    handle.started().await;
+
+    // Attempt 1 panics in `poll_ready`, attempt 2 in `call`, attempt 3 runs.
+    send(&stack, "task_panics").await;
+    until("processed", || handle.stats().processed == 1).await;
+    let stats = handle.stats();
+    assert_eq!((stats.failed_attempts, stats.retried), (2, 2));
+    assert_eq!(service.calls.load(Ordering::SeqCst), 2);
+
+    // The one worker is still there.
+    send(&stack, "task_after").await;
+    until("processed after the panics", || {
+        handle.stats().processed == 2
+    })
+    .await;
+    assert!(dead_letters.try_recv().is_err());
+}
+
+/// A worker runs the attempts in its own task: with a handler that is
+/// always ready they never wait, yet they yield now and then, so acks on
+/// the same thread are not held up until the whole queue is drained.
+#[tokio::test(flavor = "current_thread")]
+async fn workers_draining_a_long_queue_let_acks_through() {
+    const QUEUED: u64 = 500;
+    let layer = FastAckLayer::new().concurrency(1).capacity(1000);
+    let handle = layer.handle();
+    let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+    handle.started().await;
+    // No await in here waits: the events are queued, the worker has not run.
+    for i in 0..QUEUED {
+        assert_eq!(
+            send(&service, &format!("task_{i}")).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(handle.stats().processed, 0);
+
+    let ack = tokio::spawn({
+        let (service, handle) = (service.clone(), handle.clone());
+        async move {
+            let answer = send(&service, "task_late").await;
+            (answer.status, handle.stats().processed)
+        }
+    });
+    let (status, processed_before_the_ack) = ack.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        processed_before_the_ack < QUEUED,
+        "the ack waited for {processed_before_the_ack} jobs"
+    );
+    until("drained", || handle.stats().processed == QUEUED + 1).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_4xx_from_the_handler_is_final_and_not_retried() {
     let calls = Arc::new(AtomicU32::new(0));
