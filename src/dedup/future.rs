@@ -16,6 +16,7 @@ use super::metrics::{Counter, DedupMetrics};
 use super::{Claim, DedupKey, DedupStore};
 use crate::body::ResponseBody;
 use crate::response::{self, Rejection};
+use crate::TaskEvent;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -97,7 +98,7 @@ pub(super) async fn run<S, St, ReqBody, ResBody>(
     mut inner: S,
     req: Request<ReqBody>,
     key: Option<DedupKey>,
-    id: Box<str>,
+    event: TaskEvent,
     store: Arc<St>,
     metrics: DedupMetrics,
     config: Config,
@@ -111,10 +112,10 @@ where
     ResBody: Send + 'static,
 {
     let Some(key) = key else {
-        tracing::trace!(id = &*id, "no dedup key: passed through");
+        tracing::trace!(id = event.id(), "no dedup key: passed through");
         return Ok(inner.call(req).await?.map(ResponseBody::new));
     };
-    let token = match acquire(&*store, &key, &id, &metrics, &config).await {
+    let token = match acquire(&*store, &key, event.id(), &metrics, &config).await {
         Acquired::Claimed(token) => token,
         Acquired::Bypass => return Ok(inner.call(req).await?.map(ResponseBody::new)),
         Acquired::Answer(response) => return Ok(response),
@@ -133,7 +134,7 @@ where
             store,
             key,
             token,
-            id,
+            event,
             metrics,
         }),
         call: None,
@@ -239,13 +240,14 @@ struct Held<St: DedupStore> {
     store: Arc<St>,
     key: DedupKey,
     token: St::Token,
-    id: Box<str>,
+    /// The callback (cheap to clone), for its id in logs.
+    event: TaskEvent,
     metrics: DedupMetrics,
 }
 
 impl<St: DedupStore> Held<St> {
     async fn settle(&self, outcome: Outcome) {
-        let (id, key) = (&*self.id, &self.key);
+        let (id, key) = (self.event.id(), &self.key);
         let result = match outcome {
             Outcome::Done => self.store.complete(key, &self.token).await,
             Outcome::Release(_) => self.store.release(key, &self.token).await,
@@ -370,7 +372,7 @@ where
             Ok(handle) => handle,
             Err(_) => {
                 tracing::warn!(
-                    id = &*claim.id,
+                    id = claim.event.id(),
                     key = %claim.key,
                     "dedup: no tokio runtime to release the claim; it expires on its own"
                 );
