@@ -282,6 +282,22 @@ async fn a_handler_panicking_after_its_client_left_releases_its_key() {
     assert_eq!(metrics.released(), 1);
 }
 
+/// The runtime shuts down while a claimed call hangs: the request's task is
+/// dropped with it; the guard's hand-over to a new task and its release end
+/// there (no loop of tasks spawned on a runtime that is gone).
+#[test]
+fn a_runtime_shutting_down_under_a_pending_call_drops_it_cleanly() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (service, calls) = rt.block_on(async { stack(DedupLayer::new(), |_| Act::Hang) });
+    let request = rt.spawn(send(&service, "task_01"));
+    rt.block_on(until_calls(&calls, 1));
+    drop(rt);
+    assert!(request.is_finished());
+}
+
 tokio::task_local! {
     static REQUEST_TAG: &'static str;
 }

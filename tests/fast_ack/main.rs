@@ -877,6 +877,33 @@ async fn an_accept_whose_client_left_mid_append_is_still_queued_and_processed() 
     assert!(journal.inner.is_empty(), "completed in the journal");
 }
 
+/// The runtime shuts down while an accept waits for a stalled append: the
+/// request's task is dropped, the accept's hand-over to a task of its own
+/// ends with the runtime, and nothing hangs.
+#[test]
+fn a_runtime_shutting_down_mid_append_drops_the_accept_cleanly() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let journal = FlakyJournal::default();
+    journal.stall_appends.store(true, Ordering::SeqCst);
+    let layer = FastAckLayer::new().journal(journal.clone());
+    let handle = layer.handle();
+    let service = rt.block_on(async {
+        let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+        handle.started().await;
+        service
+    });
+    let request = rt.spawn(async move { send(&service, "task_stalled").await.status });
+    rt.block_on(until("the append began", || {
+        journal.appends.load(Ordering::SeqCst) == 1
+    }));
+    drop(rt);
+    assert!(request.is_finished());
+    assert_eq!(handle.stats().accepted, 0);
+}
+
 /// A journal that panics in `append` fails that one accept with a `503`
 /// (the provider retries); the slot is given back and the layer goes on.
 #[tokio::test]
