@@ -323,13 +323,18 @@ where
     /// Drives the call to its answer.
     async fn answer(&mut self) -> F::Output {
         std::future::poll_fn(|cx| {
-            let call = self
+            // Out of the guard while it is polled: if the poll panics, the
+            // guard is left without a call, so it releases the claim and
+            // never hands the panicked call over to be polled again.
+            let mut call = self
                 .call
-                .as_mut()
+                .take()
                 .expect("the call is set before it is awaited");
-            let output = std::task::ready!(call.as_mut().poll(cx));
-            self.call = None;
-            Poll::Ready(output)
+            let output = call.as_mut().poll(cx);
+            if output.is_pending() {
+                self.call = Some(call);
+            }
+            output
         })
         .await
     }

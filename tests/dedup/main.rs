@@ -323,6 +323,48 @@ async fn the_handler_runs_in_the_request_task() {
     assert_eq!(body, "outer");
 }
 
+/// A catch-panic wrapper outside catches the handler's panic and drops the
+/// response future later, not while unwinding: the claim is released and
+/// the call, which panicked, is never polled again on a task of its own.
+#[tokio::test]
+async fn a_panic_caught_outside_releases_the_key_and_is_not_polled_again() {
+    static RESUMED: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("resumed after panicking") {
+            RESUMED.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::Panic
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    let mut future = Box::pin(service.clone().oneshot(push("task_01", "completed")));
+    let caught = std::future::poll_fn(|cx| {
+        let poll = std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx));
+        std::task::Poll::Ready(std::panic::catch_unwind(poll))
+    })
+    .await;
+    assert!(caught.is_err(), "the handler's panic reaches the caller");
+    drop(future);
+
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(!is_duplicate(&headers));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(metrics.released(), 1);
+    assert_eq!(RESUMED.load(Ordering::SeqCst), 0);
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_stuck_in_flight_claim_expires() {
     let store = MokaStore::builder()
