@@ -16,6 +16,7 @@ use super::metrics::{Counter, DedupMetrics};
 use super::{Claim, DedupKey, DedupStore};
 use crate::body::ResponseBody;
 use crate::response::{self, Rejection};
+use crate::TaskEvent;
 
 type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
 
@@ -24,7 +25,10 @@ pin_project! {
     /// the inner service and records its outcome, or answers by itself.
     ///
     /// The store's futures are `impl Future` (unnameable), so the work is one
-    /// boxed future per request; a misconfigured stack answers without one.
+    /// boxed future per request, and a claimed request boxes the inner
+    /// call's future too (so that it can move onto a task of its own if this
+    /// future is dropped before the call answered); a misconfigured stack
+    /// answers without either.
     pub struct ResponseFuture<B, E> {
         #[pin]
         kind: Kind<B, E>,
@@ -94,7 +98,7 @@ pub(super) async fn run<S, St, ReqBody, ResBody>(
     mut inner: S,
     req: Request<ReqBody>,
     key: Option<DedupKey>,
-    id: Box<str>,
+    event: TaskEvent,
     store: Arc<St>,
     metrics: DedupMetrics,
     config: Config,
@@ -108,63 +112,42 @@ where
     ResBody: Send + 'static,
 {
     let Some(key) = key else {
-        tracing::trace!(id = &*id, "no dedup key: passed through");
+        tracing::trace!(id = event.id(), "no dedup key: passed through");
         return Ok(inner.call(req).await?.map(ResponseBody::new));
     };
-    let token = match acquire(&*store, &key, &id, &metrics, &config).await {
+    let token = match acquire(&*store, &key, event.id(), &metrics, &config).await {
         Acquired::Claimed(token) => token,
         Acquired::Bypass => return Ok(inner.call(req).await?.map(ResponseBody::new)),
         Acquired::Answer(response) => return Ok(response),
     };
-    // From here on the claim is ours. The call and the recording of its
-    // outcome run as a task of their own, so that they finish even if this
-    // future is dropped (client gone, a timeout layer outside): the inner
-    // service may already have accepted the event (the fast-ack layer
-    // accepts on a task of its own), and releasing the claim then would let
-    // the provider's retry process the event a second time. The guard still
-    // gives the claim back on a panic of the inner service and when the
-    // runtime shuts down under the task.
-    let call = async move {
-        let mut guard = ClaimGuard {
-            claim: Some(Held {
-                store,
-                key,
-                token,
-                id,
-                metrics,
-            }),
-            outcome: Outcome::Release("panicked or cancelled"),
-        };
-        let result = inner.call(req).await;
-        let outcome = match &result {
-            Ok(response) => {
-                let status = response.status();
-                if status.is_success()
-                    || (status.is_client_error() && config.remember_client_errors)
-                {
-                    Outcome::Done
-                } else {
-                    Outcome::Release("not a success")
-                }
-            }
-            Err(_) => Outcome::Release("inner error"),
-        };
-        guard.finish(outcome).await;
-        result
+    // From here on the claim is ours, held by the guard: it records the
+    // outcome of the call, and gives the claim back on a panic of the inner
+    // service. The call is polled here, in the request's future; if that
+    // future is dropped before the call answered (client gone, a timeout
+    // layer outside), the guard moves the call onto a task of its own that
+    // finishes it and records its outcome: the inner service may already
+    // have accepted the event (the fast-ack layer accepts even if its own
+    // response future is dropped), and releasing the claim then would let
+    // the provider's retry process the event a second time.
+    let mut guard = ClaimGuard {
+        claim: Some(Held {
+            store,
+            key,
+            token,
+            event,
+            metrics,
+        }),
+        call: None,
+        outcome: Outcome::Release("panicked or cancelled"),
+        config,
+        detached: false,
     };
-    match tokio::spawn(call).await {
-        Ok(result) => Ok(result?.map(ResponseBody::new)),
-        // The inner service panicked: the guard released the claim; the
-        // panic goes on to the caller as if there were no task between.
-        Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
-        // The runtime is shutting down.
-        Err(_) => Ok(Rejection::unavailable(
-            "shutting_down",
-            "the server is shutting down; retry later",
-            config.retry_after,
-        )
-        .into_response()),
-    }
+    // A panic in `call` leaves the guard without a call: it releases.
+    guard.call = Some(Box::pin(inner.call(req)));
+    let result = guard.answer().await;
+    let outcome = guard.outcome_of(&result);
+    guard.finish(outcome).await;
+    Ok(result?.map(ResponseBody::new))
 }
 
 enum Acquired<T, B> {
@@ -257,13 +240,14 @@ struct Held<St: DedupStore> {
     store: Arc<St>,
     key: DedupKey,
     token: St::Token,
-    id: Box<str>,
+    /// The callback (cheap to clone), for its id in logs.
+    event: TaskEvent,
     metrics: DedupMetrics,
 }
 
 impl<St: DedupStore> Held<St> {
     async fn settle(&self, outcome: Outcome) {
-        let (id, key) = (&*self.id, &self.key);
+        let (id, key) = (self.event.id(), &self.key);
         let result = match outcome {
             Outcome::Done => self.store.complete(key, &self.token).await,
             Outcome::Release(_) => self.store.release(key, &self.token).await,
@@ -284,14 +268,81 @@ impl<St: DedupStore> Held<St> {
     }
 }
 
-/// Settles the claim when dropped before [`ClaimGuard::finish`] completed.
-struct ClaimGuard<St: DedupStore> {
-    claim: Option<Held<St>>,
-    /// What to record if dropped now.
-    outcome: Outcome,
+/// The answer of the inner service, which decides the claim's outcome.
+trait Answer {
+    fn outcome(&self, config: &Config) -> Outcome;
 }
 
-impl<St: DedupStore> ClaimGuard<St> {
+impl<B, E> Answer for Result<Response<B>, E> {
+    fn outcome(&self, config: &Config) -> Outcome {
+        match self {
+            Ok(response) => {
+                let status = response.status();
+                if status.is_success()
+                    || (status.is_client_error() && config.remember_client_errors)
+                {
+                    Outcome::Done
+                } else {
+                    Outcome::Release("not a success")
+                }
+            }
+            Err(_) => Outcome::Release("inner error"),
+        }
+    }
+}
+
+/// A claim and the inner call it guards.
+///
+/// Dropped while the call runs (and not unwinding), it moves the call onto
+/// a task of its own, which finishes it and records its outcome; dropped
+/// otherwise before [`ClaimGuard::finish`] completed, it settles the claim
+/// with [`ClaimGuard::outcome`] (a release, unless the outcome was known).
+struct ClaimGuard<St, F>
+where
+    St: DedupStore,
+    F: Future + Send + 'static,
+    F::Output: Answer,
+{
+    claim: Option<Held<St>>,
+    /// The inner call until it answered, boxed so that `Drop` can move it.
+    call: Option<Pin<Box<F>>>,
+    /// What to record if dropped with no call running.
+    outcome: Outcome,
+    config: Config,
+    /// Already on a task of its own: dropped (the runtime shuts down), it
+    /// releases rather than moving the call again.
+    detached: bool,
+}
+
+impl<St, F> ClaimGuard<St, F>
+where
+    St: DedupStore,
+    F: Future + Send + 'static,
+    F::Output: Answer,
+{
+    /// Drives the call to its answer.
+    async fn answer(&mut self) -> F::Output {
+        std::future::poll_fn(|cx| {
+            // Out of the guard while it is polled: if the poll panics, the
+            // guard is left without a call, so it releases the claim and
+            // never hands the panicked call over to be polled again.
+            let mut call = self
+                .call
+                .take()
+                .expect("the call is set before it is awaited");
+            let output = call.as_mut().poll(cx);
+            if output.is_pending() {
+                self.call = Some(call);
+            }
+            output
+        })
+        .await
+    }
+
+    fn outcome_of(&self, answer: &F::Output) -> Outcome {
+        answer.outcome(&self.config)
+    }
+
     async fn finish(&mut self, outcome: Outcome) {
         // If this future is dropped while the store works, `Drop` records
         // the same outcome again (both operations are idempotent).
@@ -301,23 +352,56 @@ impl<St: DedupStore> ClaimGuard<St> {
         }
         self.claim = None;
     }
+
+    /// Finishes the call and records its outcome, on a task of its own.
+    async fn finish_detached(mut self) {
+        let outcome = {
+            let answer = self.answer().await;
+            self.outcome_of(&answer)
+        };
+        self.finish(outcome).await;
+    }
 }
 
-impl<St: DedupStore> Drop for ClaimGuard<St> {
+impl<St, F> Drop for ClaimGuard<St, F>
+where
+    St: DedupStore,
+    F: Future + Send + 'static,
+    F::Output: Answer,
+{
     fn drop(&mut self) {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        let outcome = self.outcome;
-        match tokio::runtime::Handle::try_current() {
-            Ok(handle) => {
+        let handle = match tokio::runtime::Handle::try_current() {
+            Ok(handle) => handle,
+            Err(_) => {
+                tracing::warn!(
+                    id = claim.event.id(),
+                    key = %claim.key,
+                    "dedup: no tokio runtime to release the claim; it expires on its own"
+                );
+                return;
+            }
+        };
+        match self.call.take() {
+            // The response future was dropped mid-call: the call goes on.
+            // Not while unwinding: a panic of the inner service releases
+            // the claim (the call is dropped with it).
+            Some(call) if !self.detached && !std::thread::panicking() => {
+                let rest = ClaimGuard {
+                    claim: Some(claim),
+                    call: Some(call),
+                    outcome: self.outcome,
+                    config: self.config,
+                    detached: true,
+                };
+                handle.spawn(rest.finish_detached());
+            }
+            _ => {
+                let outcome = self.outcome;
                 handle.spawn(async move { claim.settle(outcome).await });
             }
-            Err(_) => tracing::warn!(
-                id = &*claim.id,
-                key = %claim.key,
-                "dedup: no tokio runtime to release the claim; it expires on its own"
-            ),
         }
     }
 }

@@ -22,11 +22,13 @@
 //! | 5xx, any other status, or an error | released: the provider's retry runs |
 //! | the handler panics | released, by a drop guard |
 //!
-//! The inner call runs on a task of its own: when the response future is
-//! dropped (the client went away, a timeout layer outside gave up), the
-//! handler is not cancelled and its outcome is recorded as above. The inner
-//! service may already have accepted the event (the fast-ack layer accepts
-//! on a task of its own), so releasing the key then would let the provider's
+//! The inner call runs in the request's own future (no task is spawned), but
+//! it is never cancelled by the client: when the response future is dropped
+//! before the handler answered (the client went away, a timeout layer
+//! outside gave up), the call moves onto a task of its own, runs to the end
+//! and its outcome is recorded as above. The inner service may already have
+//! accepted the event (the fast-ack layer finishes an accept whose response
+//! future was dropped), so releasing the key then would let the provider's
 //! retry process the event a second time; instead the retry waits for the
 //! outcome like any duplicate in flight.
 //!
@@ -66,7 +68,7 @@
 //! [`MokaStore`](crate::MokaStore), measure deadlines on
 //! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
 //! and claim timeouts in tests. The layer needs a
-//! tokio runtime (timers, and a task per claimed request).
+//! tokio runtime (timers, and a task for a call whose client left).
 //!
 //! # Example
 //!

@@ -119,8 +119,10 @@ where
                  `taskhook::PayloadLayer` must be applied before `DedupLayer`",
             ));
         };
-        let id: Box<str> = event.id().into();
-        let key = self.key.extract(event, &req);
+        // A clone of the event (an `Arc`), not of its id: it outlives the
+        // request, which moves into the inner call.
+        let event = event.clone();
+        let key = self.key.extract(&event, &req);
         // The store must be asked before the inner service is called, so the
         // future takes the service that `poll_ready` made ready and leaves a
         // clone (not yet ready) in its place.
@@ -130,7 +132,7 @@ where
             inner,
             req,
             key,
-            id,
+            event,
             Arc::clone(&self.store),
             self.metrics.clone(),
             self.config,

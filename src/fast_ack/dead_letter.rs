@@ -76,7 +76,7 @@ impl DeadLetter {
     }
 
     pub(crate) fn from_job(job: Job, failure: Failure, failed_at: SystemTime) -> Self {
-        let entry = Job::record(job.task_id.clone(), &job.head, &job.body).into_entry(job.seq);
+        let entry = job.record().into_entry(job.seq);
         Self {
             entry,
             attempts: job.attempts,

@@ -11,9 +11,10 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::task::JoinHandle;
+use tokio::runtime::Handle;
 
 use super::shared::{Admitted, Refusal};
+use super::unwind::CatchUnwind;
 use crate::body::ResponseBody;
 use crate::response::{self, Rejection};
 
@@ -22,9 +23,11 @@ pin_project! {
     /// to be journaled and queued, then answers `202 Accepted`; or answers
     /// a rejection at once.
     ///
-    /// It never waits for the inner service. Dropping it does not cancel
-    /// an accept already under way: the journal append and the enqueue run
-    /// to the end, so an entry is never left journaled but not queued.
+    /// It never waits for the inner service. The journal append and the
+    /// enqueue run in this future (one boxed future per accepted event);
+    /// dropping it does not cancel them: they move onto a task of their own
+    /// and run to the end, so an entry is never left journaled but not
+    /// queued.
     pub struct ResponseFuture<B> {
         #[pin]
         state: State,
@@ -36,8 +39,7 @@ pin_project! {
     #[project = StateProj]
     enum State {
         Accepting {
-            #[pin]
-            task: JoinHandle<Result<Admitted, Refusal>>,
+            admission: Admission,
             task_id: Option<Arc<str>>,
             retry_after: Duration,
         },
@@ -49,13 +51,13 @@ pin_project! {
 
 impl<B> ResponseFuture<B> {
     pub(super) fn accepting(
-        task: JoinHandle<Result<Admitted, Refusal>>,
+        admission: Admission,
         task_id: Option<Arc<str>>,
         retry_after: Duration,
     ) -> Self {
         Self {
             state: State::Accepting {
-                task,
+                admission,
                 task_id,
                 retry_after,
             },
@@ -91,11 +93,11 @@ impl<B> Future for ResponseFuture<B> {
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().state.project() {
             StateProj::Accepting {
-                task,
+                admission,
                 task_id,
                 retry_after,
             } => {
-                let response = match ready!(task.poll(cx)) {
+                let response = match ready!(admission.poll(cx)) {
                     Ok(Ok(Admitted::Queued(seq))) => {
                         tracing::debug!(seq, task_id = task_id.as_deref(), "event accepted");
                         response::accepted(task_id.as_deref(), seq)
@@ -105,10 +107,10 @@ impl<B> Future for ResponseFuture<B> {
                         response::duplicate(task_id.as_deref(), "journaled")
                     }
                     Ok(Err(refusal)) => refusal.into_rejection(*retry_after).into_response(),
-                    Err(error) => {
-                        // The journal panicked, or the runtime is going away;
-                        // the reservation was released while unwinding.
-                        tracing::error!(%error, "accepting an event failed");
+                    Err(_panic) => {
+                        // The journal panicked; the reservation was released
+                        // with the accept's future.
+                        tracing::error!("accepting an event failed: the journal panicked");
                         Rejection::unavailable(
                             "accept_failed",
                             "the event could not be accepted",
@@ -123,6 +125,47 @@ impl<B> Future for ResponseFuture<B> {
                 let rejection = rejection.take().expect("polled after completion");
                 Poll::Ready(Ok(rejection.into_response()))
             }
+        }
+    }
+}
+
+type Admit = Pin<Box<dyn Future<Output = std::thread::Result<Result<Admitted, Refusal>>> + Send>>;
+
+/// The journal append and the enqueue of one event, polled by the response
+/// future. Dropped before they finished (the client went away), they move
+/// onto a task of their own on `runtime` and run to the end.
+pub(super) struct Admission {
+    future: Option<Admit>,
+    runtime: Handle,
+}
+
+impl Admission {
+    pub(super) fn new(
+        future: impl Future<Output = Result<Admitted, Refusal>> + Send + 'static,
+        runtime: Handle,
+    ) -> Self {
+        Self {
+            future: Some(Box::pin(CatchUnwind::new(future))),
+            runtime,
+        }
+    }
+
+    fn poll(
+        &mut self,
+        cx: &mut Context<'_>,
+    ) -> Poll<std::thread::Result<Result<Admitted, Refusal>>> {
+        let future = self.future.as_mut().expect("polled after completion");
+        let output = ready!(future.as_mut().poll(cx));
+        self.future = None;
+        Poll::Ready(output)
+    }
+}
+
+impl Drop for Admission {
+    fn drop(&mut self) {
+        if let Some(future) = self.future.take() {
+            tracing::debug!("response future dropped mid-accept; the accept goes on");
+            self.runtime.spawn(future);
         }
     }
 }

@@ -46,9 +46,14 @@ impl Job {
         req
     }
 
-    /// The record appended to the journal for this request.
-    pub(crate) fn record(task_id: Option<Arc<str>>, head: &Head, body: &Bytes) -> Record {
-        Record::new(task_id, encode(head, body))
+    /// The record appended to the journal for this request (encoded when
+    /// the journal reads its bytes).
+    pub(crate) fn record(&self) -> Record {
+        Record::of_request(
+            self.task_id.clone(),
+            Arc::clone(&self.head),
+            self.body.clone(),
+        )
     }
 
     /// Rebuilds a job from a journal entry (after a restart, or a dead
@@ -80,7 +85,7 @@ const MAGIC: &[u8; 4] = b"THJ1";
 
 /// `THJ1`, then method, URI, version, headers and body, each length-prefixed
 /// (`u32`, little endian).
-fn encode(head: &Head, body: &Bytes) -> Bytes {
+pub(crate) fn encode(head: &Head, body: &Bytes) -> Bytes {
     let headers: usize = head
         .headers
         .iter()
@@ -203,10 +208,21 @@ mod tests {
         }
     }
 
+    fn job(task_id: Option<&str>, body: &Bytes) -> Job {
+        Job {
+            seq: 0,
+            task_id: task_id.map(Arc::from),
+            head: Arc::new(head()),
+            body: body.clone(),
+            attempts: 0,
+            span: tracing::Span::none(),
+        }
+    }
+
     #[test]
     fn round_trip() {
         let body = Bytes::from_static(br#"{"id":"task_1","status":"completed"}"#);
-        let record = Job::record(Some(Arc::from("task_1")), &head(), &body);
+        let record = job(Some("task_1"), &body).record();
         let job = Job::from_entry(&record.into_entry(7)).unwrap();
         assert_eq!(job.seq, 7);
         assert_eq!(job.task_id.as_deref(), Some("task_1"));
@@ -222,12 +238,25 @@ mod tests {
     #[test]
     fn every_truncation_is_an_error() {
         let body = Bytes::from_static(b"{}");
-        let bytes = Job::record(None, &head(), &body).bytes().clone();
+        let bytes = job(None, &body).record().bytes().clone();
         for len in 0..bytes.len() {
             assert!(decode(&bytes.slice(..len)).is_err(), "{len}");
         }
         let mut longer = bytes.to_vec();
         longer.push(0);
         assert!(decode(&Bytes::from(longer)).is_err());
+    }
+
+    #[test]
+    fn a_record_encodes_its_request_once_on_first_read() {
+        let body = Bytes::from_static(b"{}");
+        let job = job(Some("task_1"), &body);
+        let record = job.record();
+        let bytes = record.bytes().clone();
+        assert_eq!(bytes, encode(&job.head, &body));
+        assert_eq!(record.bytes().as_ptr(), bytes.as_ptr(), "encoded once");
+        let given = Record::new(Some(Arc::from("task_1")), bytes);
+        assert_eq!(record, given);
+        assert_eq!(record.clone().into_entry(3).bytes(), given.bytes());
     }
 }

@@ -6,12 +6,13 @@ use std::error::Error as StdError;
 use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use bytes::Bytes;
 
 use super::dead_letter::DeadLetter;
+use super::job::{self, Head};
 
 /// The future a [`Journal`] method returns: boxed, `Send`, borrowing the
 /// journal.
@@ -31,16 +32,47 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 /// [`Entry::bytes`]. The task id lets a journal index entries by task (a
 /// store that also deduplicates, such as Redis, claims the id and appends
 /// in one step).
-#[derive(Clone, PartialEq, Eq)]
+///
+/// A record the layer makes encodes its request on the first call of
+/// [`bytes`](Record::bytes), so a journal that keeps records as they are
+/// (the [`MemoryJournal`]) never pays for an encoding it does not read.
+#[derive(Clone)]
 pub struct Record {
     task_id: Option<Arc<str>>,
-    bytes: Bytes,
+    encoding: Encoding,
+}
+
+#[derive(Clone)]
+enum Encoding {
+    /// Given to [`Record::new`].
+    Given(Bytes),
+    /// The request of a record the layer made, encoded on first use.
+    Lazy {
+        head: Arc<Head>,
+        body: Bytes,
+        bytes: OnceLock<Bytes>,
+    },
 }
 
 impl Record {
     /// A record of `bytes` for the task `task_id`.
     pub fn new(task_id: Option<Arc<str>>, bytes: Bytes) -> Self {
-        Self { task_id, bytes }
+        Self {
+            task_id,
+            encoding: Encoding::Given(bytes),
+        }
+    }
+
+    /// A record of the request `head` and `body`, encoded on first use.
+    pub(crate) fn of_request(task_id: Option<Arc<str>>, head: Arc<Head>, body: Bytes) -> Self {
+        Self {
+            task_id,
+            encoding: Encoding::Lazy {
+                head,
+                body,
+                bytes: OnceLock::new(),
+            },
+        }
     }
 
     /// The task id, when known.
@@ -50,7 +82,10 @@ impl Record {
 
     /// The encoded request.
     pub fn bytes(&self) -> &Bytes {
-        &self.bytes
+        match &self.encoding {
+            Encoding::Given(bytes) => bytes,
+            Encoding::Lazy { head, body, bytes } => bytes.get_or_init(|| job::encode(head, body)),
+        }
     }
 
     /// Makes the journal entry of this record under `seq`.
@@ -59,11 +94,19 @@ impl Record {
     }
 }
 
+impl PartialEq for Record {
+    fn eq(&self, other: &Self) -> bool {
+        self.task_id == other.task_id && self.bytes() == other.bytes()
+    }
+}
+
+impl Eq for Record {}
+
 impl fmt::Debug for Record {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Record")
             .field("task_id", &self.task_id)
-            .field("len", &self.bytes.len())
+            .field("len", &self.bytes().len())
             .finish()
     }
 }
@@ -110,7 +153,7 @@ impl fmt::Debug for Entry {
         f.debug_struct("Entry")
             .field("seq", &self.seq)
             .field("task_id", &self.record.task_id)
-            .field("len", &self.record.bytes.len())
+            .field("len", &self.record.bytes().len())
             .finish()
     }
 }

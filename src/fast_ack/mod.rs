@@ -20,9 +20,10 @@
 //!
 //! Reserving before appending means the queue cannot turn out full after
 //! the journal said yes, so no entry is ever left claiming an acceptance
-//! that was answered `503`. Steps 3 and 4 run as a task of their own: a
-//! client that goes away mid-append does not leave an entry journaled and
-//! not queued.
+//! that was answered `503`. Steps 3 and 4 run in the request's own future,
+//! but a client that goes away mid-append does not cancel them: the rest
+//! moves onto a task of its own, so no entry is left journaled and not
+//! queued.
 //!
 //! The `202` never waits for the inner service. A pool of workers (see
 //! [`FastAckLayer::concurrency`]) runs it on each job with a fresh
@@ -159,6 +160,7 @@ mod layer;
 mod retry;
 mod service;
 mod shared;
+mod unwind;
 mod worker;
 
 pub use self::dead_letter::{DeadLetter, Failure};

@@ -9,7 +9,7 @@ use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
 
-use super::future::ResponseFuture;
+use super::future::{Admission, ResponseFuture};
 use super::handle::FastAckHandle;
 use super::job::{Head, Job};
 use super::shared::Shared;
@@ -182,12 +182,15 @@ where
             attempts: 0,
             span: span.clone(),
         };
-        // The append and the enqueue run as their own task so that a client
-        // going away mid-append cannot leave an entry journaled but never
-        // queued.
+        // The append and the enqueue run in the response future; if it is
+        // dropped before they finished, they move onto a task of their own,
+        // so a client going away mid-append cannot leave an entry journaled
+        // but never queued.
         let shared = Arc::clone(&self.shared);
-        let task =
-            runtime.spawn(async move { shared.admit(reservation, job).await }.instrument(span));
-        ResponseFuture::accepting(task, task_id, retry_after)
+        let admission = Admission::new(
+            async move { shared.admit(reservation, job).await }.instrument(span),
+            runtime,
+        );
+        ResponseFuture::accepting(admission, task_id, retry_after)
     }
 }

@@ -282,7 +282,7 @@ impl Shared {
         reservation: Reservation,
         mut job: Job,
     ) -> Result<Admitted, Refusal> {
-        let record = Job::record(job.task_id.clone(), &job.head, &job.body);
+        let record = job.record();
         let seq = match self.config.journal.append(vec![record]).await {
             Ok(appended) if appended.len() == 1 => match appended[0] {
                 Appended::Seq(seq) => seq,

@@ -13,6 +13,7 @@ use tracing::Instrument;
 use super::dead_letter::Failure;
 use super::job::Job;
 use super::shared::{bump, Shared};
+use super::unwind::CatchUnwind;
 use super::ResponseStatus;
 use crate::body::BufferedBody;
 
@@ -158,6 +159,11 @@ async fn take_over(shared: Arc<Shared>, period: Duration) {
     }
 }
 
+/// How many jobs a worker runs back to back before it yields to the
+/// runtime: a handler that is always ready never makes the worker wait, and
+/// the acks (and the other workers) share its thread.
+const JOBS_PER_YIELD: u32 = 32;
+
 /// One worker: takes jobs until stopped.
 async fn work<S>(shared: Arc<Shared>, inner: S)
 where
@@ -167,7 +173,15 @@ where
     S::Future: Send + 'static,
 {
     let mut stop = shared.stop.subscribe();
-    while let Some(mut job) = shared.pop().await {
+    let mut jobs: u32 = 0;
+    loop {
+        jobs = jobs.wrapping_add(1);
+        if jobs % JOBS_PER_YIELD == 0 {
+            tokio::task::yield_now().await;
+        }
+        let Some(mut job) = shared.pop().await else {
+            return;
+        };
         job.attempts += 1;
         let span = tracing::info_span!(
             parent: &job.span,
@@ -176,12 +190,13 @@ where
             task_id = job.task_id.as_deref(),
             attempt = job.attempts,
         );
-        // Each attempt is its own task, so a panic in the inner service
-        // (in `poll_ready`, `call` or its future) is caught by tokio and
-        // counted as a failure instead of killing this worker.
+        // The attempt runs in this task; a panic in the inner service (in
+        // `poll_ready`, `call` or its future) is caught and counted as a
+        // failure instead of killing this worker. Each attempt gets its own
+        // clone of the service, so one that panicked is not used again.
         let mut service = inner.clone();
         let request = job.request();
-        let mut attempt = tokio::spawn(
+        let attempt = CatchUnwind::new(
             async move {
                 poll_fn(|cx| service.poll_ready(cx))
                     .await
@@ -194,11 +209,10 @@ where
             .instrument(span.clone()),
         );
         let outcome = tokio::select! {
-            outcome = &mut attempt => outcome,
+            outcome = attempt => outcome,
             _ = stop.wait_for(|stopped| *stopped) => {
-                // The shutdown deadline passed: the job is reported as left
-                // and stays pending in the journal.
-                attempt.abort();
+                // The shutdown deadline passed: the attempt is dropped, the
+                // job is reported as left and stays pending in the journal.
                 return;
             }
         };
@@ -209,8 +223,7 @@ where
                 continue;
             }
             Ok(Err(error)) => Failure::Error(error),
-            Err(error) if error.is_panic() => Failure::Panic(panic_message(error.into_panic())),
-            Err(_) => Failure::Error("the attempt was cancelled".to_owned()),
+            Err(panic) => Failure::Panic(panic_message(panic)),
         };
         bump(&shared.counters.failed_attempts);
         if job.attempts < shared.config.retry.max_attempts() {

@@ -30,6 +30,8 @@ enum Act {
     Hang,
     Fail,
     Panic,
+    /// Sleeps (tokio time), then panics.
+    SlowPanic(Duration),
 }
 
 type Stack = BoxCloneService<
@@ -64,6 +66,10 @@ where
                 Act::Hang => std::future::pending().await,
                 Act::Fail => return Err(BoxError::from("handler failed")),
                 Act::Panic => panic!("handler panicked"),
+                Act::SlowPanic(delay) => {
+                    tokio::time::sleep(delay).await;
+                    panic!("handler panicked late")
+                }
             };
             let mut response = Response::new(Full::new(Bytes::from("handled")));
             *response.status_mut() = status;
@@ -249,6 +255,114 @@ async fn a_panicking_handler_releases_its_key() {
     assert!(!is_duplicate(&headers));
     assert!(started.elapsed() < Duration::from_secs(1));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+/// The client leaves, then the handler, still running, panics: the key is
+/// released (not left in flight until the claim timeout).
+#[tokio::test(start_paused = true)]
+async fn a_handler_panicking_after_its_client_left_releases_its_key() {
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::SlowPanic(Duration::from_secs(3))
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    push_with_timeout(&service).await;
+
+    // The retry waits for the outcome (a panic at 3 s), then runs.
+    let started = Instant::now();
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(!is_duplicate(&headers));
+    assert!(started.elapsed() < Duration::from_secs(3));
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(metrics.released(), 1);
+}
+
+/// The runtime shuts down while a claimed call hangs: the request's task is
+/// dropped with it; the guard's hand-over to a new task and its release end
+/// there (no loop of tasks spawned on a runtime that is gone).
+#[test]
+fn a_runtime_shutting_down_under_a_pending_call_drops_it_cleanly() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let (service, calls) = rt.block_on(async { stack(DedupLayer::new(), |_| Act::Hang) });
+    let request = rt.spawn(send(&service, "task_01"));
+    rt.block_on(until_calls(&calls, 1));
+    drop(rt);
+    assert!(request.is_finished());
+}
+
+tokio::task_local! {
+    static REQUEST_TAG: &'static str;
+}
+
+/// The handler runs in the request's own task (no task between), so what
+/// the request's task carries, such as a task-local set by an outer layer,
+/// is there in the handler.
+#[tokio::test]
+async fn the_handler_runs_in_the_request_task() {
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(DedupLayer::new())
+        .service(service_fn(|_req: Request<BufferedBody>| async move {
+            let tag = REQUEST_TAG.try_with(|tag| *tag).unwrap_or("none");
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(tag))))
+        }));
+    let response = REQUEST_TAG
+        .scope("outer", service.oneshot(push("task_01", "completed")))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    assert_eq!(body, "outer");
+}
+
+/// A catch-panic wrapper outside catches the handler's panic and drops the
+/// response future later, not while unwinding: the claim is released and
+/// the call, which panicked, is never polled again on a task of its own.
+#[tokio::test]
+async fn a_panic_caught_outside_releases_the_key_and_is_not_polled_again() {
+    static RESUMED: AtomicUsize = AtomicUsize::new(0);
+    let previous = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if info.to_string().contains("resumed after panicking") {
+            RESUMED.fetch_add(1, Ordering::SeqCst);
+        }
+        previous(info);
+    }));
+    let layer = DedupLayer::new();
+    let metrics = layer.metrics();
+    let (service, calls) = stack(layer, |n| {
+        if n == 0 {
+            Act::Panic
+        } else {
+            Act::Answer(StatusCode::OK)
+        }
+    });
+    let mut future = Box::pin(service.clone().oneshot(push("task_01", "completed")));
+    let caught = std::future::poll_fn(|cx| {
+        let poll = std::panic::AssertUnwindSafe(|| future.as_mut().poll(cx));
+        std::task::Poll::Ready(std::panic::catch_unwind(poll))
+    })
+    .await;
+    assert!(caught.is_err(), "the handler's panic reaches the caller");
+    drop(future);
+
+    let (status, headers, _) = send(&service, "task_01").await.unwrap();
+    assert_eq!(status, StatusCode::OK);
+    assert!(!is_duplicate(&headers));
+    for _ in 0..10 {
+        tokio::task::yield_now().await;
+    }
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+    assert_eq!(metrics.released(), 1);
+    assert_eq!(RESUMED.load(Ordering::SeqCst), 0);
 }
 
 #[tokio::test(start_paused = true)]

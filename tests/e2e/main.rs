@@ -551,8 +551,8 @@ impl taskhook::fast_ack::Journal for StallingJournal {
 }
 
 /// An ack that times out after fast-ack's journal-and-queue step started:
-/// hyper drops the request future, but the dedup layer runs the inner call
-/// on a task of its own, so the id is marked done once fast-ack accepted,
+/// hyper drops the request future, but the dedup layer moves the inner call
+/// onto a task of its own, so the id is marked done once fast-ack accepted,
 /// and the provider's retry is absorbed instead of processed again.
 #[tokio::test(start_paused = true)]
 async fn an_ack_that_times_out_after_the_event_was_queued_is_not_processed_twice() {

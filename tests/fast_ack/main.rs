@@ -458,6 +458,96 @@ async fn a_panicking_handler_is_retried_and_then_dead_lettered() {
     .await;
 }
 
+/// A service that panics in `poll_ready` on its first readiness check and in
+/// `call` on its first call.
+#[derive(Clone, Default)]
+struct PanicsOnce {
+    polls: Arc<AtomicU32>,
+    calls: Arc<AtomicU32>,
+}
+
+impl Service<Request<BufferedBody>> for PanicsOnce {
+    type Response = Response<String>;
+    type Error = BoxError;
+    type Future = std::future::Ready<Result<Response<String>, BoxError>>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), BoxError>> {
+        if self.polls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom in poll_ready");
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, _req: Request<BufferedBody>) -> Self::Future {
+        if self.calls.fetch_add(1, Ordering::SeqCst) == 0 {
+            panic!("boom in call");
+        }
+        std::future::ready(status(StatusCode::OK))
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_handler_panicking_in_poll_ready_or_call_fails_an_attempt_and_the_worker_goes_on() {
+    let service = PanicsOnce::default();
+    let layer = FastAckLayer::new()
+        .concurrency(1)
+        .retry(RetryPolicy::new().attempts(3));
+    let handle = layer.handle();
+    let mut dead_letters = handle.subscribe_dead_letters();
+    let stack = stack(layer, tower::util::BoxCloneService::new(service.clone()));
+    handle.started().await;
+
+    // Attempt 1 panics in `poll_ready`, attempt 2 in `call`, attempt 3 runs.
+    send(&stack, "task_panics").await;
+    until("processed", || handle.stats().processed == 1).await;
+    let stats = handle.stats();
+    assert_eq!((stats.failed_attempts, stats.retried), (2, 2));
+    assert_eq!(service.calls.load(Ordering::SeqCst), 2);
+
+    // The one worker is still there.
+    send(&stack, "task_after").await;
+    until("processed after the panics", || {
+        handle.stats().processed == 2
+    })
+    .await;
+    assert!(dead_letters.try_recv().is_err());
+}
+
+/// A worker runs the attempts in its own task: with a handler that is
+/// always ready they never wait, yet they yield now and then, so acks on
+/// the same thread are not held up until the whole queue is drained.
+#[tokio::test(flavor = "current_thread")]
+async fn workers_draining_a_long_queue_let_acks_through() {
+    const QUEUED: u64 = 500;
+    let layer = FastAckLayer::new().concurrency(1).capacity(1000);
+    let handle = layer.handle();
+    let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+    handle.started().await;
+    // No await in here waits: the events are queued, the worker has not run.
+    for i in 0..QUEUED {
+        assert_eq!(
+            send(&service, &format!("task_{i}")).await.status,
+            StatusCode::ACCEPTED
+        );
+    }
+    assert_eq!(handle.stats().processed, 0);
+
+    let ack = tokio::spawn({
+        let (service, handle) = (service.clone(), handle.clone());
+        async move {
+            let answer = send(&service, "task_late").await;
+            (answer.status, handle.stats().processed)
+        }
+    });
+    let (status, processed_before_the_ack) = ack.await.unwrap();
+    assert_eq!(status, StatusCode::ACCEPTED);
+    assert!(
+        processed_before_the_ack < QUEUED,
+        "the ack waited for {processed_before_the_ack} jobs"
+    );
+    until("drained", || handle.stats().processed == QUEUED + 1).await;
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_4xx_from_the_handler_is_final_and_not_retried() {
     let calls = Arc::new(AtomicU32::new(0));
@@ -663,10 +753,26 @@ struct FlakyJournal {
     inner: MemoryJournal,
     fail_appends: Arc<AtomicBool>,
     known: Arc<Mutex<HashSet<String>>>,
+    /// Appends take 5 s (tokio time), a disk stall.
+    stall_appends: Arc<AtomicBool>,
+    /// Appends panic.
+    panic_appends: Arc<AtomicBool>,
+    /// Appends begun.
+    appends: Arc<AtomicU32>,
 }
 
 impl Journal for FlakyJournal {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
+        self.appends.fetch_add(1, Ordering::SeqCst);
+        if self.panic_appends.load(Ordering::SeqCst) {
+            panic!("journal bug");
+        }
+        if self.stall_appends.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                self.inner.append(records).await
+            });
+        }
         if self.fail_appends.load(Ordering::SeqCst) {
             let error = std::io::Error::other("disk full");
             return Box::pin(async move { Err(JournalError::Io(error)) });
@@ -731,6 +837,95 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     );
     until("processed", || handle.stats().processed == 1).await;
     assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// The client goes away (a timeout layer outside drops the response future)
+/// while the journal append is stalled: the append and the enqueue still
+/// finish, so the event is journaled, queued and processed, not left
+/// journaled and never run.
+#[tokio::test(start_paused = true)]
+async fn an_accept_whose_client_left_mid_append_is_still_queued_and_processed() {
+    let journal = FlakyJournal::default();
+    journal.stall_appends.store(true, Ordering::SeqCst);
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = FastAckLayer::new().journal(journal.clone());
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let seen = Arc::clone(&seen);
+            move |req| {
+                seen.lock().unwrap().push(task_id(&req));
+                async { status(StatusCode::OK) }
+            }
+        }),
+    );
+    handle.started().await;
+    let outer = ServiceBuilder::new()
+        .timeout(Duration::from_secs(1))
+        .service(service.clone());
+    let Err(error) = outer.oneshot(callback("task_gone")).await else {
+        panic!("answered although the append stalls");
+    };
+    assert!(error.is::<tower::timeout::error::Elapsed>(), "{error}");
+    assert_eq!(journal.appends.load(Ordering::SeqCst), 1);
+    assert_eq!(handle.stats().accepted, 0, "the append is still stalled");
+
+    until("processed", || handle.stats().processed == 1).await;
+    assert_eq!(*seen.lock().unwrap(), ["task_gone"]);
+    assert_eq!(handle.stats().accepted, 1);
+    assert!(journal.inner.is_empty(), "completed in the journal");
+}
+
+/// The runtime shuts down while an accept waits for a stalled append: the
+/// request's task is dropped, the accept's hand-over to a task of its own
+/// ends with the runtime, and nothing hangs.
+#[test]
+fn a_runtime_shutting_down_mid_append_drops_the_accept_cleanly() {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let journal = FlakyJournal::default();
+    journal.stall_appends.store(true, Ordering::SeqCst);
+    let layer = FastAckLayer::new().journal(journal.clone());
+    let handle = layer.handle();
+    let service = rt.block_on(async {
+        let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+        handle.started().await;
+        service
+    });
+    let request = rt.spawn(async move { send(&service, "task_stalled").await.status });
+    rt.block_on(until("the append began", || {
+        journal.appends.load(Ordering::SeqCst) == 1
+    }));
+    drop(rt);
+    assert!(request.is_finished());
+    assert_eq!(handle.stats().accepted, 0);
+}
+
+/// A journal that panics in `append` fails that one accept with a `503`
+/// (the provider retries); the slot is given back and the layer goes on.
+#[tokio::test]
+async fn a_panicking_journal_append_is_503_and_frees_its_slot() {
+    let journal = FlakyJournal::default();
+    journal.panic_appends.store(true, Ordering::SeqCst);
+    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
+    let handle = layer.handle();
+    let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
+    handle.started().await;
+    for _ in 0..2 {
+        let answer = send(&service, "task_bug").await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(answer.json["error"]["code"], "accept_failed");
+        assert_eq!(answer.retry_after.as_deref(), Some("10"));
+    }
+    journal.panic_appends.store(false, Ordering::SeqCst);
+    assert_eq!(
+        send(&service, "task_bug").await.status,
+        StatusCode::ACCEPTED
+    );
+    until("processed", || handle.stats().processed == 1).await;
 }
 
 #[tokio::test]
