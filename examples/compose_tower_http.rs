@@ -32,13 +32,15 @@
 //!    limit: tower-http's timeout needs a response body with a `Default`,
 //!    which axum's has and the limit's has not.) Keep it above the dedup
 //!    layer's wait for an in-flight duplicate (5 s by default), so dedup
-//!    answers that case itself. A timeout drops the request's future: the
-//!    payload and dedup layers release the task id, and fast-ack's
-//!    journal-and-queue step runs as a task of its own, so nothing is
-//!    half-accepted; but if the timeout fires in the instant between that
-//!    step and the `202`, the event is queued and the provider's retry is
-//!    accepted again (a journal that deduplicates by task id closes this
-//!    window).
+//!    answers that case itself. A timeout drops the request's future:
+//!    before the dedup layer's claim nothing was accepted; after it, the
+//!    dedup layer moves the call onto a task of its own, where fast-ack's
+//!    journal-and-queue step finishes and the task id is recorded, so
+//!    nothing is half-accepted and the provider's retry is answered as a
+//!    duplicate. (Without the dedup layer, fast-ack still finishes a
+//!    journal-and-queue step under way on a task of its own, and a retry
+//!    would be accepted again: a journal that deduplicates by task id
+//!    closes that window.)
 //! 5. Then, on `POST /callback` only: payload → dedup → fast-ack → handler,
 //!    as one service mounted with `post_service`.
 

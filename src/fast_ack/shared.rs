@@ -145,11 +145,31 @@ pub(crate) struct QueueState {
     pub(crate) ready: VecDeque<Job>,
     pub(crate) running: BTreeSet<u64>,
     pub(crate) waiting: BTreeSet<u64>,
+    /// Workers parked in [`Shared::pop`], waiting for a job.
+    parked: usize,
+    /// Workers woken for a job that have not looked at the queue yet.
+    waking: usize,
 }
 
 impl QueueState {
     fn outstanding(&self) -> usize {
         self.reserved + self.ready.len() + self.running.len() + self.waiting.len()
+    }
+
+    /// Decides whether to wake a parked worker for the jobs in `ready`:
+    /// only if none is already on its way. The woken worker wakes the next
+    /// one if it leaves jobs behind, so a burst wakes workers one at a time,
+    /// as fast as they take jobs: a handler that waits on I/O still gets
+    /// every worker (each one wakes the next before it waits), and a
+    /// handler that never waits gets one worker draining the burst, instead
+    /// of all of them woken to find the queue empty.
+    fn wake_one(&mut self) -> bool {
+        if self.ready.is_empty() || self.waking > 0 || self.parked == 0 {
+            return false;
+        }
+        self.parked -= 1;
+        self.waking += 1;
+        true
     }
 }
 
@@ -197,6 +217,8 @@ impl Shared {
                 ready: VecDeque::new(),
                 running: BTreeSet::new(),
                 waiting: BTreeSet::new(),
+                parked: 0,
+                waking: 0,
             }),
             work: Notify::new(),
             idle: Notify::new(),
@@ -331,9 +353,14 @@ impl Shared {
     /// Queues an entry found pending in the journal at start-up (it was
     /// accepted before; the capacity does not apply).
     pub(crate) fn push_recovered(&self, job: Job) {
-        self.lock().ready.push_back(job);
+        let mut state = self.lock();
+        state.ready.push_back(job);
+        let wake = state.wake_one();
+        drop(state);
         bump(&self.counters.recovered);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
     }
 
     /// The room left in the queue for entries taken over from the journal:
@@ -348,21 +375,36 @@ impl Shared {
 
     /// The next job for a worker, or `None` once stopped.
     pub(crate) async fn pop(&self) -> Option<Job> {
+        let mut woken = false;
         loop {
             let notified = self.work.notified();
             tokio::pin!(notified);
-            notified.as_mut().enable();
             {
                 let mut state = self.lock();
+                if woken {
+                    // After `stop` (which wakes every worker) the counts
+                    // no longer matter.
+                    state.waking = state.waking.saturating_sub(1);
+                }
                 if state.phase == Phase::Stopped {
                     return None;
                 }
                 if let Some(job) = state.ready.pop_front() {
                     state.running.insert(job.seq);
+                    let wake = state.wake_one();
+                    drop(state);
+                    if wake {
+                        self.work.notify_one();
+                    }
                     return Some(job);
                 }
+                // Registered while the queue is locked, so a job pushed
+                // after this check wakes this worker.
+                state.parked += 1;
+                notified.as_mut().enable();
             }
             notified.await;
+            woken = true;
         }
     }
 
@@ -390,8 +432,11 @@ impl Shared {
         }
         state.waiting.remove(&job.seq);
         state.ready.push_back(job);
+        let wake = state.wake_one();
         drop(state);
-        self.work.notify_one();
+        if wake {
+            self.work.notify_one();
+        }
     }
 
     /// The last attempt failed: keep it as a dead letter.
@@ -494,9 +539,12 @@ impl Reservation {
             return Err(job);
         }
         state.ready.push_back(job);
+        let wake = state.wake_one();
         drop(state);
         bump(&shared.counters.accepted);
-        shared.work.notify_one();
+        if wake {
+            shared.work.notify_one();
+        }
         Ok(())
     }
 }

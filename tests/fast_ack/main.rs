@@ -1302,3 +1302,57 @@ async fn inner_service_type_is_unconstrained_by_infallible_errors() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     until("processed", || handle.stats().processed == 1).await;
 }
+
+/// Workers are woken one at a time (each wakes the next when it leaves jobs
+/// behind), so a burst of events whose handler waits still runs on every
+/// worker at once, on one thread and on several.
+#[tokio::test]
+async fn a_burst_runs_on_every_worker_when_the_handler_waits() {
+    burst_on_every_worker().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_runs_on_every_worker_when_the_handler_waits_two_threads() {
+    burst_on_every_worker().await;
+}
+
+async fn burst_on_every_worker() {
+    const WORKERS: usize = 4;
+    let layer = FastAckLayer::new().concurrency(WORKERS);
+    let handle = layer.handle();
+    // Every handler waits until all four run at the same time.
+    let barrier = Arc::new(tokio::sync::Barrier::new(WORKERS));
+    let service = stack(
+        layer,
+        handler({
+            let barrier = Arc::clone(&barrier);
+            move |_req| {
+                let barrier = Arc::clone(&barrier);
+                async move {
+                    barrier.wait().await;
+                    status(StatusCode::OK)
+                }
+            }
+        }),
+    );
+    handle.started().await;
+    for round in 0..3 {
+        for n in 0..WORKERS {
+            let answer = send(&service, &format!("task_{round}_{n}")).await;
+            assert_eq!(answer.status, StatusCode::ACCEPTED);
+        }
+        let expected = ((round + 1) * WORKERS) as u64;
+        tokio::time::timeout(Duration::from_secs(10), async {
+            while handle.stats().processed < expected {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+        })
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "round {round}: the burst did not run on {WORKERS} workers at once: {:?}",
+                handle.stats()
+            )
+        });
+    }
+}
