@@ -34,9 +34,9 @@
 //! figure includes the background work the request caused in the same
 //! sample (the worker's call of the handler, the journal's completion), as
 //! on a server with one core, and divan's `AllocProfiler`, which counts the
-//! benchmark thread's allocations, sees all of it. Fast-ack gets a capacity of 1,000,000 and 4 workers: its
-//! queue never fills (checked: a `503` would stop the run). Ratios against
-//! `bare` are in `BENCHMARKS.md`.
+//! benchmark thread's allocations, sees all of it. Fast-ack gets a
+//! capacity of 1,000,000 and 4 workers: its queue never fills (checked: a
+//! `503` would stop the run). Ratios against `bare` are in `BENCHMARKS.md`.
 
 use std::convert::Infallible;
 use std::sync::atomic::{AtomicU64, Ordering};
