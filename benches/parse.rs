@@ -19,6 +19,8 @@
 //! - `task_event_full`: the same, then the first access to `result` and the
 //!   unknown fields, which runs the full parse: what a handler that reads
 //!   the result URLs pays in total;
+//! - `task_event_in_full`: `TaskEvent::from_bytes_in_full` and the same
+//!   reads: the whole event in one pass (`PayloadLayer::parse_in_full`);
 //! - `id_only_serde`: the floor, a `serde_json` parse into a struct with
 //!   only `id` inside `data` (every other field skipped unparsed, the id
 //!   borrowed): the least a JSON parser can do to find the key;
@@ -110,6 +112,16 @@ fn task_event_full(bencher: Bencher<'_, '_>, size: &str) {
     let body = Bytes::from(body(size));
     bencher.counter(BytesCount::new(body.len())).bench(|| {
         let event = TaskEvent::from_bytes(black_box(&body).clone()).expect("valid body");
+        black_box(event.urls().count() + event.extra().len());
+        drop(black_box(event));
+    });
+}
+
+#[divan::bench(args = SIZES)]
+fn task_event_in_full(bencher: Bencher<'_, '_>, size: &str) {
+    let body = Bytes::from(body(size));
+    bencher.counter(BytesCount::new(body.len())).bench(|| {
+        let event = TaskEvent::from_bytes_in_full(black_box(&body).clone()).expect("valid body");
         black_box(event.urls().count() + event.extra().len());
         drop(black_box(event));
     });

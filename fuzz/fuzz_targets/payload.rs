@@ -154,6 +154,20 @@ fuzz_target!(|data: &[u8]| {
         full.is_ok(),
         "light pass and full parse disagree: {parsed:?} / {full:?}"
     );
+    // The one-pass parse of `PayloadLayer::parse_in_full` gives the same
+    // answer as `from_slice`, error kinds included.
+    let in_full = TaskEvent::from_bytes_in_full(Bytes::copy_from_slice(body));
+    assert_eq!(
+        parsed.as_ref().map(TaskEvent::id).map_err(|e| e.kind()),
+        in_full.as_ref().map(TaskEvent::id).map_err(|e| e.kind()),
+        "two-step and one-pass parses disagree"
+    );
+    if let (Ok(light), Ok(in_full)) = (&parsed, &in_full) {
+        assert!(
+            light == in_full,
+            "two-step and one-pass parses read different events"
+        );
+    }
     if let (Ok(light), Ok(full)) = (&parsed, &full) {
         assert_eq!(light.id(), full.id());
         assert_eq!(light.status(), full.status());
@@ -166,7 +180,10 @@ fuzz_target!(|data: &[u8]| {
             (light.estimated_time(), light.actual_time()),
             (full.estimated_time(), full.actual_time())
         );
-        assert!(light == full, "light pass and full parse read different events");
+        assert!(
+            light == full,
+            "light pass and full parse read different events"
+        );
     }
     match status {
         StatusCode::OK => {

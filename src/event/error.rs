@@ -99,13 +99,6 @@ impl PayloadError {
         }
     }
 
-    pub(super) fn invalid_utf8() -> Self {
-        Self {
-            kind: PayloadErrorKind::InvalidUtf8,
-            source: None,
-        }
-    }
-
     pub(super) fn id(error: IdError) -> Self {
         Self {
             kind: PayloadErrorKind::InvalidId(error),

@@ -40,6 +40,7 @@ pin_project! {
             parts: Option<Parts>,
             buf: Collected,
             limit: usize,
+            in_full: bool,
             inner: Option<S>,
         },
         Calling {
@@ -64,7 +65,7 @@ where
         }
     }
 
-    pub(super) fn collecting(inner: S, parts: Parts, body: B, limit: usize) -> Self
+    pub(super) fn collecting(inner: S, parts: Parts, body: B, limit: usize, in_full: bool) -> Self
     where
         B: Body,
     {
@@ -78,6 +79,7 @@ where
                 parts: Some(parts),
                 buf: Collected::with_capacity(capacity),
                 limit,
+                in_full,
                 inner: Some(inner),
             },
         }
@@ -109,6 +111,7 @@ where
                     parts,
                     buf,
                     limit,
+                    in_full,
                     inner,
                 } => loop {
                     match ready!(body.as_mut().poll_frame(cx)) {
@@ -134,7 +137,12 @@ where
                             else {
                                 unreachable!("the collecting state is left once")
                             };
-                            break match TaskEvent::from_bytes(bytes.clone()) {
+                            let event = if *in_full {
+                                TaskEvent::from_bytes_in_full(bytes.clone())
+                            } else {
+                                TaskEvent::from_bytes(bytes.clone())
+                            };
+                            break match event {
                                 Ok(event) => {
                                     tracing::trace!(
                                         id = event.id(),

@@ -13,6 +13,7 @@ pub const DEFAULT_LIMIT: usize = 256 * 1024;
 #[derive(Debug, Clone, Copy)]
 pub struct PayloadLayer {
     limit: usize,
+    in_full: bool,
 }
 
 impl PayloadLayer {
@@ -20,6 +21,7 @@ impl PayloadLayer {
     pub fn new() -> Self {
         Self {
             limit: DEFAULT_LIMIT,
+            in_full: false,
         }
     }
 
@@ -36,6 +38,29 @@ impl PayloadLayer {
         self.limit = bytes;
         self
     }
+
+    /// Sets whether the whole [`TaskEvent`](crate::TaskEvent) is parsed
+    /// when the body arrives (`true`), or only the id and the scalar fields,
+    /// the rest on first use (`false`, the default). Both validate the
+    /// whole body and answer the same bodies the same way.
+    ///
+    /// The default keeps the acknowledgement fast: a 1 KB body costs about
+    /// 1.1 µs, and a duplicate that the dedup layer answers never pays for
+    /// the rest. But a handler that reads the whole event then pays the
+    /// rest (about 2.9 µs) on top, where one full pass costs about 3.0 µs:
+    /// choose `true` when every handler reads the result and acknowledging
+    /// fast matters less than the total (figures in `BENCHMARKS.md`).
+    ///
+    /// ```
+    /// use taskhook::PayloadLayer;
+    ///
+    /// let layer = PayloadLayer::new().parse_in_full(true);
+    /// ```
+    #[must_use]
+    pub fn parse_in_full(mut self, in_full: bool) -> Self {
+        self.in_full = in_full;
+        self
+    }
 }
 
 impl Default for PayloadLayer {
@@ -48,6 +73,8 @@ impl<S> Layer<S> for PayloadLayer {
     type Service = Payload<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Payload::new(inner).limit(self.limit)
+        Payload::new(inner)
+            .limit(self.limit)
+            .parse_in_full(self.in_full)
     }
 }

@@ -21,6 +21,7 @@ use crate::response::Rejection;
 pub struct Payload<S> {
     inner: S,
     limit: usize,
+    in_full: bool,
 }
 
 impl<S> Payload<S> {
@@ -29,6 +30,7 @@ impl<S> Payload<S> {
         Self {
             inner,
             limit: DEFAULT_LIMIT,
+            in_full: false,
         }
     }
 
@@ -36,6 +38,14 @@ impl<S> Payload<S> {
     #[must_use]
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;
+        self
+    }
+
+    /// Sets whether the whole event is parsed when the body arrives; see
+    /// [`PayloadLayer::parse_in_full`].
+    #[must_use]
+    pub fn parse_in_full(mut self, in_full: bool) -> Self {
+        self.in_full = in_full;
         self
     }
 
@@ -75,7 +85,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::collecting(inner, parts, body, self.limit)
+        ResponseFuture::collecting(inner, parts, body, self.limit, self.in_full)
     }
 }
 

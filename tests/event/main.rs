@@ -360,9 +360,30 @@ fn light_pass_accepts_exactly_what_the_full_parse_accepts() {
         br#"{"id":"t","created":1.0,"completed":1.5,"estimated_time":-3,"actual_time":9e15}"#,
         br#"{"id":"t","status":"completed","status":"x\u0041"}"#,
     ];
-    for body in cases {
+    let malformed = [
+        &b""[..],
+        b"{",
+        b"[1]",
+        b"\"id\"",
+        b"{\"id\":\"t\xff\"}",
+        b"{\"status\":\"completed\"}",
+        b"{\"id\":\"\"}",
+        b"{\"id\":\"t\"} trailing",
+    ];
+    for body in cases.iter().chain(&malformed) {
         let text = String::from_utf8_lossy(body);
         let light = TaskEvent::from_slice(body);
+        // The one-pass parse gives the same answer, error kinds included.
+        let in_full = TaskEvent::from_bytes_in_full(bytes::Bytes::copy_from_slice(body));
+        assert_eq!(
+            light.as_ref().map(TaskEvent::id).map_err(|e| e.kind()),
+            in_full.as_ref().map(TaskEvent::id).map_err(|e| e.kind()),
+            "{text}"
+        );
+        if let (Ok(light), Ok(in_full)) = (&light, &in_full) {
+            assert_eq!(light, in_full, "{text}");
+            assert_eq!(light.status(), in_full.status(), "{text}");
+        }
         let full = serde_json::from_slice::<TaskEvent>(body);
         assert_eq!(light.is_ok(), full.is_ok(), "{text}: {light:?} / {full:?}");
         let (Ok(light), Ok(full)) = (light, full) else {

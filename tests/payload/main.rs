@@ -394,3 +394,39 @@ async fn tonic_server_with_a_grpc_service_and_the_callback_route() {
         .unwrap();
     assert_eq!(status.into_inner().status, 1 /* SERVING */);
 }
+
+/// `parse_in_full(true)` answers every body as the default two-step parse
+/// does, and hands the inner service the same event.
+#[tokio::test]
+async fn parse_in_full_answers_like_the_two_step_parse() {
+    let bodies: [&[u8]; 6] = [
+        br#"{"code":200,"data":{"id":"t1","status":"completed","result":{"images":[{"url":"https://cdn.example/a.png"}]}}}"#,
+        br#"{"id":"t2","status":"failed","error":"timeout"}"#,
+        br#"{"id":"t3","note":"\ud800"}"#,
+        br#"{"status":"completed"}"#,
+        b"{\"id\":\"t4\",\"x\":\"\xff\"}",
+        b"not json",
+    ];
+    for body in bodies {
+        let mut answers = Vec::new();
+        for in_full in [false, true] {
+            let inner = service_fn(|req: Request<BufferedBody>| async move {
+                let event = req.extensions().get::<TaskEvent>().cloned();
+                let text = format!("{event:?}");
+                Ok::<_, Infallible>(Response::new(text))
+            });
+            let service = ServiceBuilder::new()
+                .layer(PayloadLayer::new().parse_in_full(in_full))
+                .service(inner);
+            let request = Request::post("/callback")
+                .header("content-type", "application/json")
+                .body(Full::new(Bytes::copy_from_slice(body)))
+                .unwrap();
+            let response = service.oneshot(request).await.unwrap();
+            let status = response.status();
+            let text = response.into_body().collect().await.unwrap().to_bytes();
+            answers.push((status, text));
+        }
+        assert_eq!(answers[0], answers[1], "{}", String::from_utf8_lossy(body));
+    }
+}
