@@ -73,6 +73,7 @@ pub mod backend;
 pub mod body;
 mod builder;
 pub mod dedup;
+mod detach;
 pub mod event;
 pub mod fast_ack;
 pub mod payload;

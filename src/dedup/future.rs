@@ -15,6 +15,7 @@ use super::layer::Config;
 use super::metrics::{Counter, DedupMetrics};
 use super::{Claim, DedupKey, DedupStore};
 use crate::body::ResponseBody;
+use crate::detach::Detach;
 use crate::response::{self, Rejection};
 use crate::TaskEvent;
 
@@ -26,9 +27,9 @@ pin_project! {
     ///
     /// The store's futures are `impl Future` (unnameable), so the work is one
     /// boxed future per request, and a claimed request boxes the inner
-    /// call's future too (so that it can move onto a task of its own if this
-    /// future is dropped before the call answered); a misconfigured stack
-    /// answers without either.
+    /// call and the recording of its outcome too (so that they can move onto
+    /// a task of their own if this future is dropped before they ended); a
+    /// misconfigured stack answers without either.
     pub struct ResponseFuture<B, E> {
         #[pin]
         kind: Kind<B, E>,
@@ -122,13 +123,13 @@ where
     };
     // From here on the claim is ours, held by the guard: it records the
     // outcome of the call, and gives the claim back on a panic of the inner
-    // service. The call is polled here, in the request's future; if that
-    // future is dropped before the call answered (client gone, a timeout
-    // layer outside), the guard moves the call onto a task of its own that
-    // finishes it and records its outcome: the inner service may already
-    // have accepted the event (the fast-ack layer accepts even if its own
-    // response future is dropped), and releasing the claim then would let
-    // the provider's retry process the event a second time.
+    // service. The call and the recording are polled here, in the request's
+    // future; if that future is dropped before they ended (client gone, a
+    // timeout layer outside), they move onto a task of their own and run to
+    // the end: the inner service may already have accepted the event (the
+    // fast-ack layer accepts even if its own response future is dropped),
+    // and releasing the claim then would let the provider's retry process
+    // the event a second time.
     let mut guard = ClaimGuard {
         claim: Some(Held {
             store,
@@ -137,17 +138,31 @@ where
             event,
             metrics,
         }),
-        call: None,
         outcome: Outcome::Release("panicked or cancelled"),
-        config,
-        detached: false,
     };
-    // A panic in `call` leaves the guard without a call: it releases.
-    guard.call = Some(Box::pin(inner.call(req)));
-    let result = guard.answer().await;
-    let outcome = guard.outcome_of(&result);
-    guard.finish(outcome).await;
+    let call = inner.call(req);
+    let result = Detach::new(async move {
+        let result = call.await;
+        guard.finish(outcome(&result, &config)).await;
+        result
+    })
+    .await;
     Ok(result?.map(ResponseBody::new))
+}
+
+/// What the inner service's answer makes of the claim.
+fn outcome<B, E>(result: &Result<Response<B>, E>, config: &Config) -> Outcome {
+    match result {
+        Ok(response) => {
+            let status = response.status();
+            if status.is_success() || (status.is_client_error() && config.remember_client_errors) {
+                Outcome::Done
+            } else {
+                Outcome::Release("not a success")
+            }
+        }
+        Err(_) => Outcome::Release("inner error"),
+    }
 }
 
 enum Acquired<T, B> {
@@ -268,81 +283,16 @@ impl<St: DedupStore> Held<St> {
     }
 }
 
-/// The answer of the inner service, which decides the claim's outcome.
-trait Answer {
-    fn outcome(&self, config: &Config) -> Outcome;
-}
-
-impl<B, E> Answer for Result<Response<B>, E> {
-    fn outcome(&self, config: &Config) -> Outcome {
-        match self {
-            Ok(response) => {
-                let status = response.status();
-                if status.is_success()
-                    || (status.is_client_error() && config.remember_client_errors)
-                {
-                    Outcome::Done
-                } else {
-                    Outcome::Release("not a success")
-                }
-            }
-            Err(_) => Outcome::Release("inner error"),
-        }
-    }
-}
-
-/// A claim and the inner call it guards.
-///
-/// Dropped while the call runs (and not unwinding), it moves the call onto
-/// a task of its own, which finishes it and records its outcome; dropped
-/// otherwise before [`ClaimGuard::finish`] completed, it settles the claim
-/// with [`ClaimGuard::outcome`] (a release, unless the outcome was known).
-struct ClaimGuard<St, F>
-where
-    St: DedupStore,
-    F: Future + Send + 'static,
-    F::Output: Answer,
-{
+/// Settles the claim when dropped before [`ClaimGuard::finish`] completed:
+/// with a release after a panic of the inner service (or when the runtime
+/// shuts down under the call), with the outcome being recorded otherwise.
+struct ClaimGuard<St: DedupStore> {
     claim: Option<Held<St>>,
-    /// The inner call until it answered, boxed so that `Drop` can move it.
-    call: Option<Pin<Box<F>>>,
-    /// What to record if dropped with no call running.
+    /// What to record if dropped now.
     outcome: Outcome,
-    config: Config,
-    /// Already on a task of its own: dropped (the runtime shuts down), it
-    /// releases rather than moving the call again.
-    detached: bool,
 }
 
-impl<St, F> ClaimGuard<St, F>
-where
-    St: DedupStore,
-    F: Future + Send + 'static,
-    F::Output: Answer,
-{
-    /// Drives the call to its answer.
-    async fn answer(&mut self) -> F::Output {
-        std::future::poll_fn(|cx| {
-            // Out of the guard while it is polled: if the poll panics, the
-            // guard is left without a call, so it releases the claim and
-            // never hands the panicked call over to be polled again.
-            let mut call = self
-                .call
-                .take()
-                .expect("the call is set before it is awaited");
-            let output = call.as_mut().poll(cx);
-            if output.is_pending() {
-                self.call = Some(call);
-            }
-            output
-        })
-        .await
-    }
-
-    fn outcome_of(&self, answer: &F::Output) -> Outcome {
-        answer.outcome(&self.config)
-    }
-
+impl<St: DedupStore> ClaimGuard<St> {
     async fn finish(&mut self, outcome: Outcome) {
         // If this future is dropped while the store works, `Drop` records
         // the same outcome again (both operations are idempotent).
@@ -352,56 +302,23 @@ where
         }
         self.claim = None;
     }
-
-    /// Finishes the call and records its outcome, on a task of its own.
-    async fn finish_detached(mut self) {
-        let outcome = {
-            let answer = self.answer().await;
-            self.outcome_of(&answer)
-        };
-        self.finish(outcome).await;
-    }
 }
 
-impl<St, F> Drop for ClaimGuard<St, F>
-where
-    St: DedupStore,
-    F: Future + Send + 'static,
-    F::Output: Answer,
-{
+impl<St: DedupStore> Drop for ClaimGuard<St> {
     fn drop(&mut self) {
         let Some(claim) = self.claim.take() else {
             return;
         };
-        let handle = match tokio::runtime::Handle::try_current() {
-            Ok(handle) => handle,
-            Err(_) => {
-                tracing::warn!(
-                    id = claim.event.id(),
-                    key = %claim.key,
-                    "dedup: no tokio runtime to release the claim; it expires on its own"
-                );
-                return;
-            }
-        };
-        match self.call.take() {
-            // The response future was dropped mid-call: the call goes on.
-            // Not while unwinding: a panic of the inner service releases
-            // the claim (the call is dropped with it).
-            Some(call) if !self.detached && !std::thread::panicking() => {
-                let rest = ClaimGuard {
-                    claim: Some(claim),
-                    call: Some(call),
-                    outcome: self.outcome,
-                    config: self.config,
-                    detached: true,
-                };
-                handle.spawn(rest.finish_detached());
-            }
-            _ => {
-                let outcome = self.outcome;
+        let outcome = self.outcome;
+        match tokio::runtime::Handle::try_current() {
+            Ok(handle) => {
                 handle.spawn(async move { claim.settle(outcome).await });
             }
+            Err(_) => tracing::warn!(
+                id = claim.event.id(),
+                key = %claim.key,
+                "dedup: no tokio runtime to release the claim; it expires on its own"
+            ),
         }
     }
 }

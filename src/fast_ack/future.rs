@@ -11,11 +11,11 @@ use std::time::Duration;
 
 use http::Response;
 use pin_project_lite::pin_project;
-use tokio::runtime::Handle;
 
 use super::shared::{Admitted, Refusal};
 use super::unwind::CatchUnwind;
 use crate::body::ResponseBody;
+use crate::detach::Detach;
 use crate::response::{self, Rejection};
 
 pin_project! {
@@ -39,6 +39,7 @@ pin_project! {
     #[project = StateProj]
     enum State {
         Accepting {
+            #[pin]
             admission: Admission,
             task_id: Option<Arc<str>>,
             retry_after: Duration,
@@ -129,43 +130,15 @@ impl<B> Future for ResponseFuture<B> {
     }
 }
 
-type Admit = Pin<Box<dyn Future<Output = std::thread::Result<Result<Admitted, Refusal>>> + Send>>;
-
-/// The journal append and the enqueue of one event, polled by the response
-/// future. Dropped before they finished (the client went away), they move
-/// onto a task of their own on `runtime` and run to the end.
-pub(super) struct Admission {
-    future: Option<Admit>,
-    runtime: Handle,
-}
+/// The journal append and the enqueue of one event, a panic of the
+/// journal caught: see [`Detach`] for what happens when the response future
+/// is dropped mid-way.
+pub(super) type Admission = Detach<std::thread::Result<Result<Admitted, Refusal>>>;
 
 impl Admission {
-    pub(super) fn new(
+    pub(super) fn admit(
         future: impl Future<Output = Result<Admitted, Refusal>> + Send + 'static,
-        runtime: Handle,
     ) -> Self {
-        Self {
-            future: Some(Box::pin(CatchUnwind::new(future))),
-            runtime,
-        }
-    }
-
-    fn poll(
-        &mut self,
-        cx: &mut Context<'_>,
-    ) -> Poll<std::thread::Result<Result<Admitted, Refusal>>> {
-        let future = self.future.as_mut().expect("polled after completion");
-        let output = ready!(future.as_mut().poll(cx));
-        self.future = None;
-        Poll::Ready(output)
-    }
-}
-
-impl Drop for Admission {
-    fn drop(&mut self) {
-        if let Some(future) = self.future.take() {
-            tracing::debug!("response future dropped mid-accept; the accept goes on");
-            self.runtime.spawn(future);
-        }
+        Detach::new(CatchUnwind::new(future))
     }
 }

@@ -187,10 +187,8 @@ where
         // so a client going away mid-append cannot leave an entry journaled
         // but never queued.
         let shared = Arc::clone(&self.shared);
-        let admission = Admission::new(
-            async move { shared.admit(reservation, job).await }.instrument(span),
-            runtime,
-        );
+        let admission =
+            Admission::admit(async move { shared.admit(reservation, job).await }.instrument(span));
         ResponseFuture::accepting(admission, task_id, retry_after)
     }
 }
