@@ -135,3 +135,64 @@ fn dechunk(mut body: &str) -> String {
 pub fn parse(raw: &[u8]) -> RawResponse {
     parse_response(raw)
 }
+
+/// A callback request for task `id`, enveloped, status `completed`.
+pub fn callback(id: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
+    let body = format!(r#"{{"code":200,"data":{{"id":"{id}","status":"completed"}}}}"#);
+    http::Request::post("/callback")
+        .header("content-type", "application/json")
+        .body(http_body_util::Full::new(bytes::Bytes::from(body)))
+        .unwrap()
+}
+
+/// What a stack answered to [`send`].
+pub struct Answer {
+    pub status: http::StatusCode,
+    pub retry_after: Option<String>,
+    /// The `taskhook-duplicate` header.
+    pub duplicate: Option<String>,
+    pub json: serde_json::Value,
+}
+
+/// Sends [`callback`]`(id)` through a clone of `service` and reads the answer.
+pub async fn send<S, B>(service: &S, id: &str) -> Answer
+where
+    S: tower::Service<
+            http::Request<http_body_util::Full<bytes::Bytes>>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone,
+    B: http_body::Body<Data = bytes::Bytes>,
+    B::Error: std::fmt::Debug,
+{
+    use http_body_util::BodyExt;
+    use tower::ServiceExt;
+
+    let response = service.clone().oneshot(callback(id)).await.unwrap();
+    let (parts, body) = response.into_parts();
+    let body = body.collect().await.unwrap().to_bytes();
+    let header = |name: &str| {
+        parts
+            .headers
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    Answer {
+        status: parts.status,
+        retry_after: header("retry-after"),
+        duplicate: header("taskhook-duplicate"),
+        json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
+    }
+}
+
+/// Waits in steps of 1 ms of tokio time (paused or not) until `done` holds;
+/// fails after 20,000 steps instead of hanging.
+pub async fn until(what: &str, mut done: impl FnMut() -> bool) {
+    for _ in 0..20_000 {
+        if done() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+    }
+    panic!("timed out waiting until {what}");
+}

@@ -27,6 +27,8 @@ use tokio::sync::{mpsc, Notify, Semaphore};
 use tokio::time::Instant;
 use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
 
+use common::{callback, send, until};
+
 type Handler = tower::util::BoxCloneService<Request<BufferedBody>, Response<String>, BoxError>;
 
 /// A boxed handler from an async closure over the request.
@@ -52,14 +54,6 @@ fn task_id(req: &Request<BufferedBody>) -> String {
         .to_owned()
 }
 
-fn callback(id: &str) -> Request<Full<Bytes>> {
-    let body = format!(r#"{{"code":200,"data":{{"id":"{id}","status":"completed"}}}}"#);
-    Request::post("/callback")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
-}
-
 /// The stack payload -> fast-ack -> handler, as a cloneable service.
 fn stack(
     layer: FastAckLayer,
@@ -74,43 +68,6 @@ fn stack(
         .layer(PayloadLayer::new())
         .layer(layer)
         .service(handler)
-}
-
-struct Answer {
-    status: StatusCode,
-    retry_after: Option<String>,
-    json: serde_json::Value,
-}
-
-async fn send<S, B>(service: &S, id: &str) -> Answer
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let response = service.clone().oneshot(callback(id)).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Answer {
-        status: parts.status,
-        retry_after: parts
-            .headers
-            .get("retry-after")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    }
-}
-
-/// Waits (in small steps of tokio time, paused or not) until `done` holds;
-/// fails after 10 000 steps instead of hanging.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..10_000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 #[tokio::test]

@@ -6,6 +6,9 @@
 //! A "life" is a tokio runtime of its own: dropping it kills every task of
 //! the layer, as a process exit would, and releases the journal file.
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use std::collections::HashSet;
 use std::convert::Infallible;
 use std::future::Future;
@@ -16,7 +19,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full};
+use http_body_util::Full;
 use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
 use taskhook::body::BufferedBody;
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
@@ -24,7 +27,9 @@ use taskhook::fast_ack::{
     Appended, Failure, FastAckLayer, Journal, JournalError, Record, RetryPolicy,
 };
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
-use tower::{service_fn, BoxError, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, BoxError, Service, ServiceBuilder};
+
+use common::{send, until};
 
 type Handler = tower::util::BoxCloneService<Request<BufferedBody>, Response<String>, BoxError>;
 
@@ -89,56 +94,11 @@ fn task_id(req: &Request<BufferedBody>) -> String {
         .to_owned()
 }
 
-fn callback(id: &str) -> Request<Full<Bytes>> {
-    let body = format!(r#"{{"code":200,"data":{{"id":"{id}","status":"completed"}}}}"#);
-    Request::post("/callback")
-        .header("content-type", "application/json")
-        .body(Full::new(Bytes::from(body)))
-        .unwrap()
-}
-
 fn record(i: usize) -> Record {
     Record::new(
         Some(Arc::from(format!("task_{i}"))),
         Bytes::from(format!("body of event {i}").repeat(8)),
     )
-}
-
-struct Answer {
-    status: StatusCode,
-    duplicate: Option<String>,
-    json: serde_json::Value,
-}
-
-async fn send<S, B>(service: &S, id: &str) -> Answer
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>, Error = Infallible> + Clone,
-    B: http_body::Body<Data = Bytes>,
-    B::Error: std::fmt::Debug,
-{
-    let response = service.clone().oneshot(callback(id)).await.unwrap();
-    let (parts, body) = response.into_parts();
-    let body = body.collect().await.unwrap().to_bytes();
-    Answer {
-        status: parts.status,
-        duplicate: parts
-            .headers
-            .get("taskhook-duplicate")
-            .map(|v| v.to_str().unwrap().to_owned()),
-        json: serde_json::from_slice(&body).unwrap_or(serde_json::Value::Null),
-    }
-}
-
-/// Waits in small steps of real time until `done` holds; fails after about
-/// 20 s instead of hanging.
-async fn until(what: &str, mut done: impl FnMut() -> bool) {
-    for _ in 0..20_000 {
-        if done() {
-            return;
-        }
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-    panic!("timed out waiting until {what}");
 }
 
 #[test]
