@@ -401,7 +401,7 @@ fn light_pass_accepts_exactly_what_the_full_parse_accepts() {
 }
 
 #[test]
-fn the_rest_is_parsed_once_on_first_access() {
+fn clones_share_the_rest_parsed_on_first_access() {
     let event = fixture("completed-extra-fields");
     let clone = event.clone();
     // Parsed by the clone, seen by the original: one shared parse.
