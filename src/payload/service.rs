@@ -129,18 +129,30 @@ pub(super) fn is_clearly_not_json(content_type: &str) -> bool {
     let Some((kind, subtype)) = essence.split_once('/') else {
         return false;
     };
-    let kind = kind.trim().to_ascii_lowercase();
-    let subtype = subtype.trim().to_ascii_lowercase();
-    if subtype == "json" || subtype.ends_with("+json") {
+    let (kind, subtype) = (kind.trim(), subtype.trim());
+    let is = |s: &str, name: &str| s.eq_ignore_ascii_case(name);
+    let ends_with = |s: &str, suffix: &str| {
+        s.len() >= suffix.len()
+            && s.is_char_boundary(s.len() - suffix.len())
+            && is(&s[s.len() - suffix.len()..], suffix)
+    };
+    if is(subtype, "json") || ends_with(subtype, "+json") {
         return false;
     }
-    matches!(
-        kind.as_str(),
-        "multipart" | "image" | "audio" | "video" | "font" | "model"
-    ) || matches!(
-        subtype.as_str(),
-        "x-www-form-urlencoded" | "xml" | "html" | "xhtml+xml" | "csv" | "javascript"
-    ) || subtype.ends_with("+xml")
+    ["multipart", "image", "audio", "video", "font", "model"]
+        .iter()
+        .any(|name| is(kind, name))
+        || [
+            "x-www-form-urlencoded",
+            "xml",
+            "html",
+            "xhtml+xml",
+            "csv",
+            "javascript",
+        ]
+        .iter()
+        .any(|name| is(subtype, name))
+        || ends_with(subtype, "+xml")
 }
 
 #[cfg(test)]
@@ -159,6 +171,9 @@ mod tests {
             "application/octet-stream",
             "",
             "garbage",
+            "application/+JSON",
+            "text/é+json",
+            "é/é",
         ] {
             assert!(!is_clearly_not_json(json), "{json}");
         }
@@ -170,6 +185,9 @@ mod tests {
             "text/xml",
             "image/png",
             "application/atom+xml",
+            "Application/ATOM+XML",
+            "IMAGE/png",
+            " text / HTML ; charset=utf-8",
         ] {
             assert!(is_clearly_not_json(not_json), "{not_json}");
         }
