@@ -25,9 +25,18 @@ pub(crate) struct Detach<T: Send + 'static> {
 
 impl<T: Send + 'static> Detach<T> {
     pub(crate) fn new(future: impl Future<Output = T> + Send + 'static) -> Self {
+        Self::on(Handle::try_current().ok(), future)
+    }
+
+    /// Hands over to `runtime` (a caller that already holds the current
+    /// runtime's handle saves looking it up again).
+    pub(crate) fn on(
+        runtime: Option<Handle>,
+        future: impl Future<Output = T> + Send + 'static,
+    ) -> Self {
         Self {
             future: Some(Box::pin(future)),
-            runtime: Handle::try_current().ok(),
+            runtime,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! [`KeyExtractor`] strategy.
 
 use std::fmt;
+use std::sync::Arc;
 
 use http::Request;
 
@@ -22,11 +23,14 @@ use crate::TaskEvent;
 /// assert_eq!(key, DedupKey::from("task_01"));
 /// ```
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct DedupKey(Box<str>);
+pub struct DedupKey(Arc<str>);
 
 impl DedupKey {
     /// A key made of `key`.
-    pub fn new(key: impl Into<Box<str>>) -> Self {
+    ///
+    /// The key is shared, not copied, when it comes as an `Arc<str>`: the
+    /// default [`ById`] keys share the event's id.
+    pub fn new(key: impl Into<Arc<str>>) -> Self {
         Self(key.into())
     }
 
@@ -50,6 +54,12 @@ impl From<&str> for DedupKey {
 
 impl From<String> for DedupKey {
     fn from(key: String) -> Self {
+        Self::new(key)
+    }
+}
+
+impl From<Arc<str>> for DedupKey {
+    fn from(key: Arc<str>) -> Self {
         Self::new(key)
     }
 }
@@ -130,7 +140,7 @@ pub struct ById;
 
 impl KeyExtractor for ById {
     fn extract<B>(&self, event: &TaskEvent, _request: &Request<B>) -> Option<DedupKey> {
-        Some(DedupKey::new(event.id()))
+        Some(DedupKey::new(Arc::clone(event.shared_id())))
     }
 }
 

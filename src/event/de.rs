@@ -18,6 +18,7 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::marker::PhantomData;
+use std::sync::Arc;
 
 use serde::de::{self, Deserialize, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Value};
@@ -577,7 +578,7 @@ pub(super) struct Light {
 
 impl Light {
     /// The task's id (checked) and scalar fields.
-    pub(super) fn into_head(self) -> Result<(String, Scalars), IdError> {
+    pub(super) fn into_head(self) -> Result<(Arc<str>, Scalars), IdError> {
         let task = match self.data {
             Some(Some(task)) if matches!(self.bare.id, LightId::Missing) => task,
             _ => self.bare,
@@ -629,7 +630,8 @@ impl<'de> Deserialize<'de> for Light {
 enum LightId {
     #[default]
     Missing,
-    String(String),
+    /// Shared as it is: the dedup key and fast-ack's job take a reference.
+    String(Arc<str>),
     NotString,
 }
 
@@ -651,7 +653,7 @@ impl LightTask {
         match &*key {
             "id" => {
                 self.id = match map.next_value::<Shape<'de, Skip, Skip>>()? {
-                    Shape::Str(id) => LightId::String(id.into_owned()),
+                    Shape::Str(id) => LightId::String(Arc::from(&*id)),
                     _ => LightId::NotString,
                 }
             }

@@ -84,7 +84,7 @@ pub struct TaskEvent {
 }
 
 struct Inner {
-    id: String,
+    id: Arc<str>,
     scalars: Scalars,
     /// The body, for the full parse; empty when `fields` was set at once.
     body: Bytes,
@@ -200,7 +200,7 @@ impl TaskEvent {
     fn from_fields(fields: Fields) -> Self {
         Self {
             inner: Arc::new(Inner {
-                id: fields.id.clone(),
+                id: Arc::from(fields.id.as_str()),
                 scalars: fields.scalars.clone(),
                 body: Bytes::new(),
                 fields: OnceLock::from(fields),
@@ -218,6 +218,12 @@ impl TaskEvent {
     /// Guaranteed non-empty, at most [`MAX_ID_LEN`] bytes, without control
     /// characters.
     pub fn id(&self) -> &str {
+        &self.inner.id
+    }
+
+    /// The id, shared: for keys and jobs that outlive the event, without a
+    /// copy.
+    pub(crate) fn shared_id(&self) -> &Arc<str> {
         &self.inner.id
     }
 
@@ -348,7 +354,7 @@ impl Inner {
             Err(error) => {
                 tracing::error!(id = %self.id, %error, "a validated callback body failed its full parse");
                 Fields {
-                    id: self.id.clone(),
+                    id: self.id.to_string(),
                     scalars: self.scalars.clone(),
                     ..Fields::default()
                 }

@@ -136,9 +136,11 @@ impl<B> Future for ResponseFuture<B> {
 pub(super) type Admission = Detach<std::thread::Result<Result<Admitted, Refusal>>>;
 
 impl Admission {
+    /// Runs `future`, handed over to `runtime` if dropped mid-way.
     pub(super) fn admit(
+        runtime: tokio::runtime::Handle,
         future: impl Future<Output = Result<Admitted, Refusal>> + Send + 'static,
     ) -> Self {
-        Detach::new(CatchUnwind::new(future))
+        Detach::on(Some(runtime), CatchUnwind::new(future))
     }
 }

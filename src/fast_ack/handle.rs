@@ -233,7 +233,7 @@ impl FastAckHandle {
         let mut job = letter.job().clone();
         job.attempts = 0;
         job.span = tracing::Span::current();
-        match shared.admit(reservation, job).await {
+        match Arc::clone(shared).admit(reservation, job).await {
             Ok(Admitted::Duplicate) => {
                 // The journal says this task is already there (or done):
                 // nothing to run again.

@@ -165,7 +165,7 @@ where
         let task_id = req
             .extensions()
             .get::<TaskEvent>()
-            .map(|event| Arc::<str>::from(event.id()));
+            .map(|event| Arc::clone(event.shared_id()));
         let (parts, _) = req.into_parts();
         let span = tracing::Span::current();
         let job = Job {
@@ -187,8 +187,7 @@ where
         // so a client going away mid-append cannot leave an entry journaled
         // but never queued.
         let shared = Arc::clone(&self.shared);
-        let admission =
-            Admission::admit(async move { shared.admit(reservation, job).await }.instrument(span));
+        let admission = Admission::admit(runtime, shared.admit(reservation, job).instrument(span));
         ResponseFuture::accepting(admission, task_id, retry_after)
     }
 }

@@ -4,6 +4,7 @@
 
 use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
+use std::future::Future;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
@@ -299,47 +300,52 @@ impl Shared {
 
     /// Journals `job` and queues it in the reserved slot. On `Err` nothing
     /// claims the event was accepted.
-    pub(crate) async fn admit(
-        &self,
+    // An `async` block rather than an `async fn`, over an owned `Shared`:
+    // the accept future (boxed per request) keeps the job once.
+    #[allow(clippy::manual_async_fn)]
+    pub(crate) fn admit(
+        self: Arc<Self>,
         reservation: Reservation,
         mut job: Job,
-    ) -> Result<Admitted, Refusal> {
-        let record = job.record();
-        let seq = match self.config.journal.append(vec![record]).await {
-            Ok(appended) if appended.len() == 1 => match appended[0] {
-                Appended::Seq(seq) => seq,
-                Appended::Duplicate => {
-                    bump(&self.counters.duplicates);
-                    return Ok(Admitted::Duplicate);
-                }
-            },
-            Ok(appended) => {
-                for outcome in appended {
-                    if let Appended::Seq(seq) = outcome {
-                        self.withdraw(seq).await;
+    ) -> impl Future<Output = Result<Admitted, Refusal>> + Send + 'static {
+        async move {
+            let record = job.record();
+            let seq = match self.config.journal.append(vec![record]).await {
+                Ok(appended) if appended.len() == 1 => match appended[0] {
+                    Appended::Seq(seq) => seq,
+                    Appended::Duplicate => {
+                        bump(&self.counters.duplicates);
+                        return Ok(Admitted::Duplicate);
                     }
+                },
+                Ok(appended) => {
+                    for outcome in appended {
+                        if let Appended::Seq(seq) = outcome {
+                            self.withdraw(seq).await;
+                        }
+                    }
+                    bump(&self.counters.rejected_unavailable);
+                    tracing::error!("journal answered a wrong number of outcomes");
+                    return Err(Refusal::Journal(JournalError::corrupt(
+                        None,
+                        "append answered a wrong number of outcomes",
+                    )));
                 }
+                Err(error) => {
+                    bump(&self.counters.rejected_unavailable);
+                    tracing::warn!(%error, "journal append failed; answering 503");
+                    return Err(Refusal::Journal(error));
+                }
+            };
+            job.seq = seq;
+            if let Err(job) = reservation.push(job) {
+                // Stopped while the append ran: nobody would process it.
+                self.withdraw(job.seq).await;
                 bump(&self.counters.rejected_unavailable);
-                tracing::error!("journal answered a wrong number of outcomes");
-                return Err(Refusal::Journal(JournalError::corrupt(
-                    None,
-                    "append answered a wrong number of outcomes",
-                )));
+                return Err(Refusal::ShuttingDown);
             }
-            Err(error) => {
-                bump(&self.counters.rejected_unavailable);
-                tracing::warn!(%error, "journal append failed; answering 503");
-                return Err(Refusal::Journal(error));
-            }
-        };
-        job.seq = seq;
-        if let Err(job) = reservation.push(job) {
-            // Stopped while the append ran: nobody would process it.
-            self.withdraw(job.seq).await;
-            bump(&self.counters.rejected_unavailable);
-            return Err(Refusal::ShuttingDown);
+            Ok(Admitted::Queued(seq))
         }
-        Ok(Admitted::Queued(seq))
     }
 
     /// Takes back a journal entry that will not be queued.

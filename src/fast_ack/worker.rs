@@ -208,7 +208,10 @@ where
             }
             .instrument(span.clone()),
         );
+        // Biased: the attempt first, so that one that is done at once (a
+        // quick handler) never registers with the stop signal.
         let outcome = tokio::select! {
+            biased;
             outcome = attempt => outcome,
             _ = stop.wait_for(|stopped| *stopped) => {
                 // The shutdown deadline passed: the attempt is dropped, the
