@@ -155,12 +155,29 @@ echo "== ack latency, open-loop at $rate req/s (half the median bare rate: $half
 for mode in bare stack; do
     start "$mode"
     before=$(uptime | sed 's/.*load average: //')
+    t0=$(cpu_ticks)
     line=$(taskset -c "$CLIENT_CPU" "$bin/openloop" "http://$addr/callback" "$rate" "$LAT_SECS" "$tmp/body.json" "$CONNS")
+    t1=$(cpu_ticks)
     after=$(uptime | sed 's/.*load average: //')
     stop
     echo "$mode: $line  load $before -> $after"
+    ok=$(echo "$line" | sed -n 's/.* ok=\([0-9]*\) .*/\1/p')
+    cpu=$(python3 -c "print(f'{($t1 - $t0) * 1e6 / $(getconf CLK_TCK) / max($ok, 1):.2f}')")
+    echo "$mode $cpu" >>"$tmp/equal"
+    echo "  server CPU $cpu us/req ($(python3 -c "print(f'{$cpu * $rate / 1e4:.0f}')") % of its core)"
     achieved=$(echo "$line" | sed -n 's/.* rate=\([0-9]*\) .*/\1/p')
     if [ "$achieved" -lt $((rate * 99 / 100)) ]; then
         echo "  behind schedule: $achieved of $rate req/s were sent (the generator or the server lacks CPU); the latencies include the backlog"
     fi
 done
+
+# At the same offered rate, neither side waits on the other, so the kernel
+# does about the same work per request for both servers; under wrk the
+# slower server also pays for waking an idle client on every answer.
+python3 - "$tmp/equal" <<'EOF'
+import sys
+cpu = dict(l.split() for l in open(sys.argv[1]))
+bare, stack = float(cpu["bare"]), float(cpu["stack"])
+print(f"CPU per request at the same offered rate: bare {bare:.2f} us, stack {stack:.2f} us "
+      f"(+{stack - bare:.2f} us); capacity ratio bare/stack {bare / stack:.3f}")
+EOF
