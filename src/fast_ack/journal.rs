@@ -259,6 +259,32 @@ pub trait Journal: Send + Sync + 'static {
     /// a journal that also deduplicates by task id.
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>>;
 
+    /// Appends one record durably: what the layer calls for each request it
+    /// accepts.
+    ///
+    /// The default calls [`append`](Journal::append) with a batch of one
+    /// (and if that answers a wrong number of outcomes, withdraws what it
+    /// appended and fails). A journal can answer it without the two `Vec`s.
+    fn append_one(&self, record: Record) -> BoxFuture<'_, Result<Appended, JournalError>> {
+        Box::pin(async move {
+            let appended = self.append(vec![record]).await?;
+            if let [one] = appended[..] {
+                return Ok(one);
+            }
+            for outcome in appended {
+                if let Appended::Seq(seq) = outcome {
+                    if let Err(error) = self.withdraw(seq).await {
+                        tracing::error!(seq, %error, "could not withdraw a journal entry");
+                    }
+                }
+            }
+            Err(JournalError::corrupt(
+                None,
+                "append answered a wrong number of outcomes",
+            ))
+        })
+    }
+
     /// Marks the pending entry `seq` as done: it is no longer replayed.
     ///
     /// Also used to withdraw an entry that was appended but could not be
@@ -318,6 +344,10 @@ pub trait Journal: Send + Sync + 'static {
 impl<J: Journal + ?Sized> Journal for Arc<J> {
     fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
         (**self).append(records)
+    }
+
+    fn append_one(&self, record: Record) -> BoxFuture<'_, Result<Appended, JournalError>> {
+        (**self).append_one(record)
     }
 
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
@@ -513,9 +543,17 @@ impl Journal for MemoryJournal {
         Box::pin(std::future::ready(Ok(seqs)))
     }
 
+    fn append_one(&self, record: Record) -> BoxFuture<'_, Result<Appended, JournalError>> {
+        let mut state = self.lock();
+        let seq = state.next_seq;
+        state.next_seq += 1;
+        state.pending.insert(seq, record.into_entry(seq));
+        Box::pin(std::future::ready(Ok(Appended::Seq(seq))))
+    }
+
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         self.lock().pending.remove(&seq);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(Done)
     }
 
     fn pending(&self) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
@@ -527,7 +565,7 @@ impl Journal for MemoryJournal {
         let mut state = self.lock();
         state.pending.remove(&letter.seq());
         state.dead.insert(letter.seq(), letter.clone());
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(Done)
     }
 
     fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>> {
@@ -537,6 +575,21 @@ impl Journal for MemoryJournal {
 
     fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         self.lock().dead.remove(&seq);
-        Box::pin(std::future::ready(Ok(())))
+        Box::pin(Done)
+    }
+}
+
+/// A call that is done when it returns: a `Box` of it does not allocate (it
+/// has no size), unlike a boxed `std::future::Ready`.
+struct Done;
+
+impl Future for Done {
+    type Output = Result<(), JournalError>;
+
+    fn poll(
+        self: Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        std::task::Poll::Ready(Ok(()))
     }
 }

@@ -310,26 +310,11 @@ impl Shared {
     ) -> impl Future<Output = Result<Admitted, Refusal>> + Send + 'static {
         async move {
             let record = job.record();
-            let seq = match self.config.journal.append(vec![record]).await {
-                Ok(appended) if appended.len() == 1 => match appended[0] {
-                    Appended::Seq(seq) => seq,
-                    Appended::Duplicate => {
-                        bump(&self.counters.duplicates);
-                        return Ok(Admitted::Duplicate);
-                    }
-                },
-                Ok(appended) => {
-                    for outcome in appended {
-                        if let Appended::Seq(seq) = outcome {
-                            self.withdraw(seq).await;
-                        }
-                    }
-                    bump(&self.counters.rejected_unavailable);
-                    tracing::error!("journal answered a wrong number of outcomes");
-                    return Err(Refusal::Journal(JournalError::corrupt(
-                        None,
-                        "append answered a wrong number of outcomes",
-                    )));
+            let seq = match self.config.journal.append_one(record).await {
+                Ok(Appended::Seq(seq)) => seq,
+                Ok(Appended::Duplicate) => {
+                    bump(&self.counters.duplicates);
+                    return Ok(Admitted::Duplicate);
                 }
                 Err(error) => {
                     bump(&self.counters.rejected_unavailable);

@@ -716,6 +716,8 @@ struct FlakyJournal {
     panic_appends: Arc<AtomicBool>,
     /// Appends begun.
     appends: Arc<AtomicU32>,
+    /// Appends answer two outcomes per record (both appended), a journal bug.
+    double_appends: Arc<AtomicBool>,
 }
 
 impl Journal for FlakyJournal {
@@ -740,6 +742,13 @@ impl Journal for FlakyJournal {
             return Box::pin(async move { Ok(duplicates) });
         }
         drop(known);
+        if self.double_appends.load(Ordering::SeqCst) {
+            return Box::pin(async move {
+                let mut outcomes = self.inner.append(records.clone()).await?;
+                outcomes.extend(self.inner.append(records).await?);
+                Ok(outcomes)
+            });
+        }
         self.inner.append(records)
     }
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
@@ -790,6 +799,44 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     journal.fail_appends.store(false, Ordering::SeqCst);
     assert_eq!(
         send(&service, "task_disk").await.status,
+        StatusCode::ACCEPTED
+    );
+    until("processed", || handle.stats().processed == 1).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}
+
+/// A journal that answers a wrong number of outcomes for the one record of
+/// a request: what it appended is withdrawn, and the provider is told to
+/// retry (`503`), as for any failed append; nothing runs.
+#[tokio::test]
+async fn an_append_with_a_wrong_number_of_outcomes_is_withdrawn_and_503() {
+    let journal = FlakyJournal::default();
+    journal.double_appends.store(true, Ordering::SeqCst);
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = FastAckLayer::new().journal(journal.clone());
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let calls = Arc::clone(&calls);
+            move |_req| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async { status(StatusCode::OK) }
+            }
+        }),
+    );
+    handle.started().await;
+    let answer = send(&service, "task_twice").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(answer.json["error"]["code"], "journal_unavailable");
+    assert_eq!(answer.retry_after.as_deref(), Some("10"));
+    assert_eq!(journal.appends.load(Ordering::SeqCst), 1);
+    assert!(journal.inner.is_empty(), "both appended entries withdrawn");
+    assert_eq!(handle.stats().accepted, 0);
+
+    journal.double_appends.store(false, Ordering::SeqCst);
+    assert_eq!(
+        send(&service, "task_twice").await.status,
         StatusCode::ACCEPTED
     );
     until("processed", || handle.stats().processed == 1).await;
