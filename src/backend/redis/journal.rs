@@ -243,7 +243,7 @@ impl RedisJournal {
         }
     }
 
-    async fn append_one(&self, record: &Record) -> Result<Appended, RedisError> {
+    async fn append_record(&self, record: &Record) -> Result<Appended, RedisError> {
         let inner = &self.inner;
         let mut invocation = inner.scripts.append.key(&inner.stream);
         invocation.key(&inner.seq_key);
@@ -498,7 +498,7 @@ impl Journal for RedisJournal {
         Box::pin(async move {
             let mut appended = Vec::with_capacity(records.len());
             for record in &records {
-                match self.append_one(record).await {
+                match self.append_record(record).await {
                     Ok(outcome) => appended.push(outcome),
                     Err(error) => {
                         // Take back what this batch appended: nothing of it
@@ -514,6 +514,10 @@ impl Journal for RedisJournal {
             }
             Ok(appended)
         })
+    }
+
+    fn append_one(&self, record: Record) -> BoxFuture<'_, Result<Appended, JournalError>> {
+        Box::pin(async move { self.append_record(&record).await.map_err(unavailable) })
     }
 
     fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
