@@ -36,6 +36,9 @@ use serde::Deserialize;
 use serde_json::Value;
 use taskhook::TaskEvent;
 
+#[path = "support/bodies.rs"]
+mod bodies;
+
 fn main() {
     let sizes: Vec<String> = SIZES
         .iter()
@@ -47,39 +50,12 @@ fn main() {
 
 const SIZES: [&str; 3] = ["300B", "1KB", "4KB"];
 
-fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
-    std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
-}
-
 /// The body named `size`.
 fn body(size: &str) -> Vec<u8> {
-    let target = match size {
-        "300B" => return fixture("completed-image-url-string"),
-        "1KB" => 1024,
-        _ => 4096,
-    };
-    let mut json: Value =
-        serde_json::from_slice(&fixture("completed-extra-fields")).expect("fixture is JSON");
-    let images = json["data"]["result"]["images"]
-        .as_array_mut()
-        .expect("fixture has images");
-    let first = images[0].clone();
-    let mut n = 1;
-    loop {
-        let body = serde_json::to_vec(&json).expect("serializable");
-        if body.len() >= target {
-            return body;
-        }
-        let mut image = first.clone();
-        image["url"] = Value::from(vec![format!(
-            "https://upload.example.com/f/image/20251222/extra_{n}.webp"
-        )]);
-        json["data"]["result"]["images"]
-            .as_array_mut()
-            .expect("images")
-            .push(image);
-        n += 1;
+    match size {
+        "300B" => bodies::small(),
+        "1KB" => bodies::grown(1024),
+        _ => bodies::grown(4096),
     }
 }
 

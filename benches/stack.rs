@@ -46,12 +46,14 @@ use divan::Bencher;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::{BodyExt, Full};
-use serde_json::Value;
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{FastAckHandle, FastAckLayer, MemoryJournal};
 use taskhook::{DedupLayer, PayloadLayer};
 use tokio::runtime::Runtime;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+
+#[path = "support/bodies.rs"]
+mod bodies;
 
 #[global_allocator]
 static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();
@@ -98,32 +100,9 @@ impl Template {
     }
 }
 
-/// `completed-extra-fields.json` with more result images, at least 1,024
-/// bytes (1,027).
+/// The 1 KB body (1,027 bytes).
 fn body_1kb() -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/completed-extra-fields.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let fixture = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-    let mut json: Value = serde_json::from_slice(&fixture).expect("fixture is JSON");
-    let first = json["data"]["result"]["images"][0].clone();
-    let mut n = 1;
-    loop {
-        let body = serde_json::to_vec(&json).expect("serializable");
-        if body.len() >= 1024 {
-            return body;
-        }
-        let mut image = first.clone();
-        image["url"] = Value::from(vec![format!(
-            "https://upload.example.com/f/image/20251222/extra_{n}.webp"
-        )]);
-        json["data"]["result"]["images"]
-            .as_array_mut()
-            .expect("images")
-            .push(image);
-        n += 1;
-    }
+    bodies::grown(1024)
 }
 
 /// Where the task ids come from.

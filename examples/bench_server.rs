@@ -34,11 +34,13 @@ use axum::handler::HandlerWithoutStateExt;
 use axum::http::StatusCode;
 use axum::routing::post;
 use axum::Router;
-use serde_json::Value;
 use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
+
+#[path = "../benches/support/bodies.rs"]
+mod bodies;
 
 fn main() {
     let mut args = std::env::args().skip(1);
@@ -117,30 +119,7 @@ async fn on_callback(event: TaskEvent) -> Result<StatusCode, Infallible> {
     Ok(StatusCode::OK)
 }
 
-/// `completed-extra-fields.json` with more result images, at least 1,024
-/// bytes (1,027).
+/// The 1 KB body (1,027 bytes).
 fn body_1kb() -> Vec<u8> {
-    let path = format!(
-        "{}/tests/fixtures/completed-extra-fields.json",
-        env!("CARGO_MANIFEST_DIR")
-    );
-    let fixture = std::fs::read(&path).unwrap_or_else(|e| usage(&format!("{path}: {e}")));
-    let mut json: Value = serde_json::from_slice(&fixture).expect("fixture is JSON");
-    let first = json["data"]["result"]["images"][0].clone();
-    let mut n = 1;
-    loop {
-        let body = serde_json::to_vec(&json).expect("serializable");
-        if body.len() >= 1024 {
-            return body;
-        }
-        let mut image = first.clone();
-        image["url"] = Value::from(vec![format!(
-            "https://upload.example.com/f/image/20251222/extra_{n}.webp"
-        )]);
-        json["data"]["result"]["images"]
-            .as_array_mut()
-            .expect("images")
-            .push(image);
-        n += 1;
-    }
+    bodies::grown(1024)
 }
