@@ -2,6 +2,8 @@
 //! HTTP/1.1 client that shows exactly what went over the wire.
 #![allow(dead_code, unreachable_pub)]
 
+pub mod examples;
+
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};

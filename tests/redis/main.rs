@@ -5,6 +5,8 @@
 //! (503 within the timeout bound), Redis restarted (nothing acknowledged
 //! lost).
 
+#[path = "../common/mod.rs"]
+mod common;
 #[cfg(all(feature = "sim", feature = "axum", unix))]
 mod processes;
 #[cfg(feature = "sim")]

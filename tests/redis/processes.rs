@@ -8,61 +8,16 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::Duration;
 
 use taskhook::backend::redis::{RedisConnection, RedisJournal};
 use taskhook::sim::Workload;
 use tokio::time::Instant;
 
-use super::replicas::{balancer, run_with_disruption};
+use super::common::examples::example;
+use super::replicas::{balancer, run_through_a_redis_restart, run_with_disruption, task_ids};
 use super::server::RedisServer;
 use super::PATIENCE;
-
-/// The receiver example, built once with this test's profile and features
-/// (as `tests/examples` builds it, so neither rebuilds the other's).
-fn receiver_binary() -> PathBuf {
-    static BUILT: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let built = BUILT.get_or_init(|| {
-        let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .ok_or("the test binary lives in <target>/<profile>/deps")?;
-        let target_dir = profile_dir.parent().ok_or("<target>/<profile>")?;
-        let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-            Some("debug") | None => "dev".to_owned(),
-            Some(other) => other.to_owned(),
-        };
-        let mut features = Vec::new();
-        for (on, name) in [
-            (cfg!(feature = "axum"), "axum"),
-            (cfg!(feature = "verify"), "verify"),
-            (cfg!(feature = "refetch"), "refetch"),
-            (cfg!(feature = "sim"), "sim"),
-            (cfg!(feature = "redis"), "redis"),
-        ] {
-            if on {
-                features.push(name);
-            }
-        }
-        let output = Command::new(env!("CARGO"))
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .args(["build", "--quiet", "--examples", "--profile", &profile])
-            .arg("--target-dir")
-            .arg(target_dir)
-            .args(["--no-default-features", "--features", &features.join(",")])
-            .output()
-            .map_err(|e| format!("cargo: {e}"))?;
-        if !output.status.success() {
-            return Err(String::from_utf8_lossy(&output.stderr).into_owned());
-        }
-        Ok(profile_dir.join("examples").join("receiver"))
-    });
-    built
-        .clone()
-        .unwrap_or_else(|error| panic!("building the receiver failed:\n{error}"))
-}
 
 /// A receiver process, killed on drop.
 struct Receiver {
@@ -74,7 +29,7 @@ struct Receiver {
 impl Receiver {
     fn start(index: usize, redis: &str, dir: &Path, claim_idle_ms: u64, delay_ms: u64) -> Self {
         let log = dir.join(format!("replica-{index}.jsonl"));
-        let mut child = Command::new(receiver_binary())
+        let mut child = Command::new(example("receiver"))
             .args(["--listen", "127.0.0.1:0", "--redis", redis])
             .arg("--replica")
             .arg(format!("replica-{index}"))
@@ -215,11 +170,7 @@ async fn three_receiver_processes_one_killed_every_task_processed() {
         .seed(21)
         .immediate_duplicates(0.1)
         .concurrent_duplicates(0.1);
-    let ids: HashSet<String> = workload
-        .generate()
-        .iter()
-        .map(|t| t.id().to_owned())
-        .collect();
+    let ids = task_ids(&workload);
 
     let mut receivers = receivers;
     let mut victim = receivers.remove(1);
@@ -282,27 +233,9 @@ async fn receiver_processes_survive_a_redis_restart_mid_run() {
         balancer(receivers.iter().map(|r| r.addr).collect()).await
     );
     let workload = Workload::new(300).seed(22).immediate_duplicates(0.1);
-    let ids: HashSet<String> = workload
-        .generate()
-        .iter()
-        .map(|t| t.id().to_owned())
-        .collect();
+    let ids = task_ids(&workload);
 
-    let report = run_with_disruption(base, workload, || async {
-        server.kill();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        server.restart();
-    })
-    .await;
-    let summary = report.summary();
-    let refused = report
-        .pushes()
-        .flat_map(|push| &push.attempts)
-        .filter(|attempt| attempt.result.status() == Some(http::StatusCode::SERVICE_UNAVAILABLE))
-        .count();
-    assert!(refused > 0, "pushes during the outage get 503");
-    assert_eq!(summary.tasks_undelivered, 0, "{summary:?}");
-    assert_eq!(summary.rejected, 0, "{summary:?}");
+    let (summary, refused) = run_through_a_redis_restart(&mut server, base, workload).await;
 
     wait_processed(&receivers, &HashSet::new(), &ids, &server.url()).await;
     let runs: Vec<String> = receivers.iter().flat_map(Receiver::processed).collect();

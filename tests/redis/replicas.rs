@@ -21,7 +21,7 @@ use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use taskhook::backend::redis::{RedisConnection, RedisJournal};
 use taskhook::body::BufferedBody;
-use taskhook::sim::{Report, Schedule, Simulator, UrlPolicy, Workload};
+use taskhook::sim::{Report, Schedule, Simulator, Summary, UrlPolicy, Workload};
 use taskhook::{FastAckHandle, FastAckLayer, PayloadLayer, TaskEvent};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::task::{JoinHandle, JoinSet};
@@ -180,6 +180,43 @@ where
     run.await.unwrap()
 }
 
+/// The task ids of `workload`.
+pub(crate) fn task_ids(workload: &Workload) -> HashSet<String> {
+    workload
+        .generate()
+        .iter()
+        .map(|t| t.id().to_owned())
+        .collect()
+}
+
+/// Runs `workload` against the balancer while Redis is killed (SIGKILL)
+/// and restarted, and checks what the provider saw: pushes during the
+/// outage were refused `503`, and every task was delivered without a
+/// single rejection. Answers the run's summary and the number of attempts
+/// refused.
+pub(crate) async fn run_through_a_redis_restart(
+    server: &mut RedisServer,
+    base: String,
+    workload: Workload,
+) -> (Summary, usize) {
+    let report = run_with_disruption(base, workload, || async {
+        server.kill();
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        server.restart();
+    })
+    .await;
+    let summary = report.summary();
+    let refused = report
+        .pushes()
+        .flat_map(|push| &push.attempts)
+        .filter(|attempt| attempt.result.status() == Some(http::StatusCode::SERVICE_UNAVAILABLE))
+        .count();
+    assert!(refused > 0, "pushes during the outage get 503");
+    assert_eq!(summary.tasks_undelivered, 0, "{summary:?}");
+    assert_eq!(summary.rejected, 0, "{summary:?}");
+    (summary, refused)
+}
+
 /// Waits until every task id was run and nothing is pending in Redis.
 async fn wait_processed(runs: &Runs, ids: &HashSet<String>, redis: &RedisConnection) {
     let journal = RedisJournal::builder(redis.clone()).build().await.unwrap();
@@ -225,11 +262,7 @@ async fn three_replicas_one_killed_every_task_processed() {
         .seed(11)
         .immediate_duplicates(0.1)
         .concurrent_duplicates(0.1);
-    let ids: HashSet<String> = workload
-        .generate()
-        .iter()
-        .map(|t| t.id().to_owned())
-        .collect();
+    let ids = task_ids(&workload);
 
     let victim = &replicas[1];
     let left = Arc::new(AtomicU64::new(0));
@@ -298,27 +331,9 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
         balancer(replicas.iter().map(|r| r.addr).collect()).await
     );
     let workload = Workload::new(300).seed(12).immediate_duplicates(0.1);
-    let ids: HashSet<String> = workload
-        .generate()
-        .iter()
-        .map(|t| t.id().to_owned())
-        .collect();
+    let ids = task_ids(&workload);
 
-    let report = run_with_disruption(base, workload, || async {
-        server.kill();
-        tokio::time::sleep(Duration::from_millis(500)).await;
-        server.restart();
-    })
-    .await;
-    let summary = report.summary();
-    let refused = report
-        .pushes()
-        .flat_map(|push| &push.attempts)
-        .filter(|attempt| attempt.result.status() == Some(http::StatusCode::SERVICE_UNAVAILABLE))
-        .count();
-    assert!(refused > 0, "pushes during the outage get 503");
-    assert_eq!(summary.tasks_undelivered, 0, "{summary:?}");
-    assert_eq!(summary.rejected, 0, "{summary:?}");
+    let (summary, refused) = run_through_a_redis_restart(&mut server, base, workload).await;
     // No 2xx was answered for an event Redis did not keep: each is run.
     let redis = RedisConnection::connect(&server.url()).await.unwrap();
     wait_processed(&runs, &ids, &redis).await;
