@@ -366,40 +366,6 @@ async fn a_panic_caught_outside_releases_the_key_and_is_not_polled_again() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_stuck_in_flight_claim_expires() {
-    let store = MokaStore::builder()
-        .claim_timeout(Duration::from_secs(60))
-        .build();
-    let (service, calls) = stack(DedupLayer::with_store(store), |n| {
-        if n == 0 {
-            Act::Hang
-        } else {
-            Act::Answer(StatusCode::OK)
-        }
-    });
-    let stuck = {
-        let service = service.clone();
-        tokio::spawn(async move { send(&service, "task_01").await })
-    };
-    until_calls(&calls, 1).await;
-
-    // Before the claim timeout, a retry is not run twice.
-    tokio::time::advance(Duration::from_secs(50)).await;
-    let (status, _, _) = send(&service, "task_01").await.unwrap();
-    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
-
-    // After it, the key is free although its handler never returned.
-    tokio::time::advance(Duration::from_secs(10)).await;
-    let (status, headers, _) = send(&service, "task_01").await.unwrap();
-    assert_eq!(status, StatusCode::OK);
-    assert!(!is_duplicate(&headers));
-    assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert!(!stuck.is_finished());
-    stuck.abort();
-}
-
-#[tokio::test(start_paused = true)]
 async fn the_in_flight_wait_is_bounded_then_503_with_retry_after() {
     let layer = DedupLayer::new().retry_after(Duration::from_secs(20));
     let metrics = layer.metrics();
@@ -443,30 +409,6 @@ async fn a_waiter_gets_the_outcome_as_soon_as_it_is_known() {
     assert!(is_duplicate(&headers));
     assert_eq!(started.elapsed(), Duration::from_secs(2));
     assert!(!is_duplicate(&first.await.unwrap().unwrap().1));
-}
-
-#[tokio::test]
-async fn memory_stays_bounded_past_capacity() {
-    let store = MokaStore::builder().max_capacity(100).build();
-    let layer = DedupLayer::with_store(store);
-    let store = layer.store().clone();
-    let (service, calls) = stack(layer, always(StatusCode::OK));
-    for i in 0..1000 {
-        send(&service, &format!("task_{i:04}")).await.unwrap();
-        if i == 99 {
-            store.run_pending_tasks().await;
-            assert_eq!(store.entry_count(), 100);
-        }
-    }
-    store.run_pending_tasks().await;
-    assert!(store.entry_count() <= 100, "{}", store.entry_count());
-    assert_eq!(calls.load(Ordering::SeqCst), 1000);
-
-    // The least recently used were forgotten, the latest are remembered.
-    let (_, headers, _) = send(&service, "task_0999").await.unwrap();
-    assert!(is_duplicate(&headers));
-    let (_, headers, _) = send(&service, "task_0000").await.unwrap();
-    assert!(!is_duplicate(&headers));
 }
 
 /// moka measures its own time-to-live on the real clock, so this one test

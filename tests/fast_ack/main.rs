@@ -46,6 +46,15 @@ fn status(code: StatusCode) -> Result<Response<String>, BoxError> {
     Ok(response)
 }
 
+/// A handler that counts its calls in `calls` and answers `code`.
+fn counting(calls: &Arc<AtomicU32>, code: StatusCode) -> Handler {
+    let calls = Arc::clone(calls);
+    handler(move |_req| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move { status(code) }
+    })
+}
+
 fn task_id(req: &Request<BufferedBody>) -> String {
     req.extensions()
         .get::<TaskEvent>()
@@ -510,16 +519,7 @@ async fn a_4xx_from_the_handler_is_final_and_not_retried() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = FastAckLayer::new();
     let handle = layer.handle();
-    let service = stack(
-        layer,
-        handler({
-            let calls = Arc::clone(&calls);
-            move |_req| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { status(StatusCode::UNPROCESSABLE_ENTITY) }
-            }
-        }),
-    );
+    let service = stack(layer, counting(&calls, StatusCode::UNPROCESSABLE_ENTITY));
     handle.started().await;
     send(&service, "task_4xx").await;
     until("processed", || handle.stats().processed == 1).await;
@@ -685,16 +685,7 @@ async fn a_shutdown_during_the_start_up_replay_still_drains_it() {
     let calls = Arc::new(AtomicU32::new(0));
     let second = FastAckLayer::new().journal(journal.clone());
     let handle = second.handle();
-    let _service = stack(
-        second,
-        handler({
-            let calls = Arc::clone(&calls);
-            move |_req| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { status(StatusCode::OK) }
-            }
-        }),
-    );
+    let _service = stack(second, counting(&calls, StatusCode::OK));
     // No `started().await`: the shutdown comes while the replay starts.
     let report = handle.shutdown(Duration::from_secs(60)).await;
     assert!(report.drained);
@@ -775,16 +766,7 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
     let handle = layer.handle();
-    let service = stack(
-        layer,
-        handler({
-            let calls = Arc::clone(&calls);
-            move |_req| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { status(StatusCode::OK) }
-            }
-        }),
-    );
+    let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     for _ in 0..3 {
         let answer = send(&service, "task_disk").await;
@@ -815,16 +797,7 @@ async fn an_append_with_a_wrong_number_of_outcomes_is_withdrawn_and_503() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = FastAckLayer::new().journal(journal.clone());
     let handle = layer.handle();
-    let service = stack(
-        layer,
-        handler({
-            let calls = Arc::clone(&calls);
-            move |_req| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { status(StatusCode::OK) }
-            }
-        }),
-    );
+    let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     let answer = send(&service, "task_twice").await;
     assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
@@ -939,16 +912,7 @@ async fn a_journal_that_knows_the_task_answers_200_duplicate_and_queues_nothing(
     let calls = Arc::new(AtomicU32::new(0));
     let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
     let handle = layer.handle();
-    let service = stack(
-        layer,
-        handler({
-            let calls = Arc::clone(&calls);
-            move |_req| {
-                calls.fetch_add(1, Ordering::SeqCst);
-                async { status(StatusCode::OK) }
-            }
-        }),
-    );
+    let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     for _ in 0..2 {
         let answer = send(&service, "task_seen").await;
