@@ -72,14 +72,13 @@ impl Rejection {
             code: &'a str,
             message: &'a str,
         }
-        let body = serde_json::to_vec(&ErrorBody {
+        let body = json_bytes(&ErrorBody {
             error: Detail {
                 code: self.code,
                 message: &self.message,
             },
-        })
-        .unwrap_or_default();
-        let mut response = Response::new(ResponseBody::full(Bytes::from(body)));
+        });
+        let mut response = Response::new(ResponseBody::full(body));
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
@@ -89,6 +88,20 @@ impl Rejection {
         }
         response
     }
+}
+
+/// `value` as a JSON body: written on the stack, then copied once, so one
+/// allocation of the exact size (a `Vec` turned into `Bytes` costs a second
+/// one); a body too long for the buffer goes through a `Vec`.
+fn json_bytes<T: Serialize>(value: &T) -> Bytes {
+    const LEN: usize = 256;
+    let mut buf = [0u8; LEN];
+    let mut rest = &mut buf[..];
+    if serde_json::to_writer(&mut rest, value).is_ok() {
+        let len = LEN - rest.len();
+        return Bytes::copy_from_slice(&buf[..len]);
+    }
+    Bytes::from(serde_json::to_vec(value).unwrap_or_default())
 }
 
 // ---- acknowledgements ------------------------------------------------------
@@ -111,19 +124,7 @@ struct Ack<'a> {
 
 impl Ack<'_> {
     fn into_response<B>(self, status: StatusCode) -> Response<ResponseBody<B>> {
-        // Written on the stack, then copied once: one allocation of the
-        // exact size (a `Vec` turned into `Bytes` costs a second one).
-        let mut buf = [0u8; 192];
-        let mut rest = &mut buf[..];
-        let body = match serde_json::to_writer(&mut rest, &self) {
-            Ok(()) => {
-                let len = 192 - rest.len();
-                Bytes::copy_from_slice(&buf[..len])
-            }
-            // An id too long for the buffer.
-            Err(_) => Bytes::from(serde_json::to_vec(&self).unwrap_or_default()),
-        };
-        let mut response = Response::new(ResponseBody::full(body));
+        let mut response = Response::new(ResponseBody::full(json_bytes(&self)));
         *response.status_mut() = status;
         response
             .headers_mut()
@@ -190,4 +191,22 @@ pub(crate) fn not_found<B>() -> Response<ResponseBody<B>> {
     let mut response = Response::new(ResponseBody::full(Bytes::new()));
     *response.status_mut() = StatusCode::NOT_FOUND;
     response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_json_body_is_the_same_on_the_stack_and_past_it() {
+        for len in [0, 10, 200, 240, 256, 1000] {
+            let ack = Ack {
+                status: "accepted",
+                id: Some(&"é\"x".repeat(len)),
+                seq: Some(u64::MAX),
+            };
+            let expected = serde_json::to_vec(&ack).unwrap();
+            assert_eq!(json_bytes(&ack), expected, "id of {len} repeats");
+        }
+    }
 }
