@@ -6,6 +6,7 @@
 #   bash benches/http.sh            # 5 rounds of 10 s (about 4 minutes after the build)
 #   RUNS=3 SECS=5 bash benches/http.sh
 #   LAT_RATE=2000 bash benches/http.sh   # the latency run at 2,000 req/s
+#   STALL_SECS=10 bash benches/http.sh   # a longer measure of the cores' own stalls
 #
 # The server (examples/bench_server.rs, release, one thread) is pinned to
 # core 0 and the load generator to core 1. Throughput: wrk, 1 thread, 32
@@ -18,7 +19,8 @@
 # time per request and how busy wrk kept its own core: near 100 %, wrk is
 # the bottleneck, and the server's CPU per request is the fairer measure.
 # Latency: examples/openloop.rs at half the median bare rate, against bare
-# and against stack (unique ids). `uptime` is printed
+# and against stack (unique ids), after a measure of how often the cores
+# themselves stall (openloop --stalls). `uptime` is printed
 # before and after each run: other work on the machine skews the figures.
 # Needs Linux, taskset, curl, python3; installs wrk with apt-get if missing.
 set -euo pipefail
@@ -27,6 +29,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-5}
 SECS=${SECS:-10}
 LAT_SECS=${LAT_SECS:-10}
+STALL_SECS=${STALL_SECS:-5}
 CONNS=32
 SERVER_CPU=${SERVER_CPU:-0}
 CLIENT_CPU=${CLIENT_CPU:-1}
@@ -149,6 +152,15 @@ echo "== throughput (medians of $RUNS runs of ${SECS} s, wrk -t1 -c$CONNS)"
 grep -v '^HALF=' "$tmp/summary"
 half=$(sed -n 's/^HALF=//p' "$tmp/summary")
 rate=${LAT_RATE:-$half}
+
+echo
+echo "== the machine's own stalls: each core reads the clock in a loop for ${STALL_SECS} s (openloop --stalls);"
+echo "   a gap over 100 us is a time the core was taken away; no server answers through one"
+taskset -c "$SERVER_CPU" "$bin/openloop" --stalls "$STALL_SECS" >"$tmp/stalls.server" &
+taskset -c "$CLIENT_CPU" "$bin/openloop" --stalls "$STALL_SECS" >"$tmp/stalls.client"
+wait $!
+echo "server core $SERVER_CPU: $(cat "$tmp/stalls.server")"
+echo "client core $CLIENT_CPU: $(cat "$tmp/stalls.client")"
 
 echo
 echo "== ack latency, open-loop at $rate req/s (half the median bare rate: $half), ${LAT_SECS} s, $CONNS connections"

@@ -23,6 +23,19 @@
 //! sleeps until a millisecond before a request is due and yields in a loop
 //! after that, so sends are on time to within a few microseconds when the
 //! generator has a core of its own (`taskset -c 1`).
+//!
+//! ```sh
+//! cargo run --release --example openloop -- --stalls SECONDS
+//! ```
+//!
+//! measures the machine instead: for `SECONDS` it reads the clock in a
+//! loop and counts the gaps between two readings longer than 100 µs, the
+//! times the thread did not run (the kernel or, on a virtual machine, the
+//! host took its core). Run on a core (`taskset -c 0`) with nothing else
+//! on it, it prints
+//! `stalls: seconds=S count=N stalled=P% p50_us=.. max_us=..`: no server
+//! can answer within a millisecond through a stall longer than that, so
+//! these figures bound the latency percentiles any server gets there.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -44,6 +57,15 @@ fn fail(error: &str) -> ! {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if args.first().map(String::as_str) == Some("--stalls") {
+        let seconds: f64 = args
+            .get(1)
+            .and_then(|s| s.parse().ok())
+            .filter(|s: &f64| *s > 0.0)
+            .unwrap_or_else(|| fail("usage: openloop --stalls SECONDS"));
+        stalls(Duration::from_secs_f64(seconds));
+        return;
+    }
     if args.len() < 4 {
         eprintln!("usage: openloop URL RATE SECONDS BODY_FILE [CONNECTIONS]");
         std::process::exit(2);
@@ -176,6 +198,34 @@ fn main() {
             pct(1.0),
         );
     });
+}
+
+/// Reads the clock in a loop for `duration` and prints the gaps longer
+/// than 100 µs between two readings: the times this thread's core was taken
+/// from it.
+fn stalls(duration: Duration) {
+    const GAP: Duration = Duration::from_micros(100);
+    let start = Instant::now();
+    let mut gaps = Vec::new();
+    let mut last = start;
+    while last - start < duration {
+        let now = Instant::now();
+        if now - last > GAP {
+            gaps.push(now - last);
+        }
+        last = now;
+    }
+    gaps.sort_unstable();
+    let total: Duration = gaps.iter().sum();
+    let us = |d: Option<&Duration>| d.map_or(0.0, |d| d.as_secs_f64() * 1e6);
+    println!(
+        "stalls: seconds={:.1} count={} stalled={:.2}% p50_us={:.0} max_us={:.0}",
+        (last - start).as_secs_f64(),
+        gaps.len(),
+        total.as_secs_f64() * 100.0 / (last - start).as_secs_f64(),
+        us(gaps.get(gaps.len() / 2)),
+        us(gaps.last()),
+    );
 }
 
 /// Reads one HTTP/1.1 response from `stream` (headers parsed by `httparse`,
