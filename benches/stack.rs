@@ -25,7 +25,10 @@
 //!   answer is the `202` after journaling and queueing; the handler runs on
 //!   a worker;
 //! - `all_layers`: `PayloadLayer` + `DedupLayer` + `FastAckLayer`, the
-//!   recommended stack, `unique` and `duplicates`.
+//!   recommended stack, `unique` and `duplicates`;
+//! - `traced/all_layers_unique_at_info`: `all_layers/unique` with a
+//!   `tracing_subscriber::fmt` subscriber at `INFO` (writing to nowhere),
+//!   what the layers' tracing costs a service that logs.
 //!
 //! Everything runs on one current-thread tokio runtime on the benchmark
 //! thread: the request, and fast-ack's workers, which run whenever the
@@ -246,7 +249,7 @@ fn fast_ack_alone(bencher: Bencher<'_, '_>) {
 mod all_layers {
     use super::*;
 
-    fn all_layers(bencher: Bencher<'_, '_>, ids: Ids, expected: StatusCode) {
+    pub(super) fn all_layers(bencher: Bencher<'_, '_>, ids: Ids, expected: StatusCode) {
         let rt = runtime();
         let _guard = rt.enter();
         let (layer, handle) = fast_ack();
@@ -268,6 +271,27 @@ mod all_layers {
     #[divan::bench]
     fn duplicates(bencher: Bencher<'_, '_>) {
         all_layers(bencher, Ids::Duplicates, StatusCode::OK);
+    }
+}
+
+/// The recommended stack with a `tracing_subscriber::fmt` subscriber at
+/// `INFO` (writing to nowhere) as the thread's default: what the layers'
+/// tracing costs a service that logs at `INFO`, against `all_layers/unique`
+/// (no subscriber) of the same run. Its own group, after the others: a
+/// scoped subscriber makes every callsite check it from then on.
+#[divan::bench_group(sample_count = SAMPLES, sample_size = SAMPLE_SIZE)]
+mod traced {
+    use super::*;
+
+    #[divan::bench]
+    fn all_layers_unique_at_info(bencher: Bencher<'_, '_>) {
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::INFO)
+            .with_writer(std::io::sink)
+            .finish();
+        tracing::subscriber::with_default(subscriber, || {
+            all_layers::all_layers(bencher, Ids::Unique, StatusCode::ACCEPTED);
+        });
     }
 }
 

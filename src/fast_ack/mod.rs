@@ -61,6 +61,21 @@
 //! the [`Journal`] trait takes batches and is called concurrently so that it
 //! can commit many events with one disk sync.
 //!
+//! # Tracing
+//!
+//! The workers run in the span that was current where the layer made its
+//! service, and each attempt in a span `fast_ack.attempt` (fields `seq`,
+//! `task_id`, `attempt`), a child of the span of the request that was
+//! accepted. That span is at `DEBUG` level, as tower-http's request spans
+//! are, under its own target `taskhook::fast_ack::attempt`: a subscriber
+//! at `INFO` does not pay for a span per event (with
+//! `tracing_subscriber::fmt` at `INFO`, an `INFO` span cost 0.5 to 0.9 µs
+//! per event, about a quarter of the whole stack; `BENCHMARKS.md`). To
+//! have every log line of the handler carry the task id, enable it alone,
+//! for example with the filter `info,taskhook::fast_ack::attempt=debug`.
+//! The layer's own warnings and errors about an event (a failed attempt, a
+//! refusal, a dead letter) carry its `seq` and `task_id` either way.
+//!
 //! # Stacking with dedup
 //!
 //! The recommended stack is payload → dedup → fast-ack → handler:

@@ -164,6 +164,9 @@ async fn take_over(shared: Arc<Shared>, period: Duration) {
 /// the acks (and the other workers) share its thread.
 const JOBS_PER_YIELD: u32 = 32;
 
+/// The target of the `fast_ack.attempt` span (documented in the module docs).
+const ATTEMPT_TARGET: &str = "taskhook::fast_ack::attempt";
+
 /// One worker: takes jobs until stopped.
 async fn work<S>(shared: Arc<Shared>, inner: S)
 where
@@ -183,7 +186,13 @@ where
             return;
         };
         job.attempts += 1;
-        let span = tracing::info_span!(
+        // At DEBUG, as tower-http's request spans: a subscriber at INFO
+        // would otherwise make and format a span for every event (0.5 to
+        // 0.9 µs each with `tracing_subscriber::fmt`, BENCHMARKS.md). Its
+        // own target lets a filter enable it alone; the events below carry
+        // the same fields, so they say which event they are about without it.
+        let span = tracing::debug_span!(
+            target: ATTEMPT_TARGET,
             parent: &job.span,
             "fast_ack.attempt",
             seq = job.seq,
@@ -232,7 +241,14 @@ where
         if job.attempts < shared.config.retry.max_attempts() {
             let delay = shared.config.retry.delay(job.attempts);
             span.in_scope(|| {
-                tracing::warn!(%failure, retry_in = ?delay, "attempt failed; will retry");
+                tracing::warn!(
+                    seq = job.seq,
+                    task_id = job.task_id.as_deref(),
+                    attempt = job.attempts,
+                    %failure,
+                    retry_in = ?delay,
+                    "attempt failed; will retry"
+                );
             });
             bump(&shared.counters.retried);
             shared.to_waiting(job.seq);
@@ -253,15 +269,20 @@ where
 async fn succeeded(shared: &Shared, job: &Job, status: StatusCode) {
     if status.is_client_error() {
         // The handler's final word, as it would be for the provider.
-        tracing::warn!(%status, "the handler refused the event; not retried");
+        tracing::warn!(
+            seq = job.seq,
+            task_id = job.task_id.as_deref(),
+            %status,
+            "the handler refused the event; not retried"
+        );
     } else {
-        tracing::debug!(%status, "event processed");
+        tracing::debug!(seq = job.seq, %status, "event processed");
     }
     if let Err(error) = shared.config.journal.complete(job.seq).await {
         // Still pending in the journal: replayed after a restart, so
         // processed at least once.
         bump(&shared.counters.journal_errors);
-        tracing::error!(%error, "journal could not mark the event done");
+        tracing::error!(seq = job.seq, %error, "journal could not mark the event done");
     }
     bump(&shared.counters.processed);
     shared.finish(job.seq);
