@@ -375,3 +375,19 @@ fn dedup_memory_measures_a_small_count() {
         );
     }
 }
+
+#[cfg(target_os = "linux")]
+#[test]
+fn fast_ack_memory_measures_a_small_count() {
+    let out = run_to_end("fast_ack_memory", &["2000"], Duration::from_secs(60));
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{stdout}");
+    for mode in ["fast_ack", "hold_bytes", "hold_copies"] {
+        assert!(
+            stdout.contains(&format!("{mode}: 2000 events held")),
+            "{mode} in\n{stdout}"
+        );
+    }
+    // The kept bodies are all there: the measure is of held requests.
+    assert_eq!(stdout.matches("(2000 bodies kept)").count(), 2, "{stdout}");
+}
