@@ -21,7 +21,6 @@
 //!   (LRU, TTL) and a 16-byte value, keyed by the id `String` or by its
 //!   128-bit hash: the saving of compact keys alone.
 
-use std::process::Command;
 use std::time::{Duration, Instant};
 
 use moka::future::Cache;
@@ -29,47 +28,24 @@ use moka::policy::EvictionPolicy;
 use taskhook::dedup::{Claim, DedupKey};
 use taskhook::{CompactStore, DedupStore, MokaStore};
 
+#[path = "support/modes.rs"]
+mod modes;
+use modes::rss_bytes;
+
 const MODES: [&str; 4] = ["store", "compact", "string-key", "hashed-key"];
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let first = args.next();
-    match first.as_deref() {
-        Some(mode) if MODES.contains(&mode) => {
-            let n = args
-                .next()
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(1_000_000);
-            measure(mode, n);
-        }
-        _ => {
-            let n: u64 = first.and_then(|n| n.parse().ok()).unwrap_or(1_000_000);
-            let exe = std::env::current_exe().expect("path of this program");
-            println!("{n} keys, 31-byte ids, bytes = RSS growth / keys");
-            for mode in MODES {
-                let status = Command::new(&exe)
-                    .args([mode, &n.to_string()])
-                    .status()
-                    .expect("run a measurement");
-                assert!(status.success(), "{mode} failed");
-            }
-        }
-    }
+    modes::run(
+        &MODES,
+        1_000_000,
+        |n| format!("{n} keys, 31-byte ids, bytes = RSS growth / keys"),
+        measure,
+    );
 }
 
 fn id(i: u64) -> String {
     // 31 bytes, like `task_01KA040M0HP1GJWBJYZMKX1XS1`.
     format!("task_{i:026}")
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
 }
 
 #[tokio::main(flavor = "current_thread")]

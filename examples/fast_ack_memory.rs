@@ -24,7 +24,6 @@
 //! - `hold_copies`: the same handler keeping a copy of each body: what the
 //!   bodies alone take.
 
-use std::process::Command;
 use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
@@ -42,6 +41,9 @@ use tower::ServiceBuilder;
 
 #[path = "../benches/support/bodies.rs"]
 mod bodies;
+#[path = "support/modes.rs"]
+mod modes;
+use modes::rss_bytes;
 
 const MODES: [&str; 3] = ["fast_ack", "hold_bytes", "hold_copies"];
 
@@ -51,40 +53,18 @@ const FIXTURE_ID: &str = "task_01KE11111111111111111EXTRA";
 const CONNECTIONS: u64 = 32;
 
 fn main() {
-    let mut args = std::env::args().skip(1);
-    let first = args.next();
-    match first.as_deref() {
-        Some(mode) if MODES.contains(&mode) => {
-            let n = args.next().and_then(|n| n.parse().ok()).unwrap_or(50_000);
+    modes::run(
+        &MODES,
+        50_000,
+        |n| format!("{n} events of 1,027 bytes held, bytes = RSS growth / events"),
+        |mode, n| {
             let rt = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("runtime");
             rt.block_on(measure(mode, n));
-        }
-        _ => {
-            let n: u64 = first.and_then(|n| n.parse().ok()).unwrap_or(50_000);
-            let exe = std::env::current_exe().expect("path of this program");
-            println!("{n} events of 1,027 bytes held, bytes = RSS growth / events");
-            for mode in MODES {
-                let status = Command::new(&exe)
-                    .args([mode, &n.to_string()])
-                    .status()
-                    .expect("run a measurement");
-                assert!(status.success(), "{mode} failed");
-            }
-        }
-    }
-}
-
-fn rss_bytes() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
-    let kb: u64 = status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmRSS line");
-    kb * 1024
+        },
+    );
 }
 
 /// The app of `mode`, and what it holds (for `hold_*`).
