@@ -18,6 +18,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+#[path = "../common/mod.rs"]
+mod common;
+
 use taskhook::backend::RedbJournal;
 use taskhook::fast_ack::Journal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,15 +29,6 @@ use tokio::net::TcpStream;
 const TASKS: usize = 3000;
 const KILLS: usize = 4;
 const SENDERS: usize = 32;
-
-/// `<target>/<profile>` of this test binary (`<target>/<profile>/deps/..`).
-fn profile_dir() -> PathBuf {
-    let exe = std::env::current_exe().expect("path of the test binary");
-    exe.parent()
-        .and_then(Path::parent)
-        .expect("the test binary lives in <target>/<profile>/deps")
-        .to_owned()
-}
 
 /// Builds the receiver with the journal and copies it to `dir` (the
 /// shared target directory's copy may be rebuilt meanwhile with other
@@ -61,37 +55,12 @@ fn receiver_binary(dir: &Path) -> PathBuf {
 }
 
 fn build_receiver() -> PathBuf {
-    let profile_dir = profile_dir();
-    let target_dir = profile_dir.parent().expect("<target>/<profile>");
-    let profile = match profile_dir.file_name().and_then(|n| n.to_str()) {
-        Some("debug") | None => "dev".to_owned(),
-        Some(other) => other.to_owned(),
-    };
-    let output = Command::new(env!("CARGO"))
-        .current_dir(env!("CARGO_MANIFEST_DIR"))
-        .args([
-            "build",
-            "--quiet",
-            "--example",
-            "receiver",
-            "--profile",
-            &profile,
-        ])
-        .arg("--target-dir")
-        .arg(target_dir)
-        .args(["--features", "axum,redb"])
-        .output()
-        .expect("cargo runs");
-    assert!(
-        output.status.success(),
-        "building the receiver failed:\n{}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    let path = profile_dir
-        .join("examples")
-        .join(format!("receiver{}", std::env::consts::EXE_SUFFIX));
-    assert!(path.exists(), "{} was not built", path.display());
-    path
+    if let Err(error) =
+        common::examples::cargo_build(&["--example", "receiver", "--features", "axum,redb"])
+    {
+        panic!("building the receiver failed:\n{error}");
+    }
+    common::examples::built("receiver")
 }
 
 /// SplitMix64: random kill times, reproducible from the printed seed.
