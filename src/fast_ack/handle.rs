@@ -325,6 +325,11 @@ impl FastAckHandle {
         for worker in workers {
             let _ = worker.await;
         }
+        // What the workers completed may wait for the journal's next sync.
+        if let Err(error) = shared.config.journal.sync().await {
+            bump(&shared.counters.journal_errors);
+            tracing::error!(%error, "journal could not sync at shutdown");
+        }
         let report = ShutdownReport {
             drained: queued.is_empty() && in_flight.is_empty() && waiting_retry.is_empty(),
             queued,

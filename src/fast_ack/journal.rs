@@ -339,6 +339,18 @@ pub trait Journal: Send + Sync + 'static {
         let _ = max;
         Box::pin(std::future::ready(Ok(Vec::new())))
     }
+
+    /// Makes every call answered so far durable: the completions, dead
+    /// letters and removals that a journal defers to its next sync.
+    ///
+    /// [`FastAckHandle::shutdown`](super::FastAckHandle::shutdown) calls it
+    /// once the workers have stopped, so an event processed just before a
+    /// graceful shutdown does not run again after the restart. The default
+    /// does nothing (a journal that makes each call durable before it
+    /// answers).
+    fn sync(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(std::future::ready(Ok(())))
+    }
 }
 
 impl<J: Journal + ?Sized> Journal for Arc<J> {
@@ -380,6 +392,10 @@ impl<J: Journal + ?Sized> Journal for Arc<J> {
 
     fn take_over(&self, max: usize) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
         (**self).take_over(max)
+    }
+
+    fn sync(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        (**self).sync()
     }
 }
 
