@@ -12,14 +12,15 @@
 //! the done task ids are in a redb file in a new temporary directory,
 //! removed at the end, or in `--journal PATH`; `--journal memory` or a
 //! build without `redb` keeps them in memory) on
-//! `127.0.0.1:0`, then runs [`taskhook::sim`] against it: by default 3,000
+//! `127.0.0.1:0`, then runs [`taskhook::sim`] against it: by default 5,000
 //! tasks shaped like the provider's samples, 3% pushed twice at once
 //! (immediate), 3% twice on two connections at the same moment
-//! (concurrent), 3% again 100 provider-seconds later, with the provider's
+//! (concurrent), 3% again 60 provider-seconds later, with the provider's
 //! timeout and retries (10 s; 10 s, 30 s, 60 s) scaled by the time factor
-//! (default 0.01: a 100 ms timeout, retries after 0.1, 0.3, 0.6 s). The
-//! handler fails (`500`) with probability `--fail-rate` and is slow
-//! (`--slow-ms`) with probability `--slow-rate`. A progress bar runs on
+//! (default 0.05: a 0.5 s timeout, retries after 0.5, 1.5, 3 s). The
+//! handler fails (`500`) with probability `--fail-rate` (default 0.2) and
+//! is slow (`--slow-ms`, default 200) with probability `--slow-rate`
+//! (default 0.02). A progress bar runs on
 //! stderr while it works (when stderr is a terminal); a table follows.
 //!
 //! # The accounting
@@ -49,7 +50,7 @@
 //!
 //! The time factor compresses the provider's schedule, not the handler:
 //! with `--capacity 128 --workers 8` the queue is too small for the burst,
-//! the provider's retries (0.1 s to 0.6 s apart at the default factor)
+//! the provider's retries (0.5 s to 3 s apart at the default factor)
 //! meet a queue that is still full, are answered `503` until the provider
 //! gives up, and the demo reports those tasks lost. Size the queue for a
 //! burst over the real schedule (retries 10 s, 30 s, 60 s apart), or use a

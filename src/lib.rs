@@ -13,6 +13,8 @@
 //! - [`fast_ack`]: answer `202` once the event is journaled and queued, run
 //!   the handler in the background with retries, dead letters, replay and
 //!   graceful drain.
+//! - [`stack`]: [`CallbackStack`], the three in the right order around a
+//!   handler, in one call.
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
 //! - `sim` (feature `sim`): a simulator of the provider's sending side, for
@@ -25,15 +27,13 @@
 //! # Example
 //!
 //! The recommended stack on an axum route (feature `axum` for the
-//! extractor): parse, dedup by task id, acknowledge at once, process in the
-//! background.
+//! extractor), built in the right order by [`CallbackStack`]: parse, dedup
+//! by task id, acknowledge at once, process in the background.
 //!
 //! ```
 //! # #[cfg(feature = "axum")] {
 //! use axum::{handler::HandlerWithoutStateExt, Router};
-//! use taskhook::fast_ack::FastAckLayer;
-//! use taskhook::{ServiceBuilderExt, TaskEvent};
-//! use tower::ServiceBuilder;
+//! use taskhook::{CallbackStack, TaskEvent};
 //!
 //! async fn on_callback(event: TaskEvent) {
 //!     for url in event.urls() {
@@ -42,17 +42,16 @@
 //!     }
 //! }
 //!
-//! let fast_ack = FastAckLayer::new();
-//! let handle = fast_ack.handle(); // stats, dead letters, replay, shutdown
-//! let callback = ServiceBuilder::new()
-//!     .task_payload()
-//!     .dedup_tasks()
-//!     .fast_ack(fast_ack)
-//!     .service(on_callback.into_service());
+//! let (callback, handle) = CallbackStack::new().build(on_callback.into_service());
 //! let app: Router = Router::new().route_service("/callback", callback);
+//! // `handle`: stats, dead letters, replay, graceful shutdown.
 //! # drop(handle);
 //! # }
 //! ```
+//!
+//! The layers compose by hand too (payload, then dedup, then fast-ack:
+//! [`ServiceBuilderExt`] adds them to a `tower::ServiceBuilder` in that
+//! order).
 //!
 //! # Feature flags
 //!
@@ -81,6 +80,7 @@ mod response;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
+pub mod stack;
 #[cfg(feature = "verify")]
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
@@ -95,5 +95,6 @@ pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
 pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
 pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};
 pub use self::payload::{Payload, PayloadLayer, RawPayload};
+pub use self::stack::{CallbackService, CallbackStack};
 #[cfg(feature = "verify")]
 pub use self::verify::{IpAllowLayer, PathTokenLayer, RefetchLayer, StandardWebhooksLayer};

@@ -13,7 +13,7 @@
 use std::time::Duration;
 
 use bytes::Bytes;
-use http::header::{HeaderValue, CONTENT_TYPE, RETRY_AFTER};
+use http::header::{HeaderValue, ALLOW, CONTENT_TYPE, RETRY_AFTER};
 use http::{Response, StatusCode};
 use serde::Serialize;
 
@@ -82,6 +82,9 @@ impl Rejection {
         *response.status_mut() = self.status;
         let headers = response.headers_mut();
         headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        if self.status == StatusCode::METHOD_NOT_ALLOWED {
+            headers.insert(ALLOW, HeaderValue::from_static("POST"));
+        }
         if let Some(after) = self.retry_after {
             // Whole seconds, at least one: `Retry-After: 0` invites a hot loop.
             headers.insert(RETRY_AFTER, HeaderValue::from(after.as_secs().max(1)));
@@ -178,6 +181,19 @@ impl Rejection {
             status: StatusCode::INTERNAL_SERVER_ERROR,
             code,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+}
+
+impl Rejection {
+    /// `405 Method Not Allowed` with `Allow: POST`: the provider only ever
+    /// POSTs a callback.
+    pub(crate) fn method_not_allowed() -> Self {
+        Self {
+            status: StatusCode::METHOD_NOT_ALLOWED,
+            code: "method_not_allowed",
+            message: "a callback is a POST".into(),
             retry_after: None,
         }
     }

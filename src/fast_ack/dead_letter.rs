@@ -4,10 +4,11 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::SystemTime;
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use serde::ser::{Serialize, SerializeStruct, Serializer};
 
 use super::job::Job;
 use super::journal::{Entry, JournalError};
@@ -16,18 +17,52 @@ use super::journal::{Entry, JournalError};
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Failure {
-    /// The inner service answered this `5xx` status.
-    Status(StatusCode),
+    /// The inner service answered this status: a `5xx` (retried), or a
+    /// `4xx` (the handler refused the event: not retried).
+    Status {
+        /// The status of the answer.
+        status: StatusCode,
+        /// The start of the answer's body, at most 512 bytes (lossy UTF-8,
+        /// `…` when cut), so that the log and the dead letter say why;
+        /// empty when it had none.
+        body: String,
+    },
     /// The inner service returned an error (its text).
     Error(String),
     /// The inner service panicked (the panic message, when it was a string).
     Panic(String),
 }
 
+impl Failure {
+    /// A [`Failure::Status`] with `status` and the start of the body.
+    pub fn status(status: StatusCode, body: impl Into<String>) -> Self {
+        Self::Status {
+            status,
+            body: body.into(),
+        }
+    }
+
+    /// The status of the answer, for a [`Failure::Status`].
+    pub fn status_code(&self) -> Option<StatusCode> {
+        match self {
+            Self::Status { status, .. } => Some(*status),
+            Self::Error(_) | Self::Panic(_) => None,
+        }
+    }
+
+    /// `true` when the handler refused the event with a `4xx`.
+    pub fn is_refusal(&self) -> bool {
+        self.status_code().is_some_and(|s| s.is_client_error())
+    }
+}
+
 impl fmt::Display for Failure {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Self::Status(status) => write!(f, "the handler answered {status}"),
+            Self::Status { status, body } if body.is_empty() => {
+                write!(f, "the handler answered {status}")
+            }
+            Self::Status { status, body } => write!(f, "the handler answered {status}: {body}"),
             Self::Error(error) => write!(f, "the handler failed: {error}"),
             Self::Panic(message) => write!(f, "the handler panicked: {message}"),
         }
@@ -143,6 +178,60 @@ impl DeadLetter {
     /// When the last attempt failed.
     pub fn failed_at(&self) -> SystemTime {
         self.failed_at
+    }
+}
+
+/// The JSON of a dead letter for an admin route or a log: `seq`, `task_id`
+/// (or `null`), `attempts`, `failure` (`{"kind":"status","status":500,
+/// "body":".."}`, `{"kind":"error","message":".."}` or
+/// `{"kind":"panic","message":".."}`), `failed_at_ms` (milliseconds since
+/// the Unix epoch), `method`, `uri`, and `payload`: the body as JSON (the
+/// payload layer validated it), or as a string when it is not JSON.
+/// Headers are left out: they may carry secrets.
+impl Serialize for DeadLetter {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let failed_at_ms = self
+            .failed_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+            .unwrap_or(0);
+        let payload = serde_json::from_slice::<serde_json::Value>(self.body())
+            .unwrap_or_else(|_| String::from_utf8_lossy(self.body()).into_owned().into());
+        let mut map = serializer.serialize_struct("DeadLetter", 8)?;
+        map.serialize_field("seq", &self.seq())?;
+        map.serialize_field("task_id", &self.task_id())?;
+        map.serialize_field("attempts", &self.attempts)?;
+        map.serialize_field("failure", &self.failure)?;
+        map.serialize_field("failed_at_ms", &failed_at_ms)?;
+        map.serialize_field("method", self.method().as_str())?;
+        map.serialize_field("uri", &self.uri().to_string())?;
+        map.serialize_field("payload", &payload)?;
+        map.end()
+    }
+}
+
+impl Serialize for Failure {
+    fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Self::Status { status, body } => {
+                let mut map = serializer.serialize_struct("Failure", 3)?;
+                map.serialize_field("kind", "status")?;
+                map.serialize_field("status", &status.as_u16())?;
+                map.serialize_field("body", body)?;
+                map.end()
+            }
+            Self::Error(message) | Self::Panic(message) => {
+                let mut map = serializer.serialize_struct("Failure", 2)?;
+                let kind = if matches!(self, Self::Error(_)) {
+                    "error"
+                } else {
+                    "panic"
+                };
+                map.serialize_field("kind", kind)?;
+                map.serialize_field("message", message)?;
+                map.end()
+            }
+        }
     }
 }
 

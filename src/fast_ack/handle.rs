@@ -5,6 +5,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use tokio::sync::broadcast;
 
 use super::dead_letter::DeadLetter;
@@ -31,10 +32,13 @@ impl fmt::Debug for FastAckHandle {
 
 /// A snapshot of the counters and of the queue.
 ///
-/// At any time, `accepted + recovered == processed + dead_lettered +
-/// queued + in_flight + waiting_retry` (plus the events being journaled at
-/// that instant).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// At any time, `accepted + recovered == processed + refused +
+/// dead_lettered + queued + in_flight + waiting_retry` (plus the events
+/// being journaled at that instant).
+///
+/// `Serialize` gives an admin route its JSON (`{"accepted":..,..}`) with no
+/// field written by hand.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct Stats {
     /// Events answered `2xx` (replayed dead letters included).
@@ -44,13 +48,18 @@ pub struct Stats {
     /// Events answered `503` for another reason: starting, shutting down,
     /// the journal failed.
     pub rejected_unavailable: u64,
-    /// Events the inner service finished (a `2xx`, `3xx` or `4xx` answer).
+    /// Events the inner service finished (a `1xx`, `2xx` or `3xx` answer).
     pub processed: u64,
+    /// Events the inner service refused with a `4xx`: not retried, kept as
+    /// dead letters (unless
+    /// [`dead_letter_refusals`](super::FastAckLayer::dead_letter_refusals)
+    /// is off), never counted as `processed` nor as `dead_lettered`.
+    pub refused: u64,
     /// Attempts that failed (`5xx`, error, panic).
     pub failed_attempts: u64,
     /// Retries scheduled.
     pub retried: u64,
-    /// Events that failed every attempt.
+    /// Events that failed every attempt (`5xx`, error, panic).
     pub dead_lettered: u64,
     /// Dead letters dropped because the list was full.
     pub dead_letters_dropped: u64,
@@ -78,7 +87,8 @@ pub struct Stats {
 ///
 /// Every event listed stays pending in the journal: a durable journal runs
 /// it after the next start.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// `Serialize`: `{"drained":..,"queued":[..],"in_flight":[..],"waiting_retry":[..]}`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct ShutdownReport {
     /// `true` when everything accepted was processed or dead-lettered
@@ -159,6 +169,7 @@ impl FastAckHandle {
             rejected_full: get(&c.rejected_full),
             rejected_unavailable: get(&c.rejected_unavailable),
             processed: get(&c.processed),
+            refused: get(&c.refused),
             failed_attempts: get(&c.failed_attempts),
             retried: get(&c.retried),
             dead_lettered: get(&c.dead_lettered),

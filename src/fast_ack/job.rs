@@ -5,20 +5,20 @@ use std::sync::Arc;
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
-use http::{Extensions, HeaderMap, Method, Request, Uri, Version};
+use http::{HeaderMap, Method, Request, Uri, Version};
 
 use super::journal::{Entry, JournalError, Record};
 use crate::body::BufferedBody;
 use crate::{RawPayload, TaskEvent};
 
-/// Everything of a request but its body. Shared by every attempt.
+/// Everything of a request but its body and extensions: what the journal
+/// keeps. Shared by every attempt.
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
-    pub(crate) extensions: Extensions,
 }
 
 /// One accepted event on its way through the queue.
@@ -26,6 +26,8 @@ pub(crate) struct Head {
 pub(crate) struct Job {
     pub(crate) seq: u64,
     pub(crate) task_id: Option<Arc<str>>,
+    /// The parsed event, when the body is one.
+    pub(crate) event: Option<TaskEvent>,
     pub(crate) head: Arc<Head>,
     pub(crate) body: Bytes,
     /// Attempts made so far.
@@ -35,14 +37,31 @@ pub(crate) struct Job {
 }
 
 impl Job {
-    /// A fresh request for the next attempt.
+    /// A fresh request for the next attempt, made of what the journal keeps
+    /// and nothing else, so that an attempt on an event accepted a moment
+    /// ago and one on an event read back after a restart see the same
+    /// request: method, URI, version, headers and body, with the
+    /// [`TaskEvent`], the [`RawPayload`] and the [`Attempt`] in its
+    /// extensions. The extensions of the accepted request (a router's path
+    /// parameters, the peer address, whatever an outer layer added) are not
+    /// journaled, so they are not passed on live either: a handler that
+    /// needs them fails on its first attempt, not after a restart.
     pub(crate) fn request(&self) -> Request<BufferedBody> {
         let mut req = Request::new(BufferedBody::new(self.body.clone()));
         *req.method_mut() = self.head.method.clone();
         *req.uri_mut() = self.head.uri.clone();
         *req.version_mut() = self.head.version;
         *req.headers_mut() = self.head.headers.clone();
-        *req.extensions_mut() = self.head.extensions.clone();
+        let extensions = req.extensions_mut();
+        if let Some(event) = &self.event {
+            extensions.insert(event.clone());
+        }
+        extensions.insert(RawPayload::new(self.body.clone()));
+        extensions.insert(Attempt {
+            seq: self.seq,
+            number: self.attempts,
+            task_id: self.task_id.clone(),
+        });
         req
     }
 
@@ -57,27 +76,71 @@ impl Job {
     }
 
     /// Rebuilds a job from a journal entry (after a restart, or a dead
-    /// letter loaded from the journal).
-    ///
-    /// The extensions other layers added are gone; the payload layer's
-    /// [`RawPayload`] and (when the body parses) [`TaskEvent`] are put back.
+    /// letter loaded from the journal); the [`TaskEvent`] is parsed again
+    /// from the body.
     pub(crate) fn from_entry(entry: &Entry) -> Result<Self, JournalError> {
-        let (mut head, body) = decode(entry.bytes())
+        let (head, body) = decode(entry.bytes())
             .map_err(|reason| JournalError::corrupt(Some(entry.seq()), reason))?;
         let mut task_id = entry.task_id_arc();
-        if let Ok(event) = TaskEvent::from_slice(&body) {
-            task_id.get_or_insert_with(|| Arc::from(event.id()));
-            head.extensions.insert(event);
+        let event = TaskEvent::from_slice(&body).ok();
+        if let Some(event) = &event {
+            task_id.get_or_insert_with(|| Arc::clone(event.shared_id()));
         }
-        head.extensions.insert(RawPayload::new(body.clone()));
         Ok(Self {
             seq: entry.seq(),
             task_id,
+            event,
             head: Arc::new(head),
             body,
             attempts: 0,
             span: tracing::Span::none(),
         })
+    }
+}
+
+/// Which attempt on which event a request to the handler is: in the
+/// extensions of every request the fast-ack workers send to the inner
+/// service (live or replayed after a restart alike).
+///
+/// With the `axum` feature, extract it with `Extension<Attempt>`.
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use taskhook::body::BufferedBody;
+/// use taskhook::fast_ack::Attempt;
+/// use tower::service_fn;
+///
+/// let handler = service_fn(|req: Request<BufferedBody>| async move {
+///     if let Some(attempt) = req.extensions().get::<Attempt>() {
+///         println!("event {} attempt {}", attempt.seq(), attempt.number());
+///     }
+///     Ok::<_, Infallible>(Response::new(String::new()))
+/// });
+/// # drop(handler);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attempt {
+    seq: u64,
+    number: u32,
+    task_id: Option<Arc<str>>,
+}
+
+impl Attempt {
+    /// The journal sequence number of the event.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The attempt: `1` for the first, `2` for the first retry, and so on
+    /// (a replayed dead letter starts again at `1`).
+    pub fn number(&self) -> u32 {
+        self.number
+    }
+
+    /// The task id, when the payload layer parsed one.
+    pub fn task_id(&self) -> Option<&str> {
+        self.task_id.as_deref()
     }
 }
 
@@ -156,7 +219,6 @@ fn decode(bytes: &Bytes) -> Result<(Head, Bytes), String> {
             uri,
             version,
             headers,
-            extensions: Extensions::new(),
         },
         body,
     ))
@@ -204,7 +266,6 @@ mod tests {
             uri: "/hook/callback?x=1".parse().unwrap(),
             version: Version::HTTP_2,
             headers,
-            extensions: Extensions::new(),
         }
     }
 
@@ -212,6 +273,7 @@ mod tests {
         Job {
             seq: 0,
             task_id: task_id.map(Arc::from),
+            event: None,
             head: Arc::new(head()),
             body: body.clone(),
             attempts: 0,
@@ -233,6 +295,8 @@ mod tests {
         assert_eq!(req.headers().get_all("x-multi").iter().count(), 2);
         assert_eq!(req.extensions().get::<TaskEvent>().unwrap().id(), "task_1");
         assert_eq!(req.extensions().get::<RawPayload>().unwrap().bytes(), &body);
+        let attempt = req.extensions().get::<Attempt>().unwrap();
+        assert_eq!((attempt.seq(), attempt.task_id()), (7, Some("task_1")));
     }
 
     #[test]

@@ -126,6 +126,28 @@ impl FastAckLayer {
         self.configure(|c| c.dead_letter_capacity = letters)
     }
 
+    /// Sets whether an event the inner service refuses with a `4xx` (an
+    /// extractor's rejection, a validation error) becomes a dead letter.
+    /// The default is `true`.
+    ///
+    /// The provider was answered `2xx` for it, so it would not send it
+    /// again: a refusal is never retried (the answer would be the same) nor
+    /// counted as processed. As a dead letter it is kept, listed, sent to
+    /// [`on_dead_letter`](Self::on_dead_letter), and can be
+    /// [replayed](FastAckHandle::replay) once the handler is fixed. With
+    /// `false` it is only logged (`WARN`) and marked done in the journal.
+    /// Either way it counts in [`Stats::refused`](super::Stats::refused).
+    ///
+    /// ```
+    /// use taskhook::fast_ack::FastAckLayer;
+    ///
+    /// let layer = FastAckLayer::new().dead_letter_refusals(false);
+    /// ```
+    #[must_use]
+    pub fn dead_letter_refusals(self, dead_letter: bool) -> Self {
+        self.configure(|c| c.dead_letter_refusals = dead_letter)
+    }
+
     /// Sets the `Retry-After` of the `503` answers (whole seconds, at least
     /// one).
     ///
@@ -198,6 +220,11 @@ where
 
     fn layer(&self, inner: S) -> Self::Service {
         let bound = worker::bind(&self.shared, inner);
+        if !bound {
+            // Loud at once, when the app is built, not only at the first
+            // callback.
+            tracing::error!("{}", super::service::REUSED);
+        }
         FastAck::from_shared(Arc::clone(&self.shared), bound)
     }
 }

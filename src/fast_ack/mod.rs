@@ -27,18 +27,23 @@
 //!
 //! The `202` never waits for the inner service. A pool of workers (see
 //! [`FastAckLayer::concurrency`]) runs it on each job with a fresh
-//! `Request<BufferedBody>` carrying the original extensions (so the
-//! [`TaskEvent`](crate::TaskEvent) is there), in the span of the request that
+//! `Request<BufferedBody>` made of what the journal keeps (see [What the
+//! handler sees](#what-the-handler-sees)), in the span of the request that
 //! was accepted:
 //!
-//! - a `2xx`, `3xx` or `4xx` answer finishes the event (a `4xx` is the
-//!   handler's final word, logged, not retried) and marks it
-//!   [complete](Journal::complete) in the journal;
+//! - a `1xx`, `2xx` or `3xx` answer finishes the event: it is
+//!   [complete](Journal::complete) in the journal and counted `processed`;
+//! - a `4xx` is the handler refusing an event the provider was told is safe
+//!   (an extractor's rejection, a validation error): not retried (the answer
+//!   would be the same), counted `refused`, never `processed`, and kept as a
+//!   [`DeadLetter`] to replay once the handler is fixed
+//!   ([`FastAckLayer::dead_letter_refusals`] turns that off);
 //! - a `5xx`, an `Err` or a panic fails the attempt: it is retried after an
 //!   exponential backoff with full jitter ([`RetryPolicy`]), and after the
 //!   last attempt it becomes a [`DeadLetter`]: kept (bounded) with the
-//!   request, the last [`Failure`] and the attempt count, recorded in the
-//!   journal, sent to [`FastAckLayer::on_dead_letter`] and to
+//!   request, the last [`Failure`] (with the first 512 bytes of the answer's
+//!   body, which say why) and the attempt count, recorded in the journal,
+//!   sent to [`FastAckLayer::on_dead_letter`] and to
 //!   [`FastAckHandle::subscribe_dead_letters`]. [`FastAckHandle::replay`]
 //!   sends it through the journal and the queue again.
 //!
@@ -49,12 +54,36 @@
 //! At start-up the workers first run the journal's
 //! [pending](Journal::pending) entries (accepted before a restart and not
 //! finished), in order of arrival; until those are queued, new events get
-//! `503 starting`. A request read back from the journal carries the
-//! [`TaskEvent`](crate::TaskEvent) and [`RawPayload`](crate::RawPayload)
-//! again, rebuilt from the body; other extensions are not journaled. [`FastAckHandle::shutdown`] stops intake (`503
+//! `503 starting`. [`FastAckHandle::shutdown`] stops intake (`503
 //! shutting_down`), drains the queue, the running attempts and the retries
-//! up to a deadline, and reports what was left; what is left stays pending
-//! in the journal.
+//! up to a deadline, [syncs](Journal::sync) the journal and reports what was
+//! left; what is left stays pending in the journal.
+//!
+//! # What the handler sees
+//!
+//! Every attempt, on an event accepted a moment ago or read back from the
+//! journal after a restart, gets the same request: the method, URI
+//! (as this layer saw it: after an axum `nest`, without the prefix),
+//! version, headers and body that were accepted, and in its extensions the
+//! [`TaskEvent`](crate::TaskEvent), the [`RawPayload`](crate::RawPayload)
+//! and the [`Attempt`] (sequence number, attempt number, task id). Nothing
+//! else: the other extensions of the accepted request cannot be journaled,
+//! so they are not passed on live either, and a handler that depends on
+//! one fails on its first call (a `5xx` or `4xx` whose body the dead letter
+//! keeps) instead of after the next crash. So a handler may extract:
+//!
+//! - the event, the raw body, `Json<T>`, `Bytes`, `String`, the headers,
+//!   `Method`, `Uri`, `Query<T>`, `Extension<Attempt>`, and `State` (with
+//!   axum's `Handler::with_state`: the state belongs to the service, not to
+//!   the request);
+//! - `Path<T>` only when the router that matches the path runs **inside**
+//!   the stack, so that it matches the journaled URI on every attempt:
+//!   `CallbackStack::new().build(Router::new().route("/t/{tenant}/callback",
+//!   post(handler)))`, mounted with `route_service("/t/{tenant}/callback", ..)`;
+//! - not `ConnectInfo`, `MatchedPath`, `OriginalUri`, nor what an outer
+//!   layer put in the extensions (an authenticated user, a request id):
+//!   copy what the handler needs into a header in front of the stack, or
+//!   decide on it in front of the stack (as the verification layers do).
 //!
 //! With the default [`MemoryJournal`] an event answered `2xx` is lost if the
 //! process dies before it is processed. A durable journal closes that gap:
@@ -96,15 +125,23 @@
 //!
 //! The other order (fast-ack in front of dedup) would make the dedup
 //! decision in the background, after the `2xx`, and journal every
-//! duplicate: use the order above.
+//! duplicate: use the order above ([`CallbackStack`](crate::CallbackStack)
+//! builds it).
 //!
 //! # axum
 //!
 //! A [`FastAckLayer`] runs one handler. axum's `MethodRouter::layer` and
 //! `Router::layer` apply a layer to every endpoint, the method-not-allowed
-//! fallback included, so apply it to a single service and mount that with
-//! `route_service`, as below; services made by a second `layer` call answer
-//! `500 fast_ack_layer_reused`.
+//! fallback included, so build the stack as a service
+//! ([`CallbackStack`](crate::CallbackStack), or the layers applied to a
+//! single service as below) and mount it with `route_service`. Services
+//! made by a second `layer` call answer `500 fast_ack_layer_reused`, and
+//! the second call logs an `ERROR` when the app is built.
+//!
+//! The other order (fast-ack in front of dedup) is detected too: the dedup
+//! layer answers every attempt `500 dedup_behind_fast_ack` (and logs an
+//! `ERROR`), so the events are dead letters to replay once the order is
+//! fixed, never run without deduplication.
 //!
 //! # Example
 //!
@@ -180,6 +217,7 @@ mod worker;
 
 pub use self::dead_letter::{DeadLetter, Failure};
 pub use self::handle::{FastAckHandle, ReplayError, ShutdownReport, Stats};
+pub use self::job::Attempt;
 pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
 pub use self::layer::FastAckLayer;
 pub use self::retry::RetryPolicy;

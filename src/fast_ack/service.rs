@@ -4,7 +4,10 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
+use bytes::Buf;
 use http::{Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::BodyExt;
 use tower_layer::Layer;
 use tower_service::Service;
 use tracing::Instrument;
@@ -12,6 +15,7 @@ use tracing::Instrument;
 use super::future::{Admission, ResponseFuture};
 use super::handle::FastAckHandle;
 use super::job::{Head, Job};
+use super::journal::BoxFuture;
 use super::shared::Shared;
 use super::FastAckLayer;
 use crate::body::{BufferedBody, ResponseBody};
@@ -19,20 +23,85 @@ use crate::response::Rejection;
 use crate::{RawPayload, TaskEvent};
 
 /// The status of a response, which tells the workers whether an attempt
-/// failed (`5xx`) or not.
+/// succeeded (`1xx` to `3xx`), was refused (`4xx`) or failed (`5xx`), and
+/// the start of its body, which says why.
 ///
 /// Implemented for [`http::Response`]; implement it for another response
 /// type to run such a service behind the layer.
 pub trait ResponseStatus {
     /// The response's status code.
     fn status(&self) -> StatusCode;
+
+    /// The start of the body, at most `limit` bytes as lossy UTF-8 (`…`
+    /// when cut), for the report of a refused or failed attempt. Read for
+    /// at most one second. The default reads nothing.
+    fn excerpt(self, limit: usize) -> BoxFuture<'static, String>
+    where
+        Self: Sized,
+    {
+        let _ = limit;
+        Box::pin(std::future::ready(String::new()))
+    }
 }
 
-impl<B> ResponseStatus for Response<B> {
+impl<B> ResponseStatus for Response<B>
+where
+    B: Body + Send + 'static,
+    B::Data: Send,
+{
     fn status(&self) -> StatusCode {
         Response::status(self)
     }
+
+    fn excerpt(self, limit: usize) -> BoxFuture<'static, String> {
+        Box::pin(excerpt(self.into_body(), limit))
+    }
 }
+
+/// The start of `body`: see [`ResponseStatus::excerpt`].
+async fn excerpt<B: Body>(body: B, limit: usize) -> String {
+    let mut body = std::pin::pin!(body);
+    let mut buf = Vec::new();
+    let mut cut = false;
+    let read = async {
+        while let Some(Ok(frame)) = body.frame().await {
+            let Ok(mut data) = frame.into_data() else {
+                continue;
+            };
+            while data.has_remaining() && buf.len() < limit {
+                let chunk = data.chunk();
+                let n = chunk.len().min(limit - buf.len());
+                buf.extend_from_slice(&chunk[..n]);
+                data.advance(n);
+            }
+            if buf.len() >= limit {
+                cut = data.has_remaining() || !body.is_end_stream();
+                break;
+            }
+        }
+    };
+    // A body that never ends must not hold the worker.
+    if tokio::time::timeout(EXCERPT_READ_TIMEOUT, read)
+        .await
+        .is_err()
+    {
+        cut = true;
+    }
+    let mut text = String::from_utf8_lossy(&buf).trim_end().to_owned();
+    if cut {
+        text.push('…');
+    }
+    text
+}
+
+/// What a service made by a second `layer` call answers, and logs.
+pub(super) const REUSED: &str = "this FastAckLayer already runs another service: \
+    axum's `Router::layer` and `MethodRouter::layer` (`post(handler).layer(..)`) apply a \
+    layer to every route and to the fallback; build the stack once with `taskhook::CallbackStack` \
+    and mount it with `Router::route_service`";
+
+/// How long [`ResponseStatus::excerpt`] reads.
+const EXCERPT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Answers `202 Accepted` as soon as the event is journaled and queued, and
 /// runs the inner service on it in the background.
@@ -128,11 +197,10 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if !self.bound {
-            tracing::error!("a FastAckLayer was applied to a second service");
+            tracing::error!("{REUSED}");
             return ResponseFuture::rejected(Rejection::misconfigured(
                 "fast_ack_layer_reused",
-                "this FastAckLayer already runs another service; \
-                 use one FastAckLayer per handler",
+                REUSED,
             ));
         }
         let Some(body) = req
@@ -162,21 +230,21 @@ where
                 return ResponseFuture::rejected(refusal.into_rejection(retry_after));
             }
         };
-        let task_id = req
-            .extensions()
-            .get::<TaskEvent>()
-            .map(|event| Arc::clone(event.shared_id()));
+        let event = req.extensions().get::<TaskEvent>().cloned();
+        let task_id = event.as_ref().map(|event| Arc::clone(event.shared_id()));
+        // Only what the journal keeps goes on: the other extensions are
+        // dropped here, so a live attempt sees what a replayed one will.
         let (parts, _) = req.into_parts();
         let span = tracing::Span::current();
         let job = Job {
             seq: 0,
             task_id: task_id.clone(),
+            event,
             head: Arc::new(Head {
                 method: parts.method,
                 uri: parts.uri,
                 version: parts.version,
                 headers: parts.headers,
-                extensions: parts.extensions,
             }),
             body,
             attempts: 0,

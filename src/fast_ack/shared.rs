@@ -27,6 +27,7 @@ pub(crate) struct Config {
     pub(crate) concurrency: usize,
     pub(crate) retry: RetryPolicy,
     pub(crate) dead_letter_capacity: usize,
+    pub(crate) dead_letter_refusals: bool,
     pub(crate) retry_after: Duration,
     pub(crate) journal: Arc<dyn Journal>,
     pub(crate) on_dead_letter: Option<DeadLetterCallback>,
@@ -39,6 +40,7 @@ impl Default for Config {
             concurrency: 4,
             retry: RetryPolicy::new(),
             dead_letter_capacity: 1024,
+            dead_letter_refusals: true,
             retry_after: DEFAULT_RETRY_AFTER,
             journal: Arc::new(MemoryJournal::new()),
             on_dead_letter: None,
@@ -53,6 +55,7 @@ impl fmt::Debug for Config {
             .field("concurrency", &self.concurrency)
             .field("retry", &self.retry)
             .field("dead_letter_capacity", &self.dead_letter_capacity)
+            .field("dead_letter_refusals", &self.dead_letter_refusals)
             .field("retry_after", &self.retry_after)
             .field("on_dead_letter", &self.on_dead_letter.is_some())
             .finish()
@@ -122,6 +125,7 @@ pub(crate) struct Counters {
     pub(crate) rejected_full: AtomicU64,
     pub(crate) rejected_unavailable: AtomicU64,
     pub(crate) processed: AtomicU64,
+    pub(crate) refused: AtomicU64,
     pub(crate) failed_attempts: AtomicU64,
     pub(crate) retried: AtomicU64,
     pub(crate) dead_lettered: AtomicU64,
@@ -430,17 +434,27 @@ impl Shared {
         }
     }
 
-    /// The last attempt failed: keep it as a dead letter.
+    /// The last attempt failed, or the handler refused the event: keep it
+    /// as a dead letter.
     pub(crate) async fn dead_letter(&self, job: Job, failure: Failure) {
         let seq = job.seq;
         let letter = DeadLetter::from_job(job, failure, SystemTime::now());
-        tracing::error!(
-            seq,
-            task_id = letter.task_id(),
-            attempts = letter.attempts(),
-            failure = %letter.failure(),
-            "event dead-lettered"
-        );
+        if letter.failure().is_refusal() {
+            tracing::error!(
+                seq,
+                task_id = letter.task_id(),
+                failure = %letter.failure(),
+                "the handler refused the event (4xx): kept as a dead letter, not retried"
+            );
+        } else {
+            tracing::error!(
+                seq,
+                task_id = letter.task_id(),
+                attempts = letter.attempts(),
+                failure = %letter.failure(),
+                "event dead-lettered"
+            );
+        }
         if let Err(error) = self.config.journal.dead_letter(&letter).await {
             // The entry stays pending in the journal: a durable journal
             // replays it after a restart (at least once, never lost).
@@ -455,7 +469,11 @@ impl Shared {
                 tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
             }
         }
-        bump(&self.counters.dead_lettered);
+        if letter.failure().is_refusal() {
+            bump(&self.counters.refused);
+        } else {
+            bump(&self.counters.dead_lettered);
+        }
         if let Some(callback) = &self.config.on_dead_letter {
             // A panicking callback must not take a worker down with it.
             let call = std::panic::AssertUnwindSafe(|| callback(&letter));

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 use super::dead_letter::Failure;
 use super::job::Job;
+use super::journal::BoxFuture;
 use super::shared::{bump, Shared};
 use super::unwind::CatchUnwind;
 use super::ResponseStatus;
@@ -167,6 +168,9 @@ const JOBS_PER_YIELD: u32 = 32;
 /// The target of the `fast_ack.attempt` span (documented in the module docs).
 const ATTEMPT_TARGET: &str = "taskhook::fast_ack::attempt";
 
+/// How much of the body of a refused or failed attempt is kept.
+const EXCERPT_LIMIT: usize = 512;
+
 /// One worker: takes jobs until stopped.
 async fn work<S>(shared: Arc<Shared>, inner: S)
 where
@@ -210,10 +214,17 @@ where
                 poll_fn(|cx| service.poll_ready(cx))
                     .await
                     .map_err(|e| e.into().to_string())?;
-                match service.call(request).await {
-                    Ok(response) => Ok(response.status()),
-                    Err(error) => Err(error.into().to_string()),
-                }
+                let (status, excerpt) = answer(
+                    service
+                        .call(request)
+                        .await
+                        .map_err(|e| e.into().to_string())?,
+                );
+                let body = match excerpt {
+                    Some(excerpt) => excerpt.await,
+                    None => String::new(),
+                };
+                Ok::<_, String>((status, body))
             }
             .instrument(span.clone()),
         );
@@ -229,8 +240,14 @@ where
             }
         };
         let failure = match outcome {
-            Ok(Ok(status)) if status.is_server_error() => Failure::Status(status),
-            Ok(Ok(status)) => {
+            Ok(Ok((status, body))) if status.is_server_error() => Failure::status(status, body),
+            Ok(Ok((status, body))) if status.is_client_error() => {
+                refused(&shared, job, Failure::status(status, body))
+                    .instrument(span)
+                    .await;
+                continue;
+            }
+            Ok(Ok((status, _))) => {
                 succeeded(&shared, &job, status).instrument(span).await;
                 continue;
             }
@@ -267,25 +284,51 @@ where
 }
 
 async fn succeeded(shared: &Shared, job: &Job, status: StatusCode) {
-    if status.is_client_error() {
-        // The handler's final word, as it would be for the provider.
-        tracing::warn!(
-            seq = job.seq,
-            task_id = job.task_id.as_deref(),
-            %status,
-            "the handler refused the event; not retried"
-        );
-    } else {
-        tracing::debug!(seq = job.seq, %status, "event processed");
+    tracing::debug!(seq = job.seq, %status, "event processed");
+    complete(shared, job).await;
+    bump(&shared.counters.processed);
+    shared.finish(job.seq);
+}
+
+/// The handler answered a `4xx`: it refused an event the provider was told
+/// is safe. Not retried (the answer would be the same); a dead letter
+/// unless the layer was told otherwise.
+async fn refused(shared: &Shared, job: Job, failure: Failure) {
+    if shared.config.dead_letter_refusals {
+        shared.dead_letter(job, failure).await;
+        return;
     }
+    tracing::warn!(
+        seq = job.seq,
+        task_id = job.task_id.as_deref(),
+        %failure,
+        "the handler refused the event (4xx); not retried"
+    );
+    complete(shared, &job).await;
+    bump(&shared.counters.refused);
+    shared.finish(job.seq);
+}
+
+async fn complete(shared: &Shared, job: &Job) {
     if let Err(error) = shared.config.journal.complete(job.seq).await {
         // Still pending in the journal: replayed after a restart, so
         // processed at least once.
         bump(&shared.counters.journal_errors);
         tracing::error!(seq = job.seq, %error, "journal could not mark the event done");
     }
-    bump(&shared.counters.processed);
-    shared.finish(job.seq);
+}
+
+/// The status of an answer, and for a refusal or a failure (a `4xx` or a
+/// `5xx`) the read of the start of its body, which says why. (A function
+/// of its own, so the answer is never held across an await: it need not
+/// be `Send`.)
+fn answer<R: ResponseStatus>(response: R) -> (StatusCode, Option<BoxFuture<'static, String>>) {
+    let status = response.status();
+    if status.is_client_error() || status.is_server_error() {
+        (status, Some(response.excerpt(EXCERPT_LIMIT)))
+    } else {
+        (status, None)
+    }
 }
 
 fn panic_message(payload: Box<dyn Any + Send>) -> String {

@@ -4,9 +4,11 @@
 //! [`PayloadLayer`] is the first layer of the stack on a callback route. For
 //! each request it:
 //!
-//! 1. rejects a declared `Content-Length` over the limit (default 256 KiB)
-//!    with `413`, and a `Content-Type` that is present and clearly not JSON
-//!    (forms, multipart, markup, images, ...) with `415`;
+//! 1. answers a method other than `POST` with `405` and `Allow: POST`, and
+//!    a declared `Content-Length` over the limit (default 256 KiB) with
+//!    `413`. The `Content-Type` is not looked at: the body decides (a
+//!    provider that labels its JSON as a form, as `curl -d` does, must not
+//!    lose its callbacks to a `4xx`);
 //! 2. collects the body, with or without `Content-Length`, stopping with
 //!    `413` as soon as it passes the limit (the excess is never buffered);
 //! 3. parses it with [`TaskEvent::from_bytes`](crate::TaskEvent::from_bytes),

@@ -19,7 +19,7 @@ use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{
-    Appended, BoxFuture, DeadLetter, Entry, Failure, FastAckLayer, Journal, JournalError,
+    Appended, Attempt, BoxFuture, DeadLetter, Entry, Failure, FastAckLayer, Journal, JournalError,
     MemoryJournal, Record, RetryPolicy,
 };
 use taskhook::{PayloadLayer, TaskEvent};
@@ -245,7 +245,10 @@ async fn retries_back_off_then_dead_letter_then_replay_succeeds() {
     assert_eq!(letter.seq(), ack.json["seq"].as_u64().unwrap());
     assert_eq!(letter.task_id(), Some("task_retry"));
     assert_eq!(letter.attempts(), 4);
-    assert_eq!(letter.failure(), &Failure::Status(StatusCode::BAD_GATEWAY));
+    assert_eq!(
+        letter.failure(),
+        &Failure::status(StatusCode::BAD_GATEWAY, "")
+    );
     assert_eq!(letter.method(), http::Method::POST);
     assert_eq!(letter.uri(), "/callback");
     assert_eq!(letter.headers()["content-type"], "application/json");
@@ -514,18 +517,143 @@ async fn workers_draining_a_long_queue_let_acks_through() {
     until("drained", || handle.stats().processed == QUEUED + 1).await;
 }
 
+/// A handler that answers `code` with `body`.
+fn answering(calls: &Arc<AtomicU32>, code: StatusCode, body: &'static str) -> Handler {
+    let calls = Arc::clone(calls);
+    handler(move |_req| {
+        calls.fetch_add(1, Ordering::SeqCst);
+        async move {
+            let mut response = Response::new(body.to_owned());
+            *response.status_mut() = code;
+            Ok(response)
+        }
+    })
+}
+
 #[tokio::test(start_paused = true)]
-async fn a_4xx_from_the_handler_is_final_and_not_retried() {
+async fn a_4xx_from_the_handler_is_a_dead_letter_never_retried_nor_processed() {
     let calls = Arc::new(AtomicU32::new(0));
     let layer = FastAckLayer::new();
     let handle = layer.handle();
-    let service = stack(layer, counting(&calls, StatusCode::UNPROCESSABLE_ENTITY));
+    let mut letters = handle.subscribe_dead_letters();
+    let service = stack(
+        layer,
+        answering(
+            &calls,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body: missing field `tenant`",
+        ),
+    );
+    handle.started().await;
+    assert_eq!(
+        send(&service, "task_4xx").await.status,
+        StatusCode::ACCEPTED
+    );
+    let letter = letters.recv().await.unwrap();
+    assert_eq!(letter.task_id(), Some("task_4xx"));
+    assert_eq!(letter.attempts(), 1);
+    assert_eq!(
+        letter.failure(),
+        &Failure::status(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "Failed to deserialize the JSON body: missing field `tenant`"
+        )
+    );
+    assert!(letter.failure().is_refusal());
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a refusal is not retried");
+    let stats = handle.stats();
+    assert_eq!(
+        (
+            stats.refused,
+            stats.processed,
+            stats.dead_lettered,
+            stats.dead_letters
+        ),
+        (1, 0, 0, 1),
+        "{stats:?}"
+    );
+    // Replayed once the handler is fixed (here: it still refuses).
+    handle.replay(letter.seq()).await.unwrap();
+    until("refused again", || handle.stats().refused == 2).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn with_dead_letter_refusals_off_a_4xx_is_done_counted_refused_not_processed() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let journal = MemoryJournal::new();
+    let layer = FastAckLayer::new()
+        .journal(journal.clone())
+        .dead_letter_refusals(false);
+    let handle = layer.handle();
+    let service = stack(layer, answering(&calls, StatusCode::BAD_REQUEST, ""));
     handle.started().await;
     send(&service, "task_4xx").await;
-    until("processed", || handle.stats().processed == 1).await;
-    tokio::time::sleep(Duration::from_secs(60)).await;
+    until("refused", || handle.stats().refused == 1).await;
+    tokio::time::sleep(Duration::from_secs(600)).await;
+    let stats = handle.stats();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(handle.stats().dead_lettered, 0);
+    assert_eq!((stats.processed, stats.dead_letters), (0, 0), "{stats:?}");
+    assert!(journal.is_empty(), "marked done in the journal");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_keeps_the_start_of_the_answer_body() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = FastAckLayer::new().retry(RetryPolicy::new().attempts(2));
+    let handle = layer.handle();
+    let mut letters = handle.subscribe_dead_letters();
+    let long: &'static str = "x".repeat(2000).leak();
+    let service = stack(layer, answering(&calls, StatusCode::BAD_GATEWAY, long));
+    handle.started().await;
+    send(&service, "task_long").await;
+    let letter = letters.recv().await.unwrap();
+    let Failure::Status { status, body } = letter.failure() else {
+        panic!("{:?}", letter.failure());
+    };
+    assert_eq!(*status, StatusCode::BAD_GATEWAY);
+    assert_eq!(body.len(), 512 + '…'.len_utf8(), "cut at 512 bytes");
+    assert!(body.ends_with('…'));
+    assert_eq!(letter.attempts(), 2);
+    assert!(letter
+        .failure()
+        .to_string()
+        .starts_with("the handler answered 502 Bad Gateway: xxx"));
+}
+
+#[tokio::test(start_paused = true)]
+async fn each_attempt_carries_its_number_and_seq() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layer = FastAckLayer::new().retry(RetryPolicy::new().attempts(3));
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        handler({
+            let seen = Arc::clone(&seen);
+            move |req| {
+                let attempt = req.extensions().get::<Attempt>().cloned().unwrap();
+                seen.lock().unwrap().push(attempt.clone());
+                async move {
+                    status(if attempt.number() < 3 {
+                        StatusCode::INTERNAL_SERVER_ERROR
+                    } else {
+                        StatusCode::OK
+                    })
+                }
+            }
+        }),
+    );
+    handle.started().await;
+    let answer = send(&service, "task_attempts").await;
+    let seq = answer.json["seq"].as_u64().unwrap();
+    until("processed", || handle.stats().processed == 1).await;
+    let seen = seen.lock().unwrap();
+    let numbers: Vec<_> = seen.iter().map(|a| a.number()).collect();
+    assert_eq!(numbers, [1, 2, 3]);
+    assert!(seen
+        .iter()
+        .all(|a| a.seq() == seq && a.task_id() == Some("task_attempts")));
 }
 
 #[tokio::test(start_paused = true)]
@@ -1368,4 +1496,43 @@ async fn burst_on_every_worker() {
             )
         });
     }
+}
+
+#[tokio::test(start_paused = true)]
+async fn stats_dead_letters_and_the_shutdown_report_serialize_to_json() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let layer = FastAckLayer::new();
+    let handle = layer.handle();
+    let service = stack(
+        layer,
+        answering(&calls, StatusCode::BAD_REQUEST, "no tenant"),
+    );
+    handle.started().await;
+    send(&service, "task_json").await;
+    until("refused", || handle.stats().refused == 1).await;
+
+    let stats = serde_json::to_value(handle.stats()).unwrap();
+    assert_eq!(stats["accepted"], 1);
+    assert_eq!(stats["refused"], 1);
+    assert_eq!(stats["processed"], 0);
+    assert_eq!(stats["dead_letters"], 1);
+
+    let letter = serde_json::to_value(&handle.dead_letters()[0]).unwrap();
+    assert_eq!(letter["task_id"], "task_json");
+    assert_eq!(letter["attempts"], 1);
+    assert_eq!(
+        letter["failure"],
+        serde_json::json!({"kind": "status", "status": 400, "body": "no tenant"})
+    );
+    assert_eq!(letter["method"], "POST");
+    assert_eq!(letter["uri"], "/callback");
+    assert_eq!(letter["payload"]["data"]["id"], "task_json");
+    assert!(letter["failed_at_ms"].as_u64().unwrap() > 1_700_000_000_000);
+    assert!(letter.get("headers").is_none(), "headers may carry secrets");
+
+    let report = serde_json::to_value(handle.shutdown(Duration::from_secs(1)).await).unwrap();
+    assert_eq!(
+        report,
+        serde_json::json!({"drained": true, "queued": [], "in_flight": [], "waiting_retry": []})
+    );
 }

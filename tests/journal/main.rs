@@ -327,7 +327,10 @@ fn dead_letters_survive_a_restart_and_can_be_replayed() {
         assert_eq!(letters.len(), 1);
         let letter = &letters[0];
         assert_eq!(letter.task_id(), Some("task_dead"));
-        assert_eq!(letter.failure(), &Failure::Status(StatusCode::BAD_GATEWAY));
+        assert_eq!(
+            letter.failure(),
+            &Failure::status(StatusCode::BAD_GATEWAY, "")
+        );
         assert_eq!(letter.attempts(), 1);
         assert_eq!(letter.uri(), "/callback");
         assert!(letter.body().starts_with(b"{\"code\":200"));

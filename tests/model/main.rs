@@ -437,7 +437,7 @@ where
                 let entry = entries.into_iter().find(|e| e.seq() == seq).unwrap();
                 let letter = DeadLetter::new(
                     entry,
-                    Failure::Status(http::StatusCode::INTERNAL_SERVER_ERROR),
+                    Failure::status(http::StatusCode::INTERNAL_SERVER_ERROR, ""),
                     3,
                     SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000),
                 )

@@ -86,8 +86,15 @@ async fn rejections_in_process() {
                 .header("content-type", "application/x-www-form-urlencoded")
                 .body(Full::new(Bytes::from_static(b"id=1")))
                 .unwrap(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+        ),
+        (
+            Request::get("/callback")
+                .body(Full::new(Bytes::from_static(b"{}")))
+                .unwrap(),
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
         ),
         (
             Request::post("/callback")
@@ -109,11 +116,15 @@ async fn rejections_in_process() {
 }
 
 #[tokio::test]
-async fn json_content_types_and_a_missing_one_are_accepted() {
+async fn a_json_body_is_accepted_whatever_its_content_type_says() {
     for ct in [
         None,
         Some("application/json; charset=utf-8"),
         Some("text/plain"),
+        Some("application/x-www-form-urlencoded"),
+        Some("multipart/form-data; boundary=x"),
+        Some("text/html"),
+        Some("image/png"),
     ] {
         let mut req = request(common::fixture("cancelled"));
         if let Some(ct) = ct {
@@ -125,6 +136,17 @@ async fn json_content_types_and_a_missing_one_are_accepted() {
             StatusCode::OK,
             "{ct:?}"
         );
+    }
+}
+
+#[tokio::test]
+async fn a_method_other_than_post_is_405_with_allow_post() {
+    for method in ["GET", "HEAD", "PUT", "DELETE", "OPTIONS", "PATCH"] {
+        let mut req = request(common::fixture("cancelled"));
+        *req.method_mut() = method.parse().unwrap();
+        let (status, headers, _) = call(PayloadLayer::new(), req).await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{method}");
+        assert_eq!(headers["allow"], "POST", "{method}");
     }
 }
 
@@ -284,8 +306,25 @@ async fn axum_over_http() {
     let utf8 = common::post(addr, "/callback", None, b"{\"id\":\"\xc3\x28\"}").await;
     assert_eq!(utf8.json()["error"]["code"], "invalid_utf8");
 
-    let html = common::post(addr, "/callback", Some("text/html"), &body).await;
-    assert_eq!(html.status, 415);
+    // The body decides, not the label: JSON sent as a form (`curl -d`) or
+    // as HTML is accepted; a form body is a 400.
+    for label in [
+        "application/x-www-form-urlencoded",
+        "text/html",
+        "image/png",
+    ] {
+        let labelled = common::post(addr, "/callback", Some(label), &body).await;
+        assert_eq!(labelled.status, 200, "{label}: {labelled:?}");
+    }
+    let form = common::post(
+        addr,
+        "/callback",
+        Some("application/x-www-form-urlencoded"),
+        b"id=task_1&status=completed",
+    )
+    .await;
+    assert_eq!(form.status, 400);
+    assert_eq!(form.json()["error"]["code"], "malformed_json");
 
     let big = vec![b' '; 1 << 20];
     let declared = common::post(addr, "/callback", None, &big).await;

@@ -69,7 +69,7 @@ const FAILURE_PANIC: u8 = 2;
 /// [u64 secs][u32 nanos][entry as in ENTRIES]`.
 pub(super) fn encode_dead_letter(letter: &DeadLetter) -> Vec<u8> {
     let (kind, status, message) = match letter.failure() {
-        Failure::Status(status) => (FAILURE_STATUS, status.as_u16(), ""),
+        Failure::Status { status, body } => (FAILURE_STATUS, status.as_u16(), body.as_str()),
         Failure::Error(message) => (FAILURE_ERROR, 0, message.as_str()),
         Failure::Panic(message) => (FAILURE_PANIC, 0, message.as_str()),
     };
@@ -100,7 +100,8 @@ pub(super) fn decode_dead_letter(seq: u64, bytes: &[u8]) -> Result<DeadLetter, J
     let message = String::from_utf8_lossy(message).into_owned();
     let failure = match kind {
         FAILURE_STATUS => {
-            Failure::Status(StatusCode::from_u16(status).map_err(|e| corrupt(e.to_string()))?)
+            let status = StatusCode::from_u16(status).map_err(|e| corrupt(e.to_string()))?;
+            Failure::status(status, message)
         }
         FAILURE_ERROR => Failure::Error(message),
         FAILURE_PANIC => Failure::Panic(message),

@@ -290,7 +290,8 @@ impl RedisJournal {
     async fn record_dead_letter(&self, letter: &DeadLetter) -> Result<(), RedisError> {
         let inner = &self.inner;
         let (kind, reason) = match letter.failure() {
-            Failure::Status(status) => ("status", status.as_u16().to_string()),
+            // "<code> <start of the body>"
+            Failure::Status { status, body } => ("status", format!("{} {body}", status.as_u16())),
             Failure::Error(error) => ("error", error.clone()),
             Failure::Panic(message) => ("panic", message.clone()),
         };
@@ -692,13 +693,15 @@ fn parse_dead_letter(item: &Value) -> Result<DeadLetter, JournalError> {
         .into_entry(seq);
     let reason = string(field(item, "reason")).unwrap_or_default();
     let failure = match string(field(item, "kind")).as_deref() {
-        Some("status") => Failure::Status(
-            reason
+        Some("status") => {
+            let (code, body) = reason.split_once(' ').unwrap_or((&reason, ""));
+            let status = code
                 .parse::<u16>()
                 .ok()
                 .and_then(|code| StatusCode::from_u16(code).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
-        ),
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            Failure::status(status, body)
+        }
         Some("panic") => Failure::Panic(reason),
         _ => Failure::Error(reason),
     };
