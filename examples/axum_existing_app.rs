@@ -7,11 +7,11 @@
 //! cargo run --example axum_existing_app -- --self-test  # checks itself, exits
 //! ```
 //!
-//! The stack is built as one service and mounted with `post_service`: a
-//! `FastAckLayer` drives exactly one service, and layering the service
-//! before mounting it keeps the method router's `405` fallback (and every
-//! other route) out of the stack. `Router::layer` or `MethodRouter::layer`
-//! would apply it to the fallback too (see the `fast_ack` module docs).
+//! The stack is built around the handler by `CallbackStack` and mounted
+//! with `route_service`: it is a service, not a layer, so it applies to the
+//! callback route alone (it answers a method other than `POST` with `405`
+//! and `Allow: POST` itself). The handler takes `State`, given with
+//! `Handler::with_state`.
 
 mod support;
 
@@ -22,14 +22,12 @@ use std::time::Duration;
 
 use axum::extract::State;
 use axum::handler::Handler;
-use axum::routing::{get, post_service};
+use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
 use taskhook::dedup::DUPLICATE_HEADER;
-use taskhook::fast_ack::FastAckLayer;
-use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
+use taskhook::{CallbackStack, FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
-use tower::ServiceBuilder;
 
 /// The app's state, shared by its routes and the callback handler.
 #[derive(Debug, Clone, Default)]
@@ -85,19 +83,13 @@ async fn on_callback(State(state): State<AppState>, event: TaskEvent) -> StatusC
 /// The app, and the handle on the callback stack's background work.
 fn app() -> (Router, FastAckHandle) {
     let state = AppState::default();
-    let fast_ack = FastAckLayer::new();
-    let handle = fast_ack.handle();
-    let callback = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
-        .layer(fast_ack)
-        .service(on_callback.with_state(state.clone()));
+    let (callback, handle) = CallbackStack::new().build(on_callback.with_state(state.clone()));
     let app = Router::new()
         .route("/", get(index))
         .route("/items", get(list_items).post(add_item))
         .route("/results", get(results))
-        // The only route with the stack, for POST only.
-        .route("/callback", post_service(callback))
+        // The only route with the stack.
+        .route_service("/callback", callback)
         .with_state(state);
     (app, handle)
 }
@@ -138,9 +130,16 @@ async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), Strin
     )?;
     let wrong_method = get(addr, "/callback").await?;
     expect_status(
-        "GET /callback (the router's fallback, not the stack)",
+        "GET /callback (a callback is a POST)",
         &wrong_method,
         StatusCode::METHOD_NOT_ALLOWED,
+    )?;
+    expect(
+        wrong_method
+            .headers
+            .get(http::header::ALLOW)
+            .is_some_and(|v| v == "POST"),
+        "GET /callback answers Allow: POST",
     )?;
 
     support::processed(handle, 1).await?;

@@ -41,8 +41,8 @@
 //!    journal-and-queue step under way on a task of its own, and a retry
 //!    would be accepted again: a journal that deduplicates by task id
 //!    closes that window.)
-//! 5. Then, on `POST /callback` only: payload → dedup → fast-ack → handler,
-//!    as one service mounted with `post_service`.
+//! 5. Then, on `/callback` only: payload → dedup → fast-ack → handler,
+//!    built by `CallbackStack` and mounted with `route_service`.
 
 mod support;
 
@@ -52,12 +52,11 @@ use std::time::Duration;
 
 use axum::handler::HandlerWithoutStateExt;
 use axum::response::Response;
-use axum::routing::{get, post_service};
+use axum::routing::get;
 use axum::Router;
 use http::header::RETRY_AFTER;
 use http::{HeaderValue, StatusCode};
-use taskhook::fast_ack::FastAckLayer;
-use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
+use taskhook::{CallbackStack, DedupLayer, FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_http::limit::RequestBodyLimitLayer;
@@ -84,16 +83,12 @@ async fn retry_after_on_503<B>(mut response: Response<B>) -> Response<B> {
 /// The app; `timeout` bounds every request (8 s in production, less in the
 /// self-test).
 fn app(timeout: Duration) -> (Router, FastAckHandle) {
-    let fast_ack = FastAckLayer::new();
-    let handle = fast_ack.handle();
-    let callback = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
+    let (callback, handle) = CallbackStack::new()
         // The wait for an in-flight duplicate ends before the timeout.
-        .layer(DedupLayer::new().wait_timeout(timeout * 5 / 8))
-        .layer(fast_ack)
-        .service(on_callback.into_service());
+        .dedup(DedupLayer::new().wait_timeout(timeout * 5 / 8))
+        .build(on_callback.into_service());
     let app = Router::new()
-        .route("/callback", post_service(callback))
+        .route_service("/callback", callback)
         .route("/health", get(|| async { "ok" }))
         // These apply to every route; none of them is a FastAckLayer, so
         // layering the router (and its fallback) is fine.

@@ -29,10 +29,9 @@ use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
 use taskhook::body::BufferedBody;
-use taskhook::fast_ack::FastAckLayer;
-use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
+use taskhook::{CallbackStack, FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
-use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
+use tower::{service_fn, Service, ServiceExt};
 
 /// The callback handler, run by the fast-ack workers.
 async fn on_callback(request: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, Infallible> {
@@ -71,20 +70,14 @@ fn app() -> (
         + 'static,
     FastAckHandle,
 ) {
-    let fast_ack = FastAckLayer::new();
-    let handle = fast_ack.handle();
-    let callback = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
-        .layer(fast_ack)
-        .service(service_fn(on_callback));
+    let (callback, handle) = CallbackStack::new().build(service_fn(on_callback));
     let app = service_fn(move |request: Request<Incoming>| {
         let callback = callback.clone();
         async move {
             let path = request.uri().path();
             let response = match (request.method(), path) {
-                (&Method::POST, "/callback") => callback.oneshot(request).await?.map(Either::Left),
-                (_, "/callback") => plain(StatusCode::METHOD_NOT_ALLOWED, "").map(Either::Right),
+                // Any method: the stack answers a non-POST `405` itself.
+                (_, "/callback") => callback.oneshot(request).await?.map(Either::Left),
                 (&Method::GET, "/health") => plain(StatusCode::OK, "ok").map(Either::Right),
                 _ => plain(StatusCode::NOT_FOUND, "").map(Either::Right),
             };

@@ -8,9 +8,9 @@
 //!
 //! The gRPC service is tonic-health's `grpc.health.v1.Health` (it needs no
 //! code generation); yours is added the same way. The callback route is an
-//! axum router with the stack (payload → dedup → fast-ack → handler,
-//! mounted with `post_service`), turned into tonic `Routes`; the server
-//! accepts HTTP/1.1 (`accept_http1`) because the provider posts over it.
+//! axum router with the stack (payload → dedup → fast-ack → handler, built
+//! by `CallbackStack`, mounted with `route_service`), turned into tonic
+//! `Routes`; the server accepts HTTP/1.1 (`accept_http1`) because the provider posts over it.
 //! The gRPC services are untouched by the stack.
 
 mod support;
@@ -20,15 +20,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::handler::HandlerWithoutStateExt;
-use axum::routing::post_service;
 use http::StatusCode;
-use taskhook::fast_ack::FastAckLayer;
-use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
+use taskhook::{CallbackStack, FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
 use tonic::service::Routes;
 use tonic::transport::server::TcpIncoming;
 use tonic::transport::Server;
-use tower::ServiceBuilder;
 
 async fn on_callback(event: TaskEvent) -> StatusCode {
     println!("  processed {} ({} URLs)", event.id(), event.urls().count());
@@ -37,14 +34,8 @@ async fn on_callback(event: TaskEvent) -> StatusCode {
 
 /// The routes of the server: the health service and `POST /callback`.
 fn routes() -> (Routes, FastAckHandle, tonic_health::server::HealthReporter) {
-    let fast_ack = FastAckLayer::new();
-    let handle = fast_ack.handle();
-    let callback = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
-        .layer(fast_ack)
-        .service(on_callback.into_service());
-    let http = axum::Router::new().route("/callback", post_service(callback));
+    let (callback, handle) = CallbackStack::new().build(on_callback.into_service());
+    let http = axum::Router::new().route_service("/callback", callback);
     let (reporter, health) = tonic_health::server::health_reporter();
     (Routes::from(http).add_service(health), handle, reporter)
 }
