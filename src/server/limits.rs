@@ -62,11 +62,13 @@ impl ServerLimits {
     ///   request; so it is the idle keep-alive timeout as well.
     /// - HTTP/2 has no header-read timeout in hyper. The same rule stands
     ///   in for it: a connection with no request in flight for this long
-    ///   gets a `GOAWAY` and is closed once the client has seen it (its
-    ///   streams are never cut). Keep-alive pings every `header_timeout`,
-    ///   unanswered within another `header_timeout`, close a connection to a
-    ///   peer that vanished (a request in flight, or a `GOAWAY` waiting for
-    ///   its acknowledgement).
+    ///   gets a `GOAWAY` and is closed once the client acknowledges it (a
+    ///   stream still sending its response is never cut). The server also
+    ///   pings a connection that has sent nothing for `header_timeout`, and
+    ///   closes it when the ping is not answered within another
+    ///   `header_timeout`: a peer that vanished, or one that never
+    ///   acknowledges the `GOAWAY`, is gone after about three times this
+    ///   value.
     ///
     /// ```
     /// # use std::time::Duration;

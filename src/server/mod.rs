@@ -17,9 +17,8 @@
 //!   request in flight for that long is closed. For HTTP/1 it is hyper's
 //!   header-read timeout (so also the keep-alive idle timeout). HTTP/2 has
 //!   no header timeout in hyper: a connection idle for that long gets a
-//!   `GOAWAY` and closes once its streams are done, and keep-alive pings
-//!   every `header_timeout` close it when the peer stops answering for as
-//!   long.
+//!   `GOAWAY` and closes once the client acknowledges it, and keep-alive
+//!   pings close a connection whose peer stops answering (see the setter).
 //! - **Connection cap** ([`ServerLimits::max_connections`], 1024): a slot
 //!   is taken before `accept`, so connections over the cap wait in the
 //!   kernel's backlog instead of holding memory here.

@@ -253,6 +253,17 @@ async fn idle_connections_are_closed_after_the_header_timeout() {
         .await
         .expect("an HTTP/2 connection without a request stayed open")
         .unwrap();
+
+    // An HTTP/2 client that opens the connection and then never answers a
+    // frame (nor the GOAWAY's ping): the keep-alive timeout closes it.
+    let mut stream = TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0")
+        .await
+        .unwrap();
+    let raw = until_closed(&mut stream).await;
+    // The server's SETTINGS frame first: it did speak HTTP/2.
+    assert_eq!(raw.get(3), Some(&4), "{raw:?}");
 }
 
 #[tokio::test]
