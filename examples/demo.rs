@@ -73,6 +73,7 @@
 mod receiver;
 
 use std::collections::HashMap;
+use std::future::IntoFuture;
 use std::io::{IsTerminal, Write};
 use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -82,6 +83,7 @@ use axum::extract::State;
 use axum::handler::Handler;
 use http::StatusCode;
 use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+use taskhook::server::{serve, ServerLimits};
 use taskhook::sim::{Progress, Schedule, Simulator, UrlPolicy, Workload};
 use taskhook::{FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
@@ -497,9 +499,15 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(receiver::serve(listener, app, async {
-        let _ = stop_rx.await;
-    }));
+    // The hardened server with its defaults, and at most 5 s to close.
+    let limits = ServerLimits::new().shutdown_timeout(Duration::from_secs(5));
+    let server = tokio::spawn(
+        serve(listener, app, limits)
+            .with_graceful_shutdown(async {
+                let _ = stop_rx.await;
+            })
+            .into_future(),
+    );
     handle.started().await;
 
     let workload = Workload::new(config.tasks)
@@ -549,7 +557,7 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
     let total = started.elapsed();
     let shutdown = handle.shutdown(Duration::from_secs(5)).await;
     let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
+    let _ = server.await;
     if !shutdown.drained {
         eprintln!("shutdown left {} events", shutdown.left());
     }

@@ -7,8 +7,10 @@
 //!     --processed-log processed.jsonl --handler-delay-ms 20 --fail-rate 0.1
 //! ```
 //!
-//! An axum app serves `POST /callback` through
-//! payload → dedup → fast-ack → handler:
+//! An axum app, served by [`taskhook::server`] (HTTP/1.1 and HTTP/2 with
+//! prior knowledge on one port, header and request timeouts, a connection
+//! cap), serves `POST /callback` through payload → dedup → fast-ack →
+//! handler:
 //!
 //! - [`PayloadLayer`] parses the body once (`400`/`413`/`415` for input that
 //!   can never succeed);
@@ -26,7 +28,7 @@
 //! | flag | default | meaning |
 //! |---|---|---|
 //! | `--listen ADDR` | `127.0.0.1:8080` | address to listen on; port `0` picks a free port |
-//! | `--header-timeout-ms N` | `5000` | a client must send a request's whole header within `N` ms of connecting or of the previous answer, or the connection is closed (so idle keep-alive connections close too) |
+//! | `--header-timeout-ms N` | `5000` | a client must send a request's whole header within `N` ms of connecting or of the previous answer, or the connection is closed (so idle keep-alive connections close too; an HTTP/2 connection without a request for `N` ms gets a `GOAWAY`) |
 //! | `--max-connections N` | `1024` | connections served at once; more wait in the listen backlog |
 //! | `--processed-log PATH` | none | append one JSON line per successful handler run |
 //! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
@@ -60,7 +62,8 @@
 //! - On SIGINT or SIGTERM it stops intake (new callbacks get `503` with
 //!   `Retry-After`, so the provider retries later), drains the queue, the
 //!   running handlers and their retries for up to `--drain-secs`, prints the
-//!   shutdown report on stderr, closes the HTTP server, and exits `0`; it
+//!   shutdown report on stderr, closes the HTTP server (idle connections at
+//!   once, the others after their answer, within 5 s), and exits `0`; it
 //!   exits `1` if the deadline left events unfinished (with the in-memory
 //!   journal they are lost; with `--journal` they stay pending in the file
 //!   and run at the next start), `2` on bad flags.
@@ -102,6 +105,7 @@ use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
 use taskhook::dedup::ById;
 use taskhook::fast_ack::{FastAck, FastAckLayer, ResponseStatus};
+use taskhook::server;
 use taskhook::{
     CompactStore, Dedup, DedupLayer, DedupStore, FastAckHandle, Payload, PayloadLayer, TaskEvent,
     TaskStatus,
@@ -481,23 +485,17 @@ where
     Router::new().route("/callback", axum::routing::post_service(callback))
 }
 
-/// The HTTP server's defences against slow and idle clients.
+/// The HTTP server's limits as the flags set them (`tests/hostile` builds
+/// this too); [`serve_with`] hands them to [`taskhook::server`].
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub(crate) struct ServerLimits {
-    /// A client must send a request's whole header within this time, counted
-    /// from the moment the server waits for it: after accepting the
-    /// connection, and after each answer on a keep-alive connection. So it
-    /// is also the idle keep-alive timeout: a connection that says nothing
-    /// is closed after it.
+    /// `--header-timeout-ms`: see [`server::ServerLimits::header_timeout`].
     pub(crate) header_timeout: Duration,
-    /// At most this many connections are served at once; the next ones wait
-    /// in the kernel's listen backlog (not accepted, so they cost no memory
-    /// here) until one closes.
+    /// `--max-connections`: see [`server::ServerLimits::max_connections`].
     pub(crate) max_connections: usize,
-    /// A request, body included, must be answered within this time (a
-    /// client that stalls in its body gets `503` with `Retry-After` and the
-    /// connection is closed). The stack answers once the event is queued,
-    /// so this bounds the body's arrival, not the handler.
+    /// See [`server::ServerLimits::request_timeout`]: the stack answers
+    /// once the event is queued, so this bounds the body's arrival, not the
+    /// handler.
     pub(crate) request_timeout: Duration,
 }
 
@@ -511,108 +509,25 @@ impl Default for ServerLimits {
     }
 }
 
-/// Serves `app` with the default [`ServerLimits`]; see [`serve_with`].
-#[allow(dead_code)] // used by `examples/demo.rs`
-pub(crate) async fn serve(
-    listener: TcpListener,
-    app: Router,
-    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()> {
-    serve_with(listener, app, ServerLimits::default(), shutdown).await
-}
-
-/// Serves `app` over HTTP/1.1 on `listener` until `shutdown` resolves, then
-/// stops accepting and lets the open connections finish: an idle one is
-/// closed at once, one in a request closes after its answer.
-///
-/// The hardening lives here, on the listener and the connection builder,
-/// in front of every route (not on the callback stack):
-///
-/// - `axum::serve` has no knobs for timeouts, so each connection is served
-///   by hyper's HTTP/1 builder with a timer (`TokioTimer`: hyper 1 has none
-///   of its own) and a header-read timeout, which hyper also applies while
-///   a keep-alive connection waits for its next request;
-/// - a semaphore caps the connections: no permit, no `accept`, so a flood
-///   of slow connections waits in the backlog instead of holding memory,
-///   and those already accepted are closed by the header timeout;
-/// - a request timeout bounds a client that stalls in its body (the header
-///   timeout does not cover the body).
-///
-/// HTTP/1.1 only: the provider pushes over HTTP/1.1, and HTTP/2 has no
-/// header-read timeout in hyper.
+/// Serves `app` with `taskhook::server` (HTTP/1.1 and HTTP/2, header
+/// timeout, connection cap, request timeout) on `listener` until `shutdown`
+/// resolves, then stops accepting and lets the open connections finish for
+/// up to 5 s: an idle one is closed at once, one in a request closes after
+/// its answer.
 pub(crate) async fn serve_with(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    use axum::response::IntoResponse;
-    use hyper_util::rt::{TokioIo, TokioTimer};
-    use hyper_util::server::graceful::GracefulShutdown;
-    use tower::ServiceExt;
-
-    let permits = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
-    let mut http = hyper::server::conn::http1::Builder::new();
-    http.timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout);
-    let graceful = GracefulShutdown::new();
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let permit = tokio::select! {
-            () = &mut shutdown => break,
-            permit = Arc::clone(&permits).acquire_owned() => match permit {
-                Ok(permit) => permit,
-                // Never closed.
-                Err(_) => break,
-            },
-        };
-        let stream = tokio::select! {
-            () = &mut shutdown => break,
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _peer)) => stream,
-                Err(error) => {
-                    // Out of file descriptors, or a connection reset before
-                    // it was accepted: wait a little rather than spin.
-                    tracing::warn!(%error, "accept failed");
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                    continue;
-                }
-            },
-        };
-        let app = app.clone();
-        let service = hyper::service::service_fn(move |request| {
-            let call = app.clone().oneshot(request);
-            async move {
-                match tokio::time::timeout(limits.request_timeout, call).await {
-                    Ok(response) => response,
-                    Err(_) => Ok::<_, Infallible>(
-                        (
-                            StatusCode::SERVICE_UNAVAILABLE,
-                            [(http::header::RETRY_AFTER, "5")],
-                            axum::Json(serde_json::json!({"error": {
-                                "code": "request_timeout",
-                                "message": "the request did not arrive in time",
-                            }})),
-                        )
-                            .into_response(),
-                    ),
-                }
-            }
-        });
-        let connection = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
-        tokio::spawn(async move {
-            // A header timeout or a client that leaves ends up here.
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "connection closed");
-            }
-            drop(permit);
-        });
-    }
-    // Closing the listener refuses new connections (and resets those left
-    // in the backlog) while the open ones finish.
-    drop(listener);
-    graceful.shutdown().await;
-    Ok(())
+    let limits = server::ServerLimits::new()
+        .header_timeout(limits.header_timeout)
+        .max_connections(limits.max_connections)
+        .request_timeout(limits.request_timeout)
+        .shutdown_timeout(Duration::from_secs(5));
+    server::serve(listener, app, limits)
+        .with_graceful_shutdown(shutdown)
+        .await
 }
 
 // ---------------------------------------------------------------------------
@@ -886,10 +801,10 @@ async fn run(config: Config) -> std::io::Result<bool> {
 
     let _ = stop_tx.send(());
     // Open keep-alive connections are closed between requests; a client
-    // that holds one mid-request does not hold the exit up for long.
-    match tokio::time::timeout(Duration::from_secs(5), server).await {
-        Ok(Ok(result)) => result?,
-        Ok(Err(_)) | Err(_) => eprintln!("shutdown: HTTP connections closed forcibly"),
+    // that holds one mid-request holds the exit up for 5 s at most.
+    match server.await {
+        Ok(result) => result?,
+        Err(_) => eprintln!("shutdown: the HTTP server panicked"),
     }
     Ok(report.drained)
 }

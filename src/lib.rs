@@ -77,6 +77,9 @@ pub mod event;
 pub mod fast_ack;
 pub mod payload;
 mod response;
+#[cfg(feature = "server")]
+#[cfg_attr(docsrs, doc(cfg(feature = "server")))]
+pub mod server;
 #[cfg(feature = "sim")]
 #[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
 pub mod sim;
