@@ -17,6 +17,8 @@
 //!   handler, in one call.
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
+//! - `server` (feature `server`): a hardened HTTP/1.1 and HTTP/2 server
+//!   to put the route on.
 //! - `sim` (feature `sim`): a simulator of the provider's sending side, for
 //!   demos, end-to-end tests and benchmarks.
 //!
@@ -63,6 +65,7 @@
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 //! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
+//! | `server` | `taskhook::server`: a hardened HTTP/1.1 and h2c server (header, idle and request timeouts, a connection cap, graceful shutdown) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -101,3 +104,8 @@ pub use self::payload::{Payload, PayloadLayer, RawPayload};
 pub use self::stack::{CallbackService, CallbackStack};
 #[cfg(feature = "verify")]
 pub use self::verify::{IpAllowLayer, PathTokenLayer, RefetchLayer, StandardWebhooksLayer};
+
+/// The README's examples, compiled and run as doctests.
+#[cfg(all(doctest, feature = "axum"))]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -45,21 +45,14 @@
 //!
 //! use axum::{handler::HandlerWithoutStateExt, Router};
 //! use taskhook::server::{serve, ServerLimits};
-//! use taskhook::{FastAckLayer, ServiceBuilderExt, TaskEvent};
+//! use taskhook::{CallbackStack, TaskEvent};
 //! use tokio::net::TcpListener;
-//! use tower::ServiceBuilder;
 //!
 //! async fn on_callback(event: TaskEvent) {
 //!     println!("task {} is done", event.id());
 //! }
 //!
-//! let fast_ack = FastAckLayer::new();
-//! let handle = fast_ack.handle();
-//! let callback = ServiceBuilder::new()
-//!     .task_payload()
-//!     .dedup_tasks()
-//!     .fast_ack(fast_ack)
-//!     .service(on_callback.into_service());
+//! let (callback, handle) = CallbackStack::new().build(on_callback.into_service());
 //! let app = Router::new().route_service("/callback", callback);
 //!
 //! let listener = TcpListener::bind("127.0.0.1:0").await?;
