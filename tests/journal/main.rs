@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod recovery;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -68,7 +68,8 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// One process opens a file at a time (redb locks it). Clones share the
 /// database and the writer; dropping the last clone ends the writer thread
 /// after a final sync and waits for it (at most one commit), so the file
-/// can be reopened at once.
+/// can be reopened at once. A file not closed that way (the process was
+/// killed) is recovered by redb on the next open, with one warning logged.
 ///
 /// ```
 /// use taskhook::backend::RedbJournal;
@@ -620,6 +621,7 @@ fn open_database(
     faults: &FaultInjection,
     config: &RedbJournalBuilder,
 ) -> Result<(Database, u64), JournalError> {
+    let mut created = false;
     let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => {
             // redb would take an empty file for a new database; a journal
@@ -632,26 +634,64 @@ fn open_database(
             }
             file
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            created = true;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)?
+        }
         Err(error) => return Err(error.into()),
     };
     let backend = Backend::new(FileBackend::new(file).map_err(journal_error)?, faults);
-    let mut db = redb::Builder::new()
+    let repair = Arc::new(RepairSeen::default());
+    let opened = redb::Builder::new()
         .set_cache_size(config.cache_size)
-        .set_repair_callback(|_| {
-            tracing::warn!("journal was not closed cleanly; redb is recovering the last commit");
+        .set_repair_callback({
+            let repair = Arc::clone(&repair);
+            move |session| repair.saw(session.progress())
         })
-        .create_with_backend(backend)
-        .map_err(journal_error)?;
+        .create_with_backend(backend);
+    // Once per open, after redb is done: its callback runs once per phase
+    // of a repair, and a brand-new file goes through one too (it has no
+    // allocator state yet), which is no recovery.
+    if !created && repair.started.load(Ordering::Relaxed) {
+        tracing::warn!(
+            path = %path.display(),
+            rolled_back = repair.rolled_back.load(Ordering::Relaxed),
+            "journal was not closed cleanly; redb recovered it from its last commit"
+        );
+    }
+    let mut db = opened.map_err(journal_error)?;
     match prepare(&mut db, config) {
         Ok(next_seq) => Ok((db, next_seq)),
         Err(error) => {
             close_quietly(db);
             Err(error)
+        }
+    }
+}
+
+/// What redb's repair callback reported during one open.
+#[derive(Debug, Default)]
+struct RepairSeen {
+    /// A repair ran: the file was not closed cleanly (or is brand-new).
+    started: AtomicBool,
+    /// The primary commit slot failed its checksums: a commit was torn and
+    /// rolled back to the previous one (never acknowledged, see the module
+    /// docs).
+    rolled_back: AtomicBool,
+}
+
+impl RepairSeen {
+    /// redb calls back at `0.0` when a repair starts, at `0.3` only when
+    /// the primary commit is torn (before rolling it back), then at `0.6`
+    /// and `0.9`.
+    fn saw(&self, progress: f64) {
+        self.started.store(true, Ordering::Relaxed);
+        if (0.2..0.5).contains(&progress) {
+            self.rolled_back.store(true, Ordering::Relaxed);
         }
     }
 }
