@@ -8,6 +8,7 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod dedup;
 mod recovery;
 
 use std::collections::HashSet;
