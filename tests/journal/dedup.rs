@@ -134,6 +134,40 @@ fn a_duplicate_of_a_task_still_pending_after_a_restart_is_journaled() {
     assert_eq!(calls_of(&calls), ["task_1", "task_1"]);
 }
 
+#[test]
+fn completions_answered_before_a_graceful_shutdown_are_durable_without_a_sync_call() {
+    let dir = TempDir::new("dedup-shutdown");
+    let path = dir.file();
+    // What a process that exits right after its graceful shutdown leaves
+    // on disk when the journal's destructor never runs (`process::exit`,
+    // a SIGKILL after the grace period): only what was synced. A commit
+    // without a sync lives in redb's memory until the next synced one.
+    let exited = dir.0.join("exited.redb");
+    let calls = Calls::default();
+    life(|| async {
+        let journal = RedbJournal::open(&path).unwrap();
+        let (service, handle) = default_stack(&journal, &calls, None);
+        handle.started().await;
+        assert_eq!(send(&service, "task_1").await.status, StatusCode::ACCEPTED);
+        until("processed", || handle.stats().processed == 1).await;
+        let report = handle.shutdown(Duration::from_secs(5)).await;
+        assert!(report.drained, "{report:?}");
+        std::fs::copy(&path, &exited).unwrap();
+    });
+
+    life(|| async {
+        let journal = RedbJournal::open(&exited).unwrap();
+        assert!(journal.pending().await.unwrap().is_empty());
+        let (service, handle) = default_stack(&journal, &calls, None);
+        handle.started().await;
+        let duplicate = send(&service, "task_1").await;
+        assert_eq!(duplicate.status, StatusCode::OK);
+        assert_eq!(duplicate.duplicate.as_deref(), Some("journaled"));
+        assert_eq!(handle.stats().recovered, 0);
+    });
+    assert_eq!(calls_of(&calls), ["task_1"]);
+}
+
 /// A record of a callback for `id`, encoded as the fast-ack layer journals
 /// it (`THJ1`, method, URI, version, no headers, body: see
 /// `src/fast_ack/job.rs`), so a dead letter can be made of it.

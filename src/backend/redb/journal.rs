@@ -271,7 +271,11 @@ impl RedbJournal {
     }
 
     /// Commits (with a sync) everything queued so far and purges expired
-    /// done ids; completes once that commit returned.
+    /// done ids; completes once that commit returned. Every completion,
+    /// withdrawal and removal answered before the call (committed without
+    /// a sync of its own) is durable then. [`Journal::sync`], which
+    /// [`FastAckHandle::shutdown`](crate::FastAckHandle::shutdown) calls,
+    /// is this.
     ///
     /// # Errors
     ///
@@ -436,6 +440,14 @@ impl Journal for RedbJournal {
 
     fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move { self.write(Op::RemoveDeadLetter(seq)).await.map(|_| ()) })
+    }
+
+    /// A durable commit behind every write queued before it: the writer
+    /// takes commands in order, so each completion, withdrawal and removal
+    /// answered before this call was committed by then, and this commit's
+    /// sync makes them durable ([`RedbJournal::sync`]).
+    fn sync(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(RedbJournal::sync(self))
     }
 }
 
