@@ -46,7 +46,11 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 ///   [`pending`](Journal::pending) lists entries in that order.
 /// - **Compaction**: [`complete`](Journal::complete) deletes the entry; redb
 ///   reuses the freed pages, so the file stays bounded by the pending
-///   entries, not by the history (see `BENCHMARKS.md`, "Journal").
+///   entries, not by the history (see `BENCHMARKS.md`, "Journal"), plus
+///   the task ids completed within the
+///   [`done_time_to_live`](RedbJournalBuilder::done_time_to_live) (two
+///   small rows each, the id and its expiry; none with
+///   [`dedup_by_task_id(false)`](RedbJournalBuilder::dedup_by_task_id)).
 ///   Completions do not ask for a sync of their own: a batch with only
 ///   completions is committed without one and made durable by the next
 ///   durable commit, or by [`sync`](Journal::sync), which
