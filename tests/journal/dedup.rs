@@ -12,6 +12,7 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+use taskhook::dedup::{Claim, DedupKey, DedupStore};
 use taskhook::fast_ack::{
     Appended, DeadLetter, Failure, FastAckLayer, Journal, Record, RetryPolicy,
 };
@@ -221,6 +222,32 @@ async fn a_done_task_id_is_a_duplicate_for_the_done_ttl_then_appended_again() {
     let later = seq(&journal.append(vec![task("task_ttl")]).await.unwrap());
     assert!(later > first);
     assert_eq!(journal.pending().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_completion_does_not_shorten_the_dedup_stores_longer_ttl() {
+    let dir = TempDir::new("dedup-ttl-max");
+    let hour = Duration::from_secs(3600);
+    let journal = RedbJournal::builder()
+        .done_time_to_live(hour)
+        .open(dir.file())
+        .unwrap();
+    let moka = MokaStore::builder().time_to_live(48 * hour).build();
+    let store = RedbDedupStore::new(journal.clone(), moka);
+    let key = DedupKey::from("task_long");
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a new key is acquired");
+    };
+    // The layer answered 202: the dedup store marks the id done for 48 h.
+    let first = seq(&journal.append(vec![task("task_long")]).await.unwrap());
+    store.complete(&key, &token).await.unwrap();
+    // Processed: the journal would mark it done for 1 h.
+    journal.complete(first).await.unwrap();
+    journal.advance_clock(2 * hour);
+    let again = journal.append(vec![task("task_long")]).await.unwrap();
+    assert_eq!(again, [Appended::Duplicate]);
+    let restarted = RedbDedupStore::new(journal.clone(), MokaStore::new());
+    assert!(matches!(restarted.claim(&key).await.unwrap(), Claim::Done));
 }
 
 #[tokio::test]

@@ -378,12 +378,19 @@ impl Tables<'_> {
         Ok(())
     }
 
+    /// Marks `key` done until `until_ms`, or later if it already was: the
+    /// journal's completion and the dedup store's answer both mark a task
+    /// id, each with its own time to live, and neither shortens the other.
     fn mark_done(&mut self, key: &str, until_ms: u64) -> Result<(), JournalError> {
         let old = self
             .done
-            .insert(key, until_ms)
+            .get(key)
             .map_err(journal_error)?
             .map(|old| old.value());
+        if old.is_some_and(|old| old >= until_ms) {
+            return Ok(());
+        }
+        self.done.insert(key, until_ms).map_err(journal_error)?;
         if let Some(old) = old {
             self.by_expiry.remove((old, key)).map_err(journal_error)?;
         }
