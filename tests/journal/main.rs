@@ -8,6 +8,8 @@
 
 #[path = "../common/mod.rs"]
 mod common;
+mod dedup;
+mod recovery;
 
 use std::collections::HashSet;
 use std::convert::Infallible;

@@ -15,13 +15,17 @@
 //!   pending is "appended minus completed minus dead-lettered, in sequence
 //!   order". [`check_journal`] takes a function that opens the journal, so
 //!   another journal plugs in with one line (see the end of this file).
+//!   For a journal that deduplicates by task id (redb by default), the
+//!   model also holds each task id while its first entry is pending and
+//!   remembers it once completed: an append of either is a duplicate, a
+//!   withdrawal or dead letter of the holder frees it.
 //!
 //! Each property runs 64 cases (16 for redb) of up to 40 operations, to
 //! stay fast in CI.
 //! To run more: `PROPTEST_CASES=10000 cargo test --release --test model`.
 //! A failure prints the shrunk sequence of operations.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -322,6 +326,8 @@ enum JournalOp {
     CompleteUnknown,
     /// Dead-letters pending entry `n`.
     DeadLetter(usize),
+    /// Withdraws pending entry `n` (appended, never queued).
+    Withdraw(usize),
     /// Removes dead letter `n`.
     RemoveDeadLetter(usize),
     /// Drops the journal and opens it again.
@@ -334,6 +340,7 @@ fn journal_op() -> impl Strategy<Value = JournalOp> {
         3 => any::<usize>().prop_map(JournalOp::Complete),
         1 => Just(JournalOp::CompleteUnknown),
         2 => any::<usize>().prop_map(JournalOp::DeadLetter),
+        1 => any::<usize>().prop_map(JournalOp::Withdraw),
         1 => any::<usize>().prop_map(JournalOp::RemoveDeadLetter),
         1 => Just(JournalOp::Restart),
     ]
@@ -375,8 +382,14 @@ fn summary(entry: &Entry) -> (u64, Option<String>, Bytes) {
 /// step.
 ///
 /// `open` is called after the previous journal was dropped, so a durable
-/// journal can reopen its file: `check_journal(&ops, || MyJournal::open(&path))`.
-async fn check_journal<J, F>(ops: &[JournalOp], mut open: F) -> Result<(), TestCaseError>
+/// journal can reopen its file: `check_journal(&ops, false, || MyJournal::open(&path))`.
+/// `dedups`: the journal deduplicates by task id (and remembers done ids
+/// longer than a case runs).
+async fn check_journal<J, F>(
+    ops: &[JournalOp],
+    dedups: bool,
+    mut open: F,
+) -> Result<(), TestCaseError>
 where
     J: Journal,
     F: FnMut() -> J,
@@ -384,9 +397,12 @@ where
     let mut journal = Some(open());
     // The model: every record appended and neither completed nor
     // dead-lettered, by sequence number; the dead letters; the highest
-    // sequence number ever given.
+    // sequence number ever given; with `dedups`, the task ids held by a
+    // pending entry (and by which) and those done.
     let mut pending: BTreeMap<u64, (u64, Option<String>, Bytes)> = BTreeMap::new();
     let mut dead: BTreeMap<u64, (u64, Option<String>, Bytes)> = BTreeMap::new();
+    let mut held: BTreeMap<String, u64> = BTreeMap::new();
+    let mut done: BTreeSet<String> = BTreeSet::new();
     let mut last_seq: Option<u64> = None;
     let mut appended = 0usize;
     for (step, op) in ops.iter().enumerate() {
@@ -403,10 +419,19 @@ where
                 let answers = j.append(records.clone()).await.unwrap();
                 prop_assert_eq!(answers.len(), records.len(), "step {}", step);
                 for (answer, record) in answers.into_iter().zip(records) {
-                    let Appended::Seq(seq) = answer else {
-                        return Err(TestCaseError::fail(format!(
-                            "step {step}: {answer:?} from a journal that does not deduplicate"
-                        )));
+                    let task = record.task_id().filter(|_| dedups).map(str::to_owned);
+                    let duplicate = task
+                        .as_ref()
+                        .is_some_and(|task| held.contains_key(task) || done.contains(task));
+                    let seq = match answer {
+                        Appended::Duplicate if duplicate => continue,
+                        Appended::Seq(seq) if !duplicate => seq,
+                        other => {
+                            return Err(TestCaseError::fail(format!(
+                                "step {step}: {other:?} for {:?} (held {held:?}, done {done:?})",
+                                record.task_id()
+                            )))
+                        }
                     };
                     // Increasing in order of arrival, never reused, even
                     // across restarts.
@@ -418,13 +443,22 @@ where
                         last_seq
                     );
                     last_seq = Some(seq);
+                    if let Some(task) = task {
+                        held.insert(task, seq);
+                    }
                     pending.insert(seq, summary(&record.into_entry(seq)));
                 }
             }
             JournalOp::Complete(n) if !pending.is_empty() => {
                 let seq = *pending.keys().nth(n % pending.len()).unwrap();
                 j.complete(seq).await.unwrap();
-                pending.remove(&seq);
+                let (_, task, _) = pending.remove(&seq).unwrap();
+                if let Some(task) = task.filter(|_| dedups) {
+                    if held.get(&task) == Some(&seq) {
+                        held.remove(&task);
+                    }
+                    done.insert(task);
+                }
             }
             JournalOp::CompleteUnknown => {
                 let unknown = last_seq.map_or(0, |seq| seq + 1000);
@@ -444,14 +478,24 @@ where
                 .unwrap();
                 j.dead_letter(&letter).await.unwrap();
                 let moved = pending.remove(&seq).unwrap();
+                free(&mut held, &mut done, moved.1.as_ref(), seq);
                 dead.insert(seq, moved);
+            }
+            JournalOp::Withdraw(n) if !pending.is_empty() => {
+                let seq = *pending.keys().nth(n % pending.len()).unwrap();
+                j.withdraw(seq).await.unwrap();
+                let (_, task, _) = pending.remove(&seq).unwrap();
+                free(&mut held, &mut done, task.as_ref(), seq);
             }
             JournalOp::RemoveDeadLetter(n) if !dead.is_empty() => {
                 let seq = *dead.keys().nth(n % dead.len()).unwrap();
                 j.remove_dead_letter(seq).await.unwrap();
                 dead.remove(&seq);
             }
-            JournalOp::Complete(_) | JournalOp::DeadLetter(_) | JournalOp::RemoveDeadLetter(_) => {}
+            JournalOp::Complete(_)
+            | JournalOp::DeadLetter(_)
+            | JournalOp::Withdraw(_)
+            | JournalOp::RemoveDeadLetter(_) => {}
             JournalOp::Restart => {
                 drop(journal.take());
                 journal = Some(open());
@@ -480,6 +524,22 @@ where
     Ok(())
 }
 
+/// The entry `seq` of `task` left without being done (withdrawn or
+/// dead-lettered): its task id, if it held it, is neither held nor done.
+fn free(
+    held: &mut BTreeMap<String, u64>,
+    done: &mut BTreeSet<String>,
+    task: Option<&String>,
+    seq: u64,
+) {
+    if let Some(task) = task {
+        if held.get(task) == Some(&seq) {
+            held.remove(task);
+            done.remove(task);
+        }
+    }
+}
+
 proptest! {
     #![proptest_config(config())]
 
@@ -488,7 +548,7 @@ proptest! {
         // A clone survives the restart: the same entries, as for a
         // journal reopened from its file.
         let journal = MemoryJournal::new();
-        paused(check_journal(&ops, || journal.clone()))?;
+        paused(check_journal(&ops, false, || journal.clone()))?;
     }
 
 }
@@ -508,7 +568,29 @@ proptest! {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("journal.redb");
-        let result = paused(check_journal(&ops, || taskhook::RedbJournal::open(&file).unwrap()));
+        let result = paused(check_journal(&ops, true, || taskhook::RedbJournal::open(&file).unwrap()));
+        let _ = std::fs::remove_dir_all(&dir);
+        result?;
+    }
+
+    #[test]
+    fn redb_journal_without_dedup_follows_the_journal_model(ops in prop::collection::vec(journal_op(), 1..40)) {
+        use std::sync::atomic::{AtomicU64, Ordering};
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+            "model-redb-nodedup-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("journal.redb");
+        let open = || {
+            taskhook::RedbJournal::builder()
+                .dedup_by_task_id(false)
+                .open(&file)
+                .unwrap()
+        };
+        let result = paused(check_journal(&ops, false, open));
         let _ = std::fs::remove_dir_all(&dir);
         result?;
     }

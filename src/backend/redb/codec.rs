@@ -21,6 +21,12 @@ pub(super) const DONE: TableDefinition<'_, &str, u64> = TableDefinition::new("do
 /// The same keys by expiry, to purge the expired ones in order.
 pub(super) const DONE_BY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
     TableDefinition::new("done_ids_by_expiry");
+/// The task ids of the pending entries, each with the sequence number of
+/// the entry that holds it: an append of a pending task id is a point
+/// lookup. Derived from [`ENTRIES`] (rebuilt from it on open when it is
+/// missing or differs, as in a file written before it existed).
+pub(super) const PENDING_IDS: TableDefinition<'_, &str, u64> =
+    TableDefinition::new("pending_task_ids");
 
 pub(super) const NEXT_SEQ: &str = "next_seq";
 pub(super) const FORMAT: &str = "format";
@@ -39,6 +45,18 @@ pub(super) fn encode_record(record: &Record) -> Vec<u8> {
     buf.put_slice(task);
     buf.put_slice(record.bytes());
     buf
+}
+
+/// The task id of an entry stored as [`encode_record`] writes it, without
+/// decoding the rest; `None` for an entry without one (or a value too
+/// damaged to hold one: every entry is decoded in full on open).
+pub(super) fn entry_task_id(bytes: &[u8]) -> Option<&str> {
+    let mut reader = Reader { bytes, pos: 0 };
+    let len = reader.u32().ok()?;
+    if len == NO_TASK {
+        return None;
+    }
+    std::str::from_utf8(reader.take(len as usize).ok()?).ok()
 }
 
 pub(super) fn decode_entry(seq: u64, bytes: &[u8]) -> Result<Entry, JournalError> {
@@ -193,6 +211,8 @@ mod tests {
             let entry = decode_entry(9, &encode_record(&record)).unwrap();
             assert_eq!(entry.seq(), 9);
             assert_eq!(entry.record(), &record);
+            let encoded = encode_record(&record);
+            assert_eq!(entry_task_id(&encoded), record.task_id());
         }
     }
 
@@ -205,6 +225,9 @@ mod tests {
         }
         for len in 0..20 {
             assert!(decode_dead_letter(1, &vec![0xff; len]).is_err(), "{len}");
+        }
+        for len in 0..4 + "task_1".len() {
+            assert_eq!(entry_task_id(&bytes[..len]), None, "{len}");
         }
     }
 }

@@ -2,6 +2,7 @@
 //! methods (writes go to the writer thread, reads run on tokio's blocking
 //! pool), and its builder.
 
+use std::collections::BTreeMap;
 use std::fmt;
 use std::fs::OpenOptions;
 use std::path::{Path, PathBuf};
@@ -15,11 +16,12 @@ use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
 use tokio::sync::oneshot;
 
 use super::codec::{
-    decode_dead_letter, decode_entry, encode_dead_letter, journal_error, DEAD, DONE,
-    DONE_BY_EXPIRY, ENTRIES, FORMAT, FORMAT_VERSION, META, NEXT_SEQ,
+    decode_dead_letter, decode_entry, encode_dead_letter, entry_task_id, journal_error, DEAD, DONE,
+    DONE_BY_EXPIRY, ENTRIES, FORMAT, FORMAT_VERSION, META, NEXT_SEQ, PENDING_IDS,
 };
 use super::faults::{Backend, FaultInjection};
-use super::writer::{Command, Counters, Op, Outcome, Writer};
+use super::writer::{Command, Counters, Dedup, Op, Outcome, Writer};
+use crate::backend::moka::DEFAULT_TIME_TO_LIVE;
 use crate::fast_ack::{Appended, BoxFuture, DeadLetter, Entry, Journal, JournalError, Record};
 
 /// The default most writes committed together: 1024.
@@ -44,15 +46,39 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 ///   [`pending`](Journal::pending) lists entries in that order.
 /// - **Compaction**: [`complete`](Journal::complete) deletes the entry; redb
 ///   reuses the freed pages, so the file stays bounded by the pending
-///   entries, not by the history (see `BENCHMARKS.md`, "Journal").
+///   entries, not by the history (see `BENCHMARKS.md`, "Journal"), plus
+///   the task ids completed within the
+///   [`done_time_to_live`](RedbJournalBuilder::done_time_to_live) (two
+///   small rows each, the id and its expiry; none with
+///   [`dedup_by_task_id(false)`](RedbJournalBuilder::dedup_by_task_id)).
 ///   Completions do not ask for a sync of their own: a batch with only
 ///   completions is committed without one and made durable by the next
-///   durable commit. A crash may forget a completion (the entry runs again
-///   after the restart: at least once), never an append.
+///   durable commit, or by [`sync`](Journal::sync), which
+///   [`FastAckHandle::shutdown`](crate::FastAckHandle::shutdown) calls once
+///   the workers stopped (and dropping the last clone syncs too). A crash
+///   may forget a completion (the entry runs again after the restart: at
+///   least once), never an append.
+/// - **Deduplication by task id**, as the Redis journal does: an append of
+///   a record whose task id is pending here, or was completed within the
+///   [`done_time_to_live`](RedbJournalBuilder::done_time_to_live) (default
+///   24 h), answers [`Appended::Duplicate`] and appends nothing, checked in
+///   the append's own transaction (two records with one task id in one
+///   batch: the first is appended). [`complete`](Journal::complete) marks
+///   the task id done in the same transaction as the deletion;
+///   [`withdraw`](Journal::withdraw) and
+///   [`dead_letter`](Journal::dead_letter) forget it (when that entry held
+///   it), so the provider's retry, a [replay](crate::FastAckHandle::replay)
+///   or the next push runs it. Behind any dedup store, even the default
+///   in-memory one, a duplicate pushed after a restart is answered `200`
+///   duplicate (`taskhook-duplicate: journaled`). Pending task ids are
+///   indexed (a point lookup per append), and the index is rebuilt from the
+///   entries on open when a file lacks it. Off with
+///   [`dedup_by_task_id(false)`](RedbJournalBuilder::dedup_by_task_id).
 /// - **Dead letters** are kept in the file until replayed or dismissed.
-/// - **Done task ids** for deduplication across restarts:
-///   [`RedbDedupStore`](super::RedbDedupStore) keeps them here, with their
-///   expiry; every commit purges a bounded number of expired ones.
+/// - **Done task ids**, with their expiry: the journal's own and those of
+///   [`RedbDedupStore`](super::RedbDedupStore), in one table (with the
+///   default key, a dedup key is the task id, so both see one set); every
+///   commit purges a bounded number of expired ones.
 /// - **Failures**: an append whose commit fails returns the error (the
 ///   layer answers `503`); after a failed commit the journal refuses every
 ///   later write with [`JournalError::Failed`] until it is reopened, because
@@ -68,7 +94,8 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// One process opens a file at a time (redb locks it). Clones share the
 /// database and the writer; dropping the last clone ends the writer thread
 /// after a final sync and waits for it (at most one commit), so the file
-/// can be reopened at once.
+/// can be reopened at once. A file not closed that way (the process was
+/// killed) is recovered by redb on the next open, with one warning logged.
 ///
 /// ```
 /// use taskhook::backend::RedbJournal;
@@ -248,7 +275,11 @@ impl RedbJournal {
     }
 
     /// Commits (with a sync) everything queued so far and purges expired
-    /// done ids; completes once that commit returned.
+    /// done ids; completes once that commit returned. Every completion,
+    /// withdrawal and removal answered before the call (committed without
+    /// a sync of its own) is durable then. [`Journal::sync`], which
+    /// [`FastAckHandle::shutdown`](crate::FastAckHandle::shutdown) calls,
+    /// is this.
     ///
     /// # Errors
     ///
@@ -390,6 +421,10 @@ impl Journal for RedbJournal {
         Box::pin(async move { self.write(Op::Complete(seq)).await.map(|_| ()) })
     }
 
+    fn withdraw(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(async move { self.write(Op::Withdraw(seq)).await.map(|_| ()) })
+    }
+
     fn pending(&self) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
         Box::pin(self.read(read_pending))
     }
@@ -397,6 +432,7 @@ impl Journal for RedbJournal {
     fn dead_letter(&self, letter: &DeadLetter) -> BoxFuture<'_, Result<(), JournalError>> {
         let op = Op::DeadLetter {
             seq: letter.seq(),
+            task_id: letter.task_id().map(Box::from),
             value: encode_dead_letter(letter),
         };
         Box::pin(async move { self.write(op).await.map(|_| ()) })
@@ -408,6 +444,14 @@ impl Journal for RedbJournal {
 
     fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         Box::pin(async move { self.write(Op::RemoveDeadLetter(seq)).await.map(|_| ()) })
+    }
+
+    /// A durable commit behind every write queued before it: the writer
+    /// takes commands in order, so each completion, withdrawal and removal
+    /// answered before this call was committed by then, and this commit's
+    /// sync makes them durable ([`RedbJournal::sync`]).
+    fn sync(&self) -> BoxFuture<'_, Result<(), JournalError>> {
+        Box::pin(RedbJournal::sync(self))
     }
 }
 
@@ -428,6 +472,8 @@ pub struct RedbJournalBuilder {
     commit_window: Duration,
     verify_on_open: bool,
     cache_size: usize,
+    dedup_by_task_id: bool,
+    done_time_to_live: Duration,
 }
 
 impl Default for RedbJournalBuilder {
@@ -437,6 +483,8 @@ impl Default for RedbJournalBuilder {
             commit_window: Duration::ZERO,
             verify_on_open: true,
             cache_size: DEFAULT_CACHE_SIZE,
+            dedup_by_task_id: true,
+            done_time_to_live: DEFAULT_TIME_TO_LIVE,
         }
     }
 }
@@ -501,6 +549,55 @@ impl RedbJournalBuilder {
         self
     }
 
+    /// Sets whether the journal deduplicates by task id (default `true`).
+    ///
+    /// When on, an [`append`](Journal::append) of a record whose task id is
+    /// pending in the journal (appended, neither completed, withdrawn nor
+    /// dead-lettered) or was completed within the
+    /// [`done_time_to_live`](Self::done_time_to_live) answers
+    /// [`Appended::Duplicate`] and appends nothing (the fast-ack layer
+    /// answers `200` with `taskhook-duplicate: journaled`), in the same
+    /// transaction as the appends around it. So a duplicate pushed after a
+    /// restart is absorbed whatever dedup store is in front. Records
+    /// without a task id are always appended.
+    ///
+    /// Turn it off when the same task id must run more than once, for
+    /// example with a dedup layer keyed on something else
+    /// ([`ByIdAndStatus`](crate::dedup::ByIdAndStatus): a new status of a
+    /// known task runs again); the dedup layer's store is then what
+    /// deduplicates.
+    ///
+    /// ```
+    /// let builder = taskhook::backend::RedbJournal::builder().dedup_by_task_id(false);
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn dedup_by_task_id(mut self, dedup: bool) -> Self {
+        self.dedup_by_task_id = dedup;
+        self
+    }
+
+    /// Sets how long a completed task id is remembered, so that a push of
+    /// it answers [`Appended::Duplicate`] (default 24 h, the dedup stores'
+    /// default time to live). The done ids are kept in the file with their
+    /// expiry, which follows the wall clock across restarts; expired ones
+    /// are purged a few hundred per commit. Zero remembers nothing once an
+    /// entry is completed: only pending task ids are duplicates. Has no
+    /// effect with [`dedup_by_task_id(false)`](Self::dedup_by_task_id).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    ///
+    /// let builder = taskhook::backend::RedbJournal::builder()
+    ///     .done_time_to_live(Duration::from_secs(6 * 3600));
+    /// # let _ = builder;
+    /// ```
+    #[must_use]
+    pub fn done_time_to_live(mut self, ttl: Duration) -> Self {
+        self.done_time_to_live = ttl;
+        self
+    }
+
     /// Opens (or creates) the journal at `path` and starts its writer thread.
     ///
     /// Blocking: see [`RedbJournal::open`].
@@ -537,6 +634,10 @@ impl RedbJournalBuilder {
             next_seq,
             counters: Arc::clone(&counters),
             poisoned: Arc::clone(&poisoned),
+            dedup: Dedup {
+                by_task_id: self.dedup_by_task_id,
+                done_ttl_ms: u64::try_from(self.done_time_to_live.as_millis()).unwrap_or(u64::MAX),
+            },
         };
         let writer = std::thread::Builder::new()
             .name("taskhook-journal".into())
@@ -555,6 +656,41 @@ impl RedbJournalBuilder {
             }),
         })
     }
+}
+
+/// Makes the index of pending task ids match the pending entries: each task
+/// id maps to the first pending entry with it (the one a deduplicating
+/// append let in). Rewritten only when it differs: a file written before the
+/// index existed, or with deduplication off, gets it here.
+fn index_pending_ids(txn: &redb::WriteTransaction) -> Result<(), JournalError> {
+    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
+    {
+        let entries = txn.open_table(ENTRIES).map_err(journal_error)?;
+        for item in entries.iter().map_err(journal_error)? {
+            let (seq, value) = item.map_err(journal_error)?;
+            if let Some(task) = entry_task_id(value.value()) {
+                expected.entry(task.to_owned()).or_insert(seq.value());
+            }
+        }
+    }
+    let mut index = txn.open_table(PENDING_IDS).map_err(journal_error)?;
+    let mut stored = BTreeMap::new();
+    for item in index.iter().map_err(journal_error)? {
+        let (task, seq) = item.map_err(journal_error)?;
+        stored.insert(task.value().to_owned(), seq.value());
+    }
+    if stored == expected {
+        return Ok(());
+    }
+    index.retain(|_, _| false).map_err(journal_error)?;
+    for (task, seq) in &expected {
+        index.insert(task.as_str(), *seq).map_err(journal_error)?;
+    }
+    tracing::info!(
+        pending_task_ids = expected.len(),
+        "journal: rebuilt the index of pending task ids from the pending entries"
+    );
+    Ok(())
 }
 
 /// A digest of everything the journal keeps, to tell whether a repair
@@ -595,16 +731,19 @@ fn snapshot(db: &Database) -> Result<Snapshot, JournalError> {
             rows += 1;
         }
     }
-    match txn.open_table(DONE) {
-        Ok(done) => {
-            for item in done.iter().map_err(journal_error)? {
-                let (key, until) = item.map_err(journal_error)?;
-                (key.value(), until.value()).hash(&mut hasher);
-                rows += 1;
-            }
+    // The pending task ids are derived from the entries, but a rollback
+    // that changed only them still means an older commit came back.
+    for (i, definition) in [DONE, PENDING_IDS].into_iter().enumerate() {
+        let table = match txn.open_table(definition) {
+            Ok(table) => table,
+            Err(redb::TableError::TableDoesNotExist(_)) => continue,
+            Err(error) => return Err(journal_error(error)),
+        };
+        for item in table.iter().map_err(journal_error)? {
+            let (key, value) = item.map_err(journal_error)?;
+            (i, key.value(), value.value()).hash(&mut hasher);
+            rows += 1;
         }
-        Err(redb::TableError::TableDoesNotExist(_)) => {}
-        Err(error) => return Err(journal_error(error)),
     }
     Ok(Snapshot {
         next_seq,
@@ -620,6 +759,7 @@ fn open_database(
     faults: &FaultInjection,
     config: &RedbJournalBuilder,
 ) -> Result<(Database, u64), JournalError> {
+    let mut created = false;
     let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => {
             // redb would take an empty file for a new database; a journal
@@ -632,26 +772,64 @@ fn open_database(
             }
             file
         }
-        Err(error) if error.kind() == std::io::ErrorKind::NotFound => OpenOptions::new()
-            .read(true)
-            .write(true)
-            .create_new(true)
-            .open(path)?,
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => {
+            created = true;
+            OpenOptions::new()
+                .read(true)
+                .write(true)
+                .create_new(true)
+                .open(path)?
+        }
         Err(error) => return Err(error.into()),
     };
     let backend = Backend::new(FileBackend::new(file).map_err(journal_error)?, faults);
-    let mut db = redb::Builder::new()
+    let repair = Arc::new(RepairSeen::default());
+    let opened = redb::Builder::new()
         .set_cache_size(config.cache_size)
-        .set_repair_callback(|_| {
-            tracing::warn!("journal was not closed cleanly; redb is recovering the last commit");
+        .set_repair_callback({
+            let repair = Arc::clone(&repair);
+            move |session| repair.saw(session.progress())
         })
-        .create_with_backend(backend)
-        .map_err(journal_error)?;
+        .create_with_backend(backend);
+    // Once per open, after redb is done: its callback runs once per phase
+    // of a repair, and a brand-new file goes through one too (it has no
+    // allocator state yet), which is no recovery.
+    if !created && repair.started.load(Ordering::Relaxed) {
+        tracing::warn!(
+            path = %path.display(),
+            rolled_back = repair.rolled_back.load(Ordering::Relaxed),
+            "journal was not closed cleanly; redb recovered it from its last commit"
+        );
+    }
+    let mut db = opened.map_err(journal_error)?;
     match prepare(&mut db, config) {
         Ok(next_seq) => Ok((db, next_seq)),
         Err(error) => {
             close_quietly(db);
             Err(error)
+        }
+    }
+}
+
+/// What redb's repair callback reported during one open.
+#[derive(Debug, Default)]
+struct RepairSeen {
+    /// A repair ran: the file was not closed cleanly (or is brand-new).
+    started: AtomicBool,
+    /// The primary commit slot failed its checksums: a commit was torn and
+    /// rolled back to the previous one (never acknowledged, see the module
+    /// docs).
+    rolled_back: AtomicBool,
+}
+
+impl RepairSeen {
+    /// redb calls back at `0.0` when a repair starts, at `0.3` only when
+    /// the primary commit is torn (before rolling it back), then at `0.6`
+    /// and `0.9`.
+    fn saw(&self, progress: f64) {
+        self.started.store(true, Ordering::Relaxed);
+        if (0.2..0.5).contains(&progress) {
+            self.rolled_back.store(true, Ordering::Relaxed);
         }
     }
 }
@@ -730,6 +908,13 @@ fn prepare(db: &mut Database, config: &RedbJournalBuilder) -> Result<u64, Journa
             .map(|v| v.value());
         stored.unwrap_or(0)
     };
+    if config.dedup_by_task_id {
+        index_pending_ids(&txn)?;
+    } else {
+        // Not kept up to date while deduplication is off: dropped, and
+        // rebuilt by the next open with it on.
+        txn.delete_table(PENDING_IDS).map_err(journal_error)?;
+    }
     txn.commit().map_err(journal_error)?;
     let txn = db.begin_read().map_err(journal_error)?;
     let pending = read_pending(&txn)?;

@@ -5,10 +5,14 @@
 //!   The layer answers `2xx` only once the event's append is committed with
 //!   a disk sync; concurrent appends share one transaction and one sync
 //!   (group commit). Pending entries are replayed in order at start-up,
-//!   processed ones are deleted, dead letters persist.
-//! - [`RedbDedupStore`]: the dedup layer's [`DedupStore`](crate::DedupStore),
-//!   a [`MokaStore`](crate::MokaStore) in front with the done task ids kept
-//!   in the same file, so a duplicate pushed after a restart is recognised.
+//!   processed ones are deleted, dead letters persist. It deduplicates by
+//!   task id: a task id pending in the file, or processed within the last
+//!   24 h, is answered `200` duplicate, also after a restart, whatever
+//!   dedup store is in front.
+//! - [`RedbDedupStore`] (optional): the dedup layer's
+//!   [`DedupStore`](crate::DedupStore), a [`MokaStore`](crate::MokaStore) in
+//!   front with the done task ids kept in the same file: it answers a known
+//!   done id before the journal append and keeps the in-flight claims.
 //!
 //! # What redb guarantees, and what the journal adds
 //!
@@ -34,7 +38,33 @@
 //!
 //! # Example
 //!
-//! payload → dedup → fast-ack → handler, with both stores on one file:
+//! payload → dedup → fast-ack → handler. The default dedup store is
+//! enough: the journal remembers processed task ids across restarts.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use http::{Request, Response};
+//! use taskhook::backend::RedbJournal;
+//! use taskhook::body::BufferedBody;
+//! use taskhook::fast_ack::FastAckLayer;
+//! use taskhook::{DedupLayer, PayloadLayer};
+//! use tower::{service_fn, ServiceBuilder};
+//!
+//! # let dir = std::env::temp_dir().join(format!("taskhook-doc-mod0-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! let journal = RedbJournal::open(dir.join("journal.redb")).expect("journal opens");
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(DedupLayer::new())
+//!     .layer(FastAckLayer::new().journal(journal))
+//!     .service(service_fn(|_req: Request<BufferedBody>| async {
+//!         Ok::<_, Infallible>(Response::new(String::new()))
+//!     }));
+//! # drop(service); std::fs::remove_dir_all(&dir).unwrap();
+//! ```
+//!
+//! With both stores on one file, so a known done id is answered before
+//! the journal append:
 //!
 //! ```
 //! use std::convert::Infallible;

@@ -12,6 +12,19 @@ use crate::fast_ack::JournalError;
 /// [`MokaStore`] in front (the fast path, and the in-flight claims), the
 /// done ids in the [`RedbJournal`]'s file behind it.
 ///
+/// Not needed for durability: the [`RedbJournal`] itself deduplicates by
+/// task id (a pending or done task id is answered `200` duplicate by the
+/// fast-ack layer, across restarts), so behind the default dedup store a
+/// duplicate pushed after a restart is absorbed already. This store still
+/// earns its place as the dedup layer's store: it answers a task id known
+/// to be done *before* the journal append (one read instead of a write
+/// through the group commit), and its in-flight claims make a concurrent
+/// duplicate wait for the first one's answer. The journal and this store
+/// keep done ids in one table: with the default key ([`ById`]), a dedup key
+/// is the task id, so each sees what the other marked done.
+///
+/// [`ById`]: crate::dedup::ById
+///
 /// - [`claim`](DedupStore::claim) asks moka first: done or in flight there
 ///   is the answer. A key moka does not know (after a restart, or evicted)
 ///   is looked up in the file; if it is done there and not expired, moka
@@ -23,6 +36,9 @@ use crate::fast_ack::JournalError;
 ///   answer leaves, and its duplicate pushed after a crash is absorbed.
 /// - [`forget`](DedupStore::forget) removes the key from both (for the
 ///   dead-letter hook: the provider's next push runs the handler again).
+///   The journal forgets a dead-lettered task id in the file by itself,
+///   this key with it when they are the same; moka's copy is the hook's
+///   to forget.
 /// - [`release`](DedupStore::release) and [`wait`](DedupStore::wait) are
 ///   moka's: in-flight claims live in memory only, and a restart forgets
 ///   them, which is right (a claim's owner died with the process).

@@ -6,6 +6,10 @@
 //! commit window for more, and applies the whole batch in one redb write
 //! transaction with one commit: one disk sync for every caller in it. Each
 //! caller's future completes when that commit returned.
+//!
+//! Deduplication by task id happens here too, inside the same transaction
+//! as the append: an append checks the pending task ids and the done ids,
+//! so the check and the append are one atomic step, in order of arrival.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
@@ -16,7 +20,8 @@ use redb::{Database, Durability, ReadableTable, WriteTransaction};
 use tokio::sync::oneshot;
 
 use super::codec::{
-    encode_record, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, META, NEXT_SEQ,
+    encode_record, entry_task_id, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, META,
+    NEXT_SEQ, PENDING_IDS,
 };
 use crate::fast_ack::{Appended, JournalError, Record};
 
@@ -34,9 +39,13 @@ pub(super) struct Command {
 
 pub(super) enum Op {
     Append(Vec<Record>),
+    /// Processed: deleted, its task id done.
     Complete(u64),
+    /// Appended but not queued: deleted, its task id forgotten.
+    Withdraw(u64),
     DeadLetter {
         seq: u64,
+        task_id: Option<Box<str>>,
         value: Vec<u8>,
     },
     RemoveDeadLetter(u64),
@@ -51,10 +60,14 @@ pub(super) enum Op {
 
 impl Op {
     /// Whether the caller is promised durability when the commit returns.
-    /// Completions and removals are not: losing one in a crash replays an
-    /// entry (at least once), never loses one.
+    /// Completions, withdrawals and removals are not: losing one in a crash
+    /// replays an entry (at least once), never loses one, and a
+    /// [`Sync`](Op::Sync) makes them durable.
     fn durable(&self) -> bool {
-        !matches!(self, Op::Complete(_) | Op::RemoveDeadLetter(_))
+        !matches!(
+            self,
+            Op::Complete(_) | Op::Withdraw(_) | Op::RemoveDeadLetter(_)
+        )
     }
 }
 
@@ -83,6 +96,17 @@ pub(super) struct Writer {
     pub(super) next_seq: u64,
     pub(super) counters: Arc<Counters>,
     pub(super) poisoned: Arc<AtomicBool>,
+    pub(super) dedup: Dedup,
+}
+
+/// How the journal deduplicates by task id.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Dedup {
+    /// `false`: every record is appended, no task id is indexed or marked
+    /// done.
+    pub(super) by_task_id: bool,
+    /// How long a completed task id answers [`Appended::Duplicate`].
+    pub(super) done_ttl_ms: u64,
 }
 
 impl Writer {
@@ -178,7 +202,7 @@ impl Writer {
         };
         txn.set_durability(durability).map_err(journal_error)?;
         let mut next_seq = self.next_seq;
-        let outcomes = apply(&txn, batch, &mut next_seq)?;
+        let outcomes = apply(&txn, batch, &mut next_seq, self.dedup)?;
         let purged = purge(&txn, now_ms)?;
         txn.commit().map_err(journal_error)?;
         self.next_seq = next_seq;
@@ -207,61 +231,88 @@ fn apply(
     txn: &WriteTransaction,
     batch: &[Command],
     next_seq: &mut u64,
+    dedup: Dedup,
 ) -> Result<Vec<Outcome>, JournalError> {
-    let mut entries = txn.open_table(ENTRIES).map_err(journal_error)?;
-    let mut dead = txn.open_table(DEAD).map_err(journal_error)?;
-    let mut done = txn.open_table(DONE).map_err(journal_error)?;
-    let mut by_expiry = txn.open_table(DONE_BY_EXPIRY).map_err(journal_error)?;
+    let mut tables = Tables {
+        entries: txn.open_table(ENTRIES).map_err(journal_error)?,
+        dead: txn.open_table(DEAD).map_err(journal_error)?,
+        done: txn.open_table(DONE).map_err(journal_error)?,
+        by_expiry: txn.open_table(DONE_BY_EXPIRY).map_err(journal_error)?,
+        pending_ids: txn.open_table(PENDING_IDS).map_err(journal_error)?,
+    };
     let mut outcomes = Vec::with_capacity(batch.len());
     let start = *next_seq;
     for command in batch {
+        let now_ms = command.now_ms;
         let outcome = match &command.op {
             Op::Append(records) => {
                 let mut seqs = Vec::with_capacity(records.len());
                 for record in records {
+                    let task = record.task_id().filter(|_| dedup.by_task_id);
+                    if let Some(task) = task {
+                        if tables.holds(task, now_ms)? {
+                            seqs.push(Appended::Duplicate);
+                            continue;
+                        }
+                    }
                     let seq = *next_seq;
                     *next_seq += 1;
-                    entries
+                    tables
+                        .entries
                         .insert(seq, encode_record(record).as_slice())
                         .map_err(journal_error)?;
+                    if let Some(task) = task {
+                        tables
+                            .pending_ids
+                            .insert(task, seq)
+                            .map_err(journal_error)?;
+                    }
                     seqs.push(Appended::Seq(seq));
                 }
                 Outcome::Appended(seqs)
             }
             Op::Complete(seq) => {
-                entries.remove(*seq).map_err(journal_error)?;
+                let task = tables.remove_entry(*seq)?;
+                if let Some(task) = task.filter(|_| dedup.by_task_id) {
+                    tables.release(&task, *seq)?;
+                    let until_ms = now_ms.saturating_add(dedup.done_ttl_ms);
+                    tables.mark_done(&task, until_ms)?;
+                }
                 Outcome::Done
             }
-            Op::DeadLetter { seq, value } => {
-                entries.remove(*seq).map_err(journal_error)?;
-                dead.insert(*seq, value.as_slice()).map_err(journal_error)?;
+            Op::Withdraw(seq) => {
+                let task = tables.remove_entry(*seq)?;
+                if let Some(task) = task.filter(|_| dedup.by_task_id) {
+                    tables.forget_if_held(&task, *seq)?;
+                }
+                Outcome::Done
+            }
+            Op::DeadLetter {
+                seq,
+                task_id,
+                value,
+            } => {
+                let stored = tables.remove_entry(*seq)?;
+                tables
+                    .dead
+                    .insert(*seq, value.as_slice())
+                    .map_err(journal_error)?;
+                let task = stored.or_else(|| task_id.as_deref().map(str::to_owned));
+                if let Some(task) = task.filter(|_| dedup.by_task_id) {
+                    tables.forget_if_held(&task, *seq)?;
+                }
                 Outcome::Done
             }
             Op::RemoveDeadLetter(seq) => {
-                dead.remove(*seq).map_err(journal_error)?;
+                tables.dead.remove(*seq).map_err(journal_error)?;
                 Outcome::Done
             }
             Op::MarkDone { key, until_ms } => {
-                let old = done
-                    .insert(&**key, *until_ms)
-                    .map_err(journal_error)?
-                    .map(|old| old.value());
-                if let Some(old) = old {
-                    by_expiry.remove((old, &**key)).map_err(journal_error)?;
-                }
-                by_expiry
-                    .insert((*until_ms, &**key), ())
-                    .map_err(journal_error)?;
+                tables.mark_done(key, *until_ms)?;
                 Outcome::Done
             }
             Op::ForgetDone(key) => {
-                let old = done
-                    .remove(&**key)
-                    .map_err(journal_error)?
-                    .map(|old| old.value());
-                if let Some(old) = old {
-                    by_expiry.remove((old, &**key)).map_err(journal_error)?;
-                }
+                tables.forget_done(key)?;
                 Outcome::Done
             }
             Op::Sync => Outcome::Done,
@@ -273,6 +324,93 @@ fn apply(
         meta.insert(NEXT_SEQ, *next_seq).map_err(journal_error)?;
     }
     Ok(outcomes)
+}
+
+/// The tables one batch writes, opened once per commit.
+struct Tables<'txn> {
+    entries: redb::Table<'txn, u64, &'static [u8]>,
+    dead: redb::Table<'txn, u64, &'static [u8]>,
+    done: redb::Table<'txn, &'static str, u64>,
+    by_expiry: redb::Table<'txn, (u64, &'static str), ()>,
+    pending_ids: redb::Table<'txn, &'static str, u64>,
+}
+
+impl Tables<'_> {
+    /// Whether `task` is pending, or done and not expired at `now_ms`.
+    fn holds(&self, task: &str, now_ms: u64) -> Result<bool, JournalError> {
+        if self.pending_ids.get(task).map_err(journal_error)?.is_some() {
+            return Ok(true);
+        }
+        let until = self.done.get(task).map_err(journal_error)?;
+        Ok(until.is_some_and(|until| now_ms < until.value()))
+    }
+
+    /// Deletes the entry `seq`; answers its task id, if it had one.
+    fn remove_entry(&mut self, seq: u64) -> Result<Option<String>, JournalError> {
+        let removed = self.entries.remove(seq).map_err(journal_error)?;
+        Ok(removed.and_then(|value| entry_task_id(value.value()).map(str::to_owned)))
+    }
+
+    /// Drops `task` from the pending ids if the entry `seq` holds it.
+    /// Answers whether it did.
+    fn release(&mut self, task: &str, seq: u64) -> Result<bool, JournalError> {
+        let holder = self
+            .pending_ids
+            .get(task)
+            .map_err(journal_error)?
+            .map(|holder| holder.value());
+        if holder != Some(seq) {
+            return Ok(false);
+        }
+        self.pending_ids.remove(task).map_err(journal_error)?;
+        Ok(true)
+    }
+
+    /// Forgets `task` if the entry `seq` held it: neither pending nor done,
+    /// so the provider's retry, a replay or the next push runs it. A done
+    /// id found then was written after this entry's append (a pending id
+    /// is never appended over), by the dedup layer's store answering its
+    /// `2xx`, and goes with it.
+    fn forget_if_held(&mut self, task: &str, seq: u64) -> Result<(), JournalError> {
+        if self.release(task, seq)? {
+            self.forget_done(task)?;
+        }
+        Ok(())
+    }
+
+    /// Marks `key` done until `until_ms`, or later if it already was: the
+    /// journal's completion and the dedup store's answer both mark a task
+    /// id, each with its own time to live, and neither shortens the other.
+    fn mark_done(&mut self, key: &str, until_ms: u64) -> Result<(), JournalError> {
+        let old = self
+            .done
+            .get(key)
+            .map_err(journal_error)?
+            .map(|old| old.value());
+        if old.is_some_and(|old| old >= until_ms) {
+            return Ok(());
+        }
+        self.done.insert(key, until_ms).map_err(journal_error)?;
+        if let Some(old) = old {
+            self.by_expiry.remove((old, key)).map_err(journal_error)?;
+        }
+        self.by_expiry
+            .insert((until_ms, key), ())
+            .map_err(journal_error)?;
+        Ok(())
+    }
+
+    fn forget_done(&mut self, key: &str) -> Result<(), JournalError> {
+        let old = self
+            .done
+            .remove(key)
+            .map_err(journal_error)?
+            .map(|old| old.value());
+        if let Some(old) = old {
+            self.by_expiry.remove((old, key)).map_err(journal_error)?;
+        }
+        Ok(())
+    }
 }
 
 /// Removes up to [`PURGE_PER_COMMIT`] done keys that expired by `now_ms`.
