@@ -106,8 +106,13 @@ where
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => stream,
-                // A failed accept (out of file descriptors, ...): go on.
-                Err(_) => continue,
+                // A failed accept (out of file descriptors, ...): wait a
+                // little rather than spin. (`taskhook::server`, feature
+                // `server`, does all of this, with timeouts.)
+                Err(_) => {
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    continue;
+                }
             },
             () = &mut shutdown => break,
         };

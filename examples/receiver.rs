@@ -10,16 +10,18 @@
 //! An axum app, served by [`taskhook::server`] (HTTP/1.1 and HTTP/2 with
 //! prior knowledge on one port, header and request timeouts, a connection
 //! cap), serves `POST /callback` through payload → dedup → fast-ack →
-//! handler:
+//! handler, built by `taskhook::CallbackStack`:
 //!
-//! - [`PayloadLayer`] parses the body once (`400`/`413`/`415` for input that
-//!   can never succeed);
-//! - [`DedupLayer`] answers a task id it has seen `200` (duplicate), so the
+//! - the payload layer parses the body once (`400`/`413`/`405` for input
+//!   that can never succeed);
+//! - the dedup layer answers a task id it has seen `200` (duplicate), so the
 //!   handler runs once per task;
-//! - [`FastAckLayer`] answers `202 Accepted` once the event is journaled
-//!   (in memory) and queued (`503` + `Retry-After` when full), then runs the
-//!   handler in the background, retrying a `500` with backoff; an event that
-//!   fails every attempt becomes a dead letter (listed at shutdown);
+//! - the fast-ack layer answers `202 Accepted` once the event is journaled
+//!   (in memory, or in the redb file of `--journal`, which also remembers
+//!   the done task ids across restarts) and queued (`503` + `Retry-After`
+//!   when full), then runs the handler in the background, retrying a `500`
+//!   with backoff; an event that fails every attempt becomes a dead letter
+//!   (listed at shutdown);
 //! - the handler waits `--handler-delay-ms`, answers `500` with probability
 //!   `--fail-rate`, and otherwise appends the event to `--processed-log`.
 //!
@@ -103,15 +105,11 @@ use axum::handler::Handler;
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
-use taskhook::dedup::ById;
-use taskhook::fast_ack::{FastAck, FastAckLayer, ResponseStatus};
+use taskhook::fast_ack::{FastAckLayer, ResponseStatus};
 use taskhook::server;
-use taskhook::{
-    CompactStore, Dedup, DedupLayer, DedupStore, FastAckHandle, Payload, PayloadLayer, TaskEvent,
-    TaskStatus,
-};
+use taskhook::{CallbackStack, DedupLayer, FastAckHandle, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
-use tower::{BoxError, Service, ServiceBuilder};
+use tower::{BoxError, Service};
 
 // ---------------------------------------------------------------------------
 // Flags: every one in this table, parsed by `Config::from_args`.
@@ -392,49 +390,10 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 // ---------------------------------------------------------------------------
 // The stack.
 
-/// The recommended stack in front of a handler: payload → dedup → fast-ack.
-pub(crate) type CallbackService<H, St = CompactStore> = Payload<Dedup<FastAck<H>, ById, St>>;
-
-/// Builds payload → dedup → fast-ack → `handler`.
-///
-/// Payload first: the others read the parsed event. Dedup before fast-ack:
-/// it sees fast-ack's `202` and remembers the task id, so a duplicate push
-/// is answered `200` without being journaled or queued twice (see the
-/// `fast_ack` module docs, "Stacking with dedup").
-pub(crate) fn callback_service<H, B>(fast_ack: FastAckLayer, handler: H) -> CallbackService<H>
-where
-    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + 'static,
-    Response<B>: ResponseStatus,
-    H::Error: Into<BoxError>,
-    H::Future: Send + 'static,
-{
-    callback_service_with_store(fast_ack, CompactStore::new(), handler)
-}
-
-/// Builds payload → dedup (on `store`) → fast-ack → `handler`.
-pub(crate) fn callback_service_with_store<H, B, St>(
-    fast_ack: FastAckLayer,
-    store: St,
-    handler: H,
-) -> CallbackService<H, St>
-where
-    H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + 'static,
-    Response<B>: ResponseStatus,
-    H::Error: Into<BoxError>,
-    H::Future: Send + 'static,
-    St: DedupStore,
-{
-    ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::with_store(store))
-        .layer(fast_ack)
-        .service(handler)
-}
-
-/// The app: the stack on `fast_ack` and `handler` behind `POST /callback`,
-/// with the in-memory journal and dedup store, or with both in the redb
-/// file `journal` (`--journal`). Also answers the handle on the fast-ack
-/// state (taken after the journal is set: a setter makes a new state).
+/// The app: the stack on `fast_ack` and `handler` at `/callback`, with the
+/// in-memory journal, or with the journal in the redb file `journal`
+/// (`--journal`), which also remembers the done task ids across restarts.
+/// Also answers the handle on the fast-ack state.
 pub(crate) fn journaled_app<H, B>(
     fast_ack: FastAckLayer,
     journal: Option<&Path>,
@@ -442,47 +401,41 @@ pub(crate) fn journaled_app<H, B>(
 ) -> std::io::Result<(Router, FastAckHandle)>
 where
     H: Service<Request<BufferedBody>, Response = Response<B>> + Clone + Send + Sync + 'static,
-    Response<B>: ResponseStatus + axum::response::IntoResponse,
+    Response<B>: ResponseStatus,
     H::Error: Into<BoxError>,
     H::Future: Send + 'static,
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    match journal {
+    let stack = CallbackStack::new().fast_ack(fast_ack);
+    let stack = match journal {
         #[cfg(feature = "redb")]
         Some(path) => {
-            use taskhook::backend::{RedbDedupStore, RedbJournal};
-            let journal = RedbJournal::open(path).map_err(|error| {
+            let journal = taskhook::backend::RedbJournal::open(path).map_err(|error| {
                 std::io::Error::other(format!("journal {}: {error}", path.display()))
             })?;
-            let fast_ack = fast_ack.journal(journal.clone());
-            let handle = fast_ack.handle();
-            let store = RedbDedupStore::new(journal, taskhook::MokaStore::new());
-            let service = callback_service_with_store(fast_ack, store, handler);
-            Ok((router(service), handle))
+            stack.journal(journal)
         }
         #[cfg(not(feature = "redb"))]
-        Some(_) => Err(std::io::Error::other(
-            "a durable journal needs the `redb` feature",
-        )),
-        None => {
-            let handle = fast_ack.handle();
-            Ok((router(callback_service(fast_ack, handler)), handle))
+        Some(_) => {
+            return Err(std::io::Error::other(
+                "a durable journal needs the `redb` feature",
+            ))
         }
-    }
+        None => stack,
+    };
+    let (callback, handle) = stack.build(handler);
+    Ok((router(callback), handle))
 }
 
-/// The app: the stack on `POST /callback`. The stack is layered as one
-/// service before it is mounted with `post_service` (a `FastAckLayer`
-/// drives one service; `MethodRouter::layer` would also layer the
-/// method-not-allowed fallback): other methods get axum's `405`.
+/// The app: the stack at `/callback` (it answers other methods `405`).
 pub(crate) fn router<S>(callback: S) -> Router
 where
     S: Service<Request<axum::body::Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Response: axum::response::IntoResponse,
     S::Future: Send + 'static,
 {
-    Router::new().route("/callback", axum::routing::post_service(callback))
+    Router::new().route_service("/callback", callback)
 }
 
 /// The HTTP server's limits as the flags set them (`tests/hostile` builds
@@ -702,18 +655,16 @@ where
         journal = journal.claim_idle(idle);
     }
     let journal = journal.build().await.map_err(std::io::Error::other)?;
-    let fast_ack = fast_ack.journal(journal);
-    let handle = fast_ack.handle();
     // In front of fast-ack a claim only lasts until the `202` (milliseconds):
     // a claim older than the provider's 10 s wait belongs to a replica that
     // died mid-request, and must not hold the provider's retry up.
     let store = store.claim_timeout(config.dedup_claim).build();
-    let service = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::with_store(store))
-        .layer(fast_ack)
-        .service(handler);
-    Ok((router(service), handle))
+    let (callback, handle) = CallbackStack::new()
+        .fast_ack(fast_ack)
+        .journal(journal)
+        .dedup(DedupLayer::with_store(store))
+        .build(handler);
+    Ok((router(callback), handle))
 }
 
 // ---------------------------------------------------------------------------

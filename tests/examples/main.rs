@@ -325,8 +325,14 @@ fn axum_existing_app_keeps_other_routes_untouched() {
         out.contains("ok  POST /items with a text body: 201"),
         "{out}"
     );
-    assert!(out.contains("ok  GET /callback (a callback is a POST): 405"), "{out}");
-    assert!(out.contains("ok  GET /callback answers Allow: POST"), "{out}");
+    assert!(
+        out.contains("ok  GET /callback (a callback is a POST): 405"),
+        "{out}"
+    );
+    assert!(
+        out.contains("ok  GET /callback answers Allow: POST"),
+        "{out}"
+    );
 }
 
 #[test]

@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use axum::extract::State;
 use axum::handler::Handler;
 use http::StatusCode;
-use taskhook::{FastAckHandle, FastAckLayer, TaskEvent};
+use taskhook::{CallbackStack, FastAckHandle, TaskEvent};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::oneshot;
@@ -54,12 +54,9 @@ async fn on_callback(State(runs): State<Arc<AtomicUsize>>, _event: TaskEvent) ->
 impl Receiver {
     async fn start(limits: ServerLimits) -> Self {
         let runs = Arc::new(AtomicUsize::new(0));
-        let fast_ack = FastAckLayer::new();
-        let handle = fast_ack.handle();
-        let app = receiver::router(receiver::callback_service(
-            fast_ack,
-            on_callback.with_state(Arc::clone(&runs)),
-        ));
+        let (callback, handle) =
+            CallbackStack::new().build(on_callback.with_state(Arc::clone(&runs)));
+        let app = receiver::router(callback);
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (stop, stopped) = oneshot::channel::<()>();

@@ -349,7 +349,7 @@ async fn withdraw_and_dead_letter_free_the_task_id() {
         .unwrap();
     let letter = DeadLetter::new(
         entry,
-        Failure::Status(StatusCode::BAD_GATEWAY),
+        Failure::status(StatusCode::BAD_GATEWAY, ""),
         3,
         SystemTime::now(),
     )

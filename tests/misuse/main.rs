@@ -18,7 +18,7 @@ use axum::{Json, Router};
 use taskhook::fast_ack::{FastAckLayer, MemoryJournal, RetryPolicy};
 use taskhook::{CallbackStack, DedupLayer, PayloadLayer, TaskEvent};
 use tower::layer::util::{Identity, Stack};
-use tower::ServiceBuilder;
+use tower::{ServiceBuilder, ServiceExt};
 
 use common::until;
 
@@ -327,4 +327,46 @@ async fn a_handler_with_state_mounts_with_with_state() {
     );
     until("processed", || handle.stats().processed == 1).await;
     assert_eq!(*state.seen.lock().unwrap(), ["got task_01"]);
+}
+
+#[tokio::test]
+async fn a_durable_journal_recognises_a_duplicate_after_a_restart_with_no_other_wiring() {
+    use taskhook::backend::RedbJournal;
+    let dir = std::env::temp_dir().join(format!("taskhook-misuse-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("journal.redb");
+    let runs = Arc::new(Mutex::new(0));
+    let handler = {
+        let runs = Arc::clone(&runs);
+        move || async move {
+            *runs.lock().unwrap() += 1;
+        }
+    };
+    for run in 0..2 {
+        let journal = RedbJournal::open(&path).unwrap();
+        let (callback, handle) = CallbackStack::new()
+            .journal(journal)
+            .build(handler.clone().into_service());
+        handle.started().await;
+        let push = http::Request::post("/callback")
+            .body(axum::body::Body::from(BODY))
+            .unwrap();
+        let answer = callback.oneshot(push).await.unwrap();
+        if run == 0 {
+            assert_eq!(answer.status(), 202);
+            until("processed", || handle.stats().processed == 1).await;
+        } else {
+            // A new process: its in-memory dedup store is empty, the journal is not.
+            assert_eq!(answer.status(), 200);
+            assert_eq!(answer.headers()["taskhook-duplicate"], "journaled");
+        }
+        assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+        // The process ends: the journal file is closed.
+    }
+    assert_eq!(
+        *runs.lock().unwrap(),
+        1,
+        "the handler ran once in two processes"
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }
