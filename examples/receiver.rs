@@ -106,8 +106,8 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{FastAckLayer, ResponseStatus};
-use taskhook::server;
-use taskhook::{CallbackStack, DedupLayer, FastAckHandle, TaskEvent, TaskStatus};
+use taskhook::server::{self, ServerLimits};
+use taskhook::{CallbackStack, FastAckHandle, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
 use tower::{BoxError, Service};
 
@@ -201,7 +201,8 @@ const FLAGS: &[Flag<Config>] = &[
         value: "N",
         help: "close a connection whose request header (or next request) takes over N ms [default: 5000]",
         set: |c, v| {
-            c.limits.header_timeout = Duration::from_millis(parse_positive(v)?);
+            c.limits = std::mem::take(&mut c.limits)
+                .header_timeout(Duration::from_millis(parse_positive(v)?));
             Ok(())
         },
     },
@@ -210,8 +211,8 @@ const FLAGS: &[Flag<Config>] = &[
         value: "N",
         help: "connections served at once; more wait in the listen backlog [default: 1024]",
         set: |c, v| {
-            c.limits.max_connections = usize::try_from(parse_positive(v)?)
-                .map_err(|_| "too large".to_owned())?;
+            let max = usize::try_from(parse_positive(v)?).map_err(|_| "too large".to_owned())?;
+            c.limits = std::mem::take(&mut c.limits).max_connections(max);
             Ok(())
         },
     },
@@ -438,30 +439,6 @@ where
     Router::new().route_service("/callback", callback)
 }
 
-/// The HTTP server's limits as the flags set them (`tests/hostile` builds
-/// this too); [`serve_with`] hands them to [`taskhook::server`].
-#[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) struct ServerLimits {
-    /// `--header-timeout-ms`: see [`server::ServerLimits::header_timeout`].
-    pub(crate) header_timeout: Duration,
-    /// `--max-connections`: see [`server::ServerLimits::max_connections`].
-    pub(crate) max_connections: usize,
-    /// See [`server::ServerLimits::request_timeout`]: the stack answers
-    /// once the event is queued, so this bounds the body's arrival, not the
-    /// handler.
-    pub(crate) request_timeout: Duration,
-}
-
-impl Default for ServerLimits {
-    fn default() -> Self {
-        Self {
-            header_timeout: Duration::from_secs(5),
-            max_connections: 1024,
-            request_timeout: Duration::from_secs(30),
-        }
-    }
-}
-
 /// Serves `app` with `taskhook::server` (HTTP/1.1 and HTTP/2, header
 /// timeout, connection cap, request timeout) on `listener` until `shutdown`
 /// resolves, then stops accepting and lets the open connections finish for
@@ -473,11 +450,7 @@ pub(crate) async fn serve_with(
     limits: ServerLimits,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let limits = server::ServerLimits::new()
-        .header_timeout(limits.header_timeout)
-        .max_connections(limits.max_connections)
-        .request_timeout(limits.request_timeout)
-        .shutdown_timeout(Duration::from_secs(5));
+    let limits = limits.shutdown_timeout(Duration::from_secs(5));
     server::serve(listener, app, limits)
         .with_graceful_shutdown(shutdown)
         .await
@@ -662,7 +635,7 @@ where
     let (callback, handle) = CallbackStack::new()
         .fast_ack(fast_ack)
         .journal(journal)
-        .dedup(DedupLayer::with_store(store))
+        .dedup(taskhook::DedupLayer::with_store(store))
         .build(handler);
     Ok((router(callback), handle))
 }
@@ -703,7 +676,7 @@ async fn run(config: Config) -> std::io::Result<bool> {
     // signal sent right after the line is read is not missed.
     let signal = shutdown_signal()?;
     let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve_with(listener, app, config.limits, async {
+    let server = tokio::spawn(serve_with(listener, app, config.limits.clone(), async {
         let _ = stop_rx.await;
     }));
     handle.started().await;

@@ -30,7 +30,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 use self::common::RawResponse;
-use self::receiver::ServerLimits;
+use taskhook::server::ServerLimits;
 
 /// A bound on anything that should happen promptly: a liveness check that
 /// fails a hung test, never a measure of speed.
@@ -81,11 +81,9 @@ impl Receiver {
 }
 
 fn limits(header_timeout: Duration, max_connections: usize) -> ServerLimits {
-    ServerLimits {
-        header_timeout,
-        max_connections,
-        ..ServerLimits::default()
-    }
+    ServerLimits::new()
+        .header_timeout(header_timeout)
+        .max_connections(max_connections)
 }
 
 fn push_body(id: &str) -> Vec<u8> {
@@ -329,11 +327,7 @@ async fn hostile_ids_are_a_400_and_never_echoed() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_body_that_stalls_is_a_503_with_retry_after() {
     let request_timeout = Duration::from_millis(500);
-    let receiver = Receiver::start(ServerLimits {
-        request_timeout,
-        ..ServerLimits::default()
-    })
-    .await;
+    let receiver = Receiver::start(ServerLimits::new().request_timeout(request_timeout)).await;
     let addr = receiver.addr;
     // The header in time, then part of the body and a stall: with a
     // Content-Length, and chunked.
