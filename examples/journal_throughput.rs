@@ -39,6 +39,7 @@ enum Mode {
     Memory,
     SyncEach,
     Group,
+    GroupNoDedup,
     GroupWindow,
 }
 
@@ -48,6 +49,7 @@ impl Mode {
             Mode::Memory => "memory (no disk)",
             Mode::SyncEach => "redb, one sync per request",
             Mode::Group => "redb, group commit",
+            Mode::GroupNoDedup => "redb, group commit, no task-id dedup",
             Mode::GroupWindow => "redb, group commit + 1 ms window",
         }
     }
@@ -77,6 +79,7 @@ async fn run(mode: Mode, concurrency: usize, requests: usize, dir: &Path) -> Run
         Mode::Memory => None,
         Mode::SyncEach => Some(RedbJournal::builder().max_batch(1).open(&path)),
         Mode::Group => Some(RedbJournal::open(&path)),
+        Mode::GroupNoDedup => Some(RedbJournal::builder().dedup_by_task_id(false).open(&path)),
         Mode::GroupWindow => Some(
             RedbJournal::builder()
                 .commit_window(Duration::from_millis(1))
@@ -253,7 +256,13 @@ async fn main() {
         .map(|v| v.parse().expect("--rounds N"))
         .unwrap_or(30);
     for &c in &concurrency {
-        for mode in [Mode::Memory, Mode::SyncEach, Mode::Group, Mode::GroupWindow] {
+        for mode in [
+            Mode::Memory,
+            Mode::SyncEach,
+            Mode::Group,
+            Mode::GroupNoDedup,
+            Mode::GroupWindow,
+        ] {
             let r = run(mode, c, requests, &dir).await;
             let per_sync = if r.syncs == 0 {
                 "-".to_owned()

@@ -354,16 +354,23 @@ impl Tables<'_> {
     /// Drops `task` from the pending ids if the entry `seq` holds it.
     /// Answers whether it did.
     fn release(&mut self, task: &str, seq: u64) -> Result<bool, JournalError> {
+        // One lookup: removed, and put back in the rare case that another
+        // entry holds the id.
         let holder = self
             .pending_ids
-            .get(task)
+            .remove(task)
             .map_err(journal_error)?
             .map(|holder| holder.value());
-        if holder != Some(seq) {
-            return Ok(false);
+        match holder {
+            Some(holder) if holder == seq => Ok(true),
+            Some(holder) => {
+                self.pending_ids
+                    .insert(task, holder)
+                    .map_err(journal_error)?;
+                Ok(false)
+            }
+            None => Ok(false),
         }
-        self.pending_ids.remove(task).map_err(journal_error)?;
-        Ok(true)
     }
 
     /// Forgets `task` if the entry `seq` held it: neither pending nor done,
@@ -382,21 +389,29 @@ impl Tables<'_> {
     /// journal's completion and the dedup store's answer both mark a task
     /// id, each with its own time to live, and neither shortens the other.
     fn mark_done(&mut self, key: &str, until_ms: u64) -> Result<(), JournalError> {
+        // One lookup: written, and the old expiry put back in the rare case
+        // that it was later.
         let old = self
             .done
-            .get(key)
+            .insert(key, until_ms)
             .map_err(journal_error)?
             .map(|old| old.value());
-        if old.is_some_and(|old| old >= until_ms) {
-            return Ok(());
+        match old {
+            Some(old) if old >= until_ms => {
+                self.done.insert(key, old).map_err(journal_error)?;
+            }
+            Some(old) => {
+                self.by_expiry.remove((old, key)).map_err(journal_error)?;
+                self.by_expiry
+                    .insert((until_ms, key), ())
+                    .map_err(journal_error)?;
+            }
+            None => {
+                self.by_expiry
+                    .insert((until_ms, key), ())
+                    .map_err(journal_error)?;
+            }
         }
-        self.done.insert(key, until_ms).map_err(journal_error)?;
-        if let Some(old) = old {
-            self.by_expiry.remove((old, key)).map_err(journal_error)?;
-        }
-        self.by_expiry
-            .insert((until_ms, key), ())
-            .map_err(journal_error)?;
         Ok(())
     }
 
