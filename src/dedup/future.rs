@@ -223,12 +223,7 @@ async fn acquire<St: DedupStore, B>(
                         metrics.incr(Counter::WaitTimeout);
                         tracing::debug!(id, %key, "dedup: still in flight after the wait bound");
                         return Acquired::Answer(
-                            Rejection::unavailable(
-                                "duplicate_in_flight",
-                                "a callback for this task is being processed; retry later",
-                                config.retry_after,
-                            )
-                            .into_response(),
+                            Rejection::duplicate_in_flight(config.retry_after).into_response(),
                         );
                     }
                 }
@@ -242,12 +237,7 @@ async fn acquire<St: DedupStore, B>(
         }
         tracing::warn!(id, %key, %error, "dedup: store failed");
         return Acquired::Answer(
-            Rejection::unavailable(
-                "dedup_store_unavailable",
-                "the deduplication store is unavailable; retry later",
-                config.retry_after,
-            )
-            .into_response(),
+            Rejection::dedup_store_unavailable(config.retry_after).into_response(),
         );
     }
 }

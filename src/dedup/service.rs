@@ -112,26 +112,12 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(event) = req.extensions().get::<TaskEvent>() else {
-            tracing::error!("no TaskEvent in the request extensions: is PayloadLayer applied before DedupLayer?");
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "missing_payload_layer",
-                "no `TaskEvent` in the request extensions: \
-                 `taskhook::PayloadLayer` must be applied before `DedupLayer`",
-            ));
+            return ResponseFuture::rejected(Rejection::payload_layer_missing("DedupLayer"));
         };
         if req.extensions().get::<crate::fast_ack::Attempt>().is_some() {
             // Behind fast-ack every duplicate has been answered `202` and
             // journaled before it gets here: the dedup decision comes too late.
-            tracing::error!(
-                "DedupLayer is behind FastAckLayer: every duplicate is journaled and queued; \
-                 put DedupLayer in front of FastAckLayer (payload, dedup, fast-ack), \
-                 or build the stack with `taskhook::CallbackStack`"
-            );
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "dedup_behind_fast_ack",
-                "`DedupLayer` is behind `FastAckLayer`: put it in front \
-                 (payload, dedup, fast-ack), or build the stack with `taskhook::CallbackStack`",
-            ));
+            return ResponseFuture::rejected(Rejection::dedup_behind_fast_ack());
         }
         // A clone of the event (an `Arc`), not of its id: it outlives the
         // request, which moves into the inner call.

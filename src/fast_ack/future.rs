@@ -107,17 +107,12 @@ impl<B> Future for ResponseFuture<B> {
                         tracing::debug!(task_id = task_id.as_deref(), "duplicate event");
                         response::duplicate(task_id.as_deref(), "journaled")
                     }
-                    Ok(Err(refusal)) => refusal.into_rejection(*retry_after).into_response(),
+                    Ok(Err(refusal)) => Rejection::refused(&refusal, *retry_after).into_response(),
                     Err(_panic) => {
                         // The journal panicked; the reservation was released
                         // with the accept's future.
                         tracing::error!("accepting an event failed: the journal panicked");
-                        Rejection::unavailable(
-                            "accept_failed",
-                            "the event could not be accepted",
-                            *retry_after,
-                        )
-                        .into_response()
+                        Rejection::accept_failed(*retry_after).into_response()
                     }
                 };
                 Poll::Ready(Ok(response))

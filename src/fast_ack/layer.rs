@@ -223,7 +223,7 @@ where
         if !bound {
             // Loud at once, when the app is built, not only at the first
             // callback.
-            tracing::error!("{}", super::service::REUSED);
+            tracing::error!("{}", crate::response::FAST_ACK_LAYER_REUSED);
         }
         FastAck::from_shared(Arc::clone(&self.shared), bound)
     }

@@ -222,3 +222,4 @@ pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, Memor
 pub use self::layer::FastAckLayer;
 pub use self::retry::RetryPolicy;
 pub use self::service::{FastAck, ResponseStatus};
+pub(crate) use self::shared::Refusal;

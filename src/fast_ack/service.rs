@@ -94,12 +94,6 @@ async fn excerpt<B: Body>(body: B, limit: usize) -> String {
     text
 }
 
-/// What a service made by a second `layer` call answers, and logs.
-pub(super) const REUSED: &str = "this FastAckLayer already runs another service: \
-    axum's `Router::layer` and `MethodRouter::layer` (`post(handler).layer(..)`) apply a \
-    layer to every route and to the fallback; build the stack once with `taskhook::CallbackStack` \
-    and mount it with `Router::route_service`";
-
 /// How long [`ResponseStatus::excerpt`] reads.
 const EXCERPT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
 
@@ -197,29 +191,17 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         if !self.bound {
-            tracing::error!("{REUSED}");
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "fast_ack_layer_reused",
-                REUSED,
-            ));
+            return ResponseFuture::rejected(Rejection::fast_ack_layer_reused());
         }
         let Some(body) = req
             .extensions()
             .get::<RawPayload>()
             .map(|raw| raw.bytes().clone())
         else {
-            tracing::error!("no RawPayload extension: is PayloadLayer in front of FastAckLayer?");
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "payload_layer_missing",
-                "Missing request extension `RawPayload`. \
-                 Is `taskhook::PayloadLayer` applied in front of `FastAckLayer`?",
-            ));
+            return ResponseFuture::rejected(Rejection::payload_layer_missing("FastAckLayer"));
         };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "no_tokio_runtime",
-                "FastAck must run on a tokio runtime",
-            ));
+            return ResponseFuture::rejected(Rejection::no_tokio_runtime());
         };
         self.shared.ensure_started(&runtime);
         let retry_after = self.shared.config.retry_after;
@@ -227,7 +209,7 @@ where
             Ok(reservation) => reservation,
             Err(refusal) => {
                 tracing::debug!(?refusal, "event refused");
-                return ResponseFuture::rejected(refusal.into_rejection(retry_after));
+                return ResponseFuture::rejected(Rejection::refused(&refusal, retry_after));
             }
         };
         let event = req.extensions().get::<TaskEvent>().cloned();

@@ -16,7 +16,7 @@ use super::dead_letter::{DeadLetter, DeadLetters, Failure};
 use super::job::Job;
 use super::journal::{Appended, Journal, JournalError, MemoryJournal};
 use super::retry::RetryPolicy;
-use crate::response::{Rejection, DEFAULT_RETRY_AFTER};
+use crate::response::DEFAULT_RETRY_AFTER;
 
 pub(crate) type DeadLetterCallback = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
 
@@ -90,33 +90,6 @@ pub(crate) enum Refusal {
     Starting,
     ShuttingDown,
     Journal(JournalError),
-}
-
-impl Refusal {
-    pub(crate) fn into_rejection(self, retry_after: Duration) -> Rejection {
-        match self {
-            Refusal::Full => Rejection::unavailable(
-                "queue_full",
-                "too many events are waiting to be processed",
-                retry_after,
-            ),
-            Refusal::Starting => Rejection::unavailable(
-                "starting",
-                "journaled events are being replayed; new events are not accepted yet",
-                retry_after,
-            ),
-            Refusal::ShuttingDown => Rejection::unavailable(
-                "shutting_down",
-                "the receiver is shutting down",
-                retry_after,
-            ),
-            Refusal::Journal(_) => Rejection::unavailable(
-                "journal_unavailable",
-                "the event could not be journaled",
-                retry_after,
-            ),
-        }
-    }
 }
 
 #[derive(Debug, Default)]

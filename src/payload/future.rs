@@ -13,7 +13,7 @@ use tower_service::Service;
 
 use super::service::too_large;
 use crate::body::{BufferedBody, ResponseBody};
-use crate::response::{Rejection, DEFAULT_RETRY_AFTER};
+use crate::response::Rejection;
 use crate::{RawPayload, TaskEvent};
 
 pin_project! {
@@ -159,11 +159,7 @@ where
                                 Err(error) => {
                                     tracing::debug!(%error, "callback rejected");
                                     State::Rejected {
-                                        rejection: Some(Rejection::permanent(
-                                            http::StatusCode::BAD_REQUEST,
-                                            error.code(),
-                                            error.to_string(),
-                                        )),
+                                        rejection: Some(Rejection::bad_payload(&error)),
                                     }
                                 }
                             };
@@ -192,11 +188,7 @@ fn body_error(error: Box<dyn std::error::Error + Send + Sync>, limit: usize) -> 
         cause = current.source();
     }
     tracing::debug!(%error, "callback body could not be read");
-    Rejection::unavailable(
-        "body_unreadable",
-        "the callback body could not be read",
-        DEFAULT_RETRY_AFTER,
-    )
+    Rejection::body_unreadable()
 }
 
 /// The body so far: one chunk kept as it came (the common case, no copy), or

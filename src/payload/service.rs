@@ -2,7 +2,7 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use http::header::CONTENT_LENGTH;
-use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http::{HeaderMap, Method, Request, Response};
 use http_body::Body;
 use tower_service::Service;
 
@@ -110,9 +110,5 @@ fn check_head(method: &Method, headers: &HeaderMap, limit: usize) -> Option<Reje
 }
 
 pub(super) fn too_large(limit: usize) -> Rejection {
-    Rejection::permanent(
-        StatusCode::PAYLOAD_TOO_LARGE,
-        "payload_too_large",
-        format!("the callback body is larger than {limit} bytes"),
-    )
+    Rejection::payload_too_large(limit)
 }

@@ -160,12 +160,9 @@ where
             }
         }
         ready!(this.deadline.poll(cx));
-        Poll::Ready(Ok(Rejection::unavailable(
-            "request_timeout",
-            "the request was not complete in time",
-            TIMEOUT_RETRY_AFTER,
-        )
-        .into_response()))
+        Poll::Ready(Ok(
+            Rejection::request_timeout(TIMEOUT_RETRY_AFTER).into_response()
+        ))
     }
 }
 

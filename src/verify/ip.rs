@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use http::header::{HeaderName, FORWARDED};
-use http::{Extensions, HeaderMap, Request, StatusCode};
+use http::{Extensions, HeaderMap, Request};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -409,14 +409,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let Some(peer) = (self.config.peer)(req.extensions()) else {
-            tracing::error!(
-                "no peer address in the request extensions: serve with axum's \
-                 ConnectInfo, or insert taskhook::verify::PeerAddr"
-            );
-            return ResponseFuture::early(Early::Rejection(Rejection::misconfigured(
-                "peer_address_missing",
-                "the server cannot tell the client address",
-            )));
+            return ResponseFuture::early(Early::Rejection(Rejection::peer_address_missing()));
         };
         let client = self.config.client_ip(peer.ip(), req.headers());
         match client {
@@ -430,11 +423,7 @@ where
                     client = ?client,
                     "client address not in the allowlist: 403"
                 );
-                ResponseFuture::early(Early::Rejection(Rejection::permanent(
-                    StatusCode::FORBIDDEN,
-                    "forbidden",
-                    "the client address is not allowed",
-                )))
+                ResponseFuture::early(Early::Rejection(Rejection::forbidden_address()))
             }
         }
     }

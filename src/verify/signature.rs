@@ -9,7 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
 use hmac::{Hmac, Mac};
-use http::{HeaderMap, Request, StatusCode};
+use http::{HeaderMap, Request};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 use tower_layer::Layer;
@@ -337,21 +337,15 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(raw) = req.extensions().get::<RawPayload>() else {
-            tracing::error!(
-                "no RawPayload in the request: put PayloadLayer before StandardWebhooksLayer"
-            );
-            return ResponseFuture::early(Early::Rejection(Rejection::misconfigured(
-                "missing_raw_payload",
-                "the server is misconfigured",
+            return ResponseFuture::early(Early::Rejection(Rejection::payload_layer_missing(
+                "StandardWebhooksLayer",
             )));
         };
         match self.config.verify(req.headers(), raw) {
             Ok(()) => ResponseFuture::inner(self.inner.call(req)),
             Err(invalid) => {
                 tracing::info!(reason = invalid.message(), "webhook signature refused: 401");
-                ResponseFuture::early(Early::Rejection(Rejection::permanent(
-                    StatusCode::UNAUTHORIZED,
-                    "invalid_signature",
+                ResponseFuture::early(Early::Rejection(Rejection::invalid_signature(
                     invalid.message(),
                 )))
             }

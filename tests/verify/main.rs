@@ -718,7 +718,11 @@ async fn refetch_without_payload_layer_is_500() {
     let service = RefetchLayer::new(Never).layer(service_fn(echo::<Full<Bytes>>));
     let (status, _, body) = send(service, push("task_done", "completed")).await;
     assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
-    assert_eq!(error_code(&body), "missing_task_event");
+    assert_eq!(error_code(&body), "payload_layer_missing");
+    assert!(
+        body.contains("RefetchLayer"),
+        "the message names the layer: {body}"
+    );
 }
 
 #[test]

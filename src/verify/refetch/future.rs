@@ -6,8 +6,9 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
 
-use http::{Request, Response, StatusCode};
+use http::{Request, Response};
 use pin_project_lite::pin_project;
+use std::time::Duration;
 use tokio::time::Sleep;
 use tower_service::Service;
 
@@ -166,40 +167,34 @@ where
         counters,
     } = waiting;
     let id = pushed.id();
-    let unavailable = |code, message: &str| {
+    let retry_after = settings.retry_after;
+    let unavailable = |rejection: fn(Duration) -> Rejection| {
         Counters::add(&counters.unavailable);
         State::Rejected {
-            rejection: Some(Rejection::unavailable(code, message, settings.retry_after)),
+            rejection: Some(rejection(retry_after)),
         }
     };
     let forged = |reason: &str| {
         Counters::add(&counters.forged);
         tracing::warn!(task_id = %id, reason, "callback not confirmed by the provider: 403");
         State::Rejected {
-            rejection: Some(Rejection::permanent(
-                StatusCode::FORBIDDEN,
-                "not_confirmed",
-                "the provider does not confirm this callback",
-            )),
+            rejection: Some(Rejection::not_confirmed()),
         }
     };
     match outcome {
         None => {
             tracing::warn!(task_id = %id, timeout = ?settings.timeout, "task confirmation timed out: 503");
-            unavailable(
-                "confirmation_timeout",
-                "the task could not be confirmed in time",
-            )
+            unavailable(Rejection::confirmation_timeout)
         }
         Some(Err(error)) => match error.kind() {
             ConfirmErrorKind::NotFound => forged("the provider does not know the task"),
             ConfirmErrorKind::Unauthorized => {
                 tracing::error!(task_id = %id, "the provider refused our API key: 503");
-                unavailable("provider_unavailable", "the task could not be confirmed")
+                unavailable(Rejection::provider_unavailable)
             }
             _ => {
                 tracing::warn!(task_id = %id, %error, "task confirmation failed: 503");
-                unavailable("provider_unavailable", "the task could not be confirmed")
+                unavailable(Rejection::provider_unavailable)
             }
         },
         Some(Ok(confirmation)) => match judge(&pushed, confirmation.event(), settings.compare_urls)
@@ -213,10 +208,7 @@ where
             }
             Verdict::NotYet => {
                 tracing::info!(task_id = %id, "the provider does not show the pushed state yet: 503");
-                unavailable(
-                    "not_confirmed_yet",
-                    "the provider does not show this state yet",
-                )
+                unavailable(Rejection::not_confirmed_yet)
             }
             Verdict::Forged(reason) => forged(reason),
         },

@@ -92,11 +92,7 @@ where
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
         let Some(pushed) = req.extensions().get::<TaskEvent>().cloned() else {
-            tracing::error!("no TaskEvent in the request: put PayloadLayer before RefetchLayer");
-            return ResponseFuture::rejected(Rejection::misconfigured(
-                "missing_task_event",
-                "the server is misconfigured",
-            ));
+            return ResponseFuture::rejected(Rejection::payload_layer_missing("RefetchLayer"));
         };
         let confirm = Arc::clone(&self.confirm);
         let event = pushed.clone();
