@@ -68,14 +68,15 @@ impl FastAckLayer {
     /// or waiting for a retry). Beyond it, events get `503` with
     /// `Retry-After`. The default is 1,024.
     ///
-    /// It bounds the memory a handler that is down can hold. A held event
-    /// keeps its request, and in a hyper or axum server that keeps the read
-    /// buffer hyper received it in, which hyper cannot reuse while any part
-    /// of the request (the body, a header, the URI) is alive: with 1 KB
-    /// bodies, about 7.8 KB of resident memory per held event, where an axum
-    /// handler that keeps only the bodies takes 6.3 KB and copies of them
-    /// 1.2 KB (`examples/fast_ack_memory.rs`, `BENCHMARKS.md`). So the
-    /// default bounds it to about 8 MB, and 100,000 to about 780 MB.
+    /// It bounds the memory a handler that is down can hold: at most this
+    /// many events times what one held event costs. A held event keeps its
+    /// request, and in a hyper or axum server its body is a slice of the
+    /// read buffer hyper received it in, which hyper cannot reuse while the
+    /// event is alive; so an event with a small body costs several times
+    /// that body. Raise the capacity to ride out a longer outage of the
+    /// handler, lower it to bound memory; `BENCHMARKS.md` ("Memory per held
+    /// event") has the figures and `examples/fast_ack_memory.rs` measures
+    /// them.
     ///
     /// ```
     /// use taskhook::fast_ack::FastAckLayer;

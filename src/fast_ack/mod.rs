@@ -97,9 +97,10 @@
 //! `task_id`, `attempt`), a child of the span of the request that was
 //! accepted. That span is at `DEBUG` level, as tower-http's request spans
 //! are, under its own target `taskhook::fast_ack::attempt`: a subscriber
-//! at `INFO` does not pay for a span per event (with
-//! `tracing_subscriber::fmt` at `INFO`, an `INFO` span cost 0.5 to 0.9 µs
-//! per event, about a quarter of the whole stack; `BENCHMARKS.md`). To
+//! at `INFO` does not pay for a span per event (a span per event that a
+//! `tracing_subscriber::fmt` subscriber at `INFO` records costs a
+//! noticeable share of the whole stack's time per event; `BENCHMARKS.md`,
+//! "The whole stack in-process"). To
 //! have every log line of the handler carry the task id, enable it alone,
 //! for example with the filter `info,taskhook::fast_ack::attempt=debug`.
 //! The layer's own warnings and errors about an event (a failed attempt, a

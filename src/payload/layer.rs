@@ -44,12 +44,13 @@ impl PayloadLayer {
     /// the rest on first use (`false`, the default). Both validate the
     /// whole body and answer the same bodies the same way.
     ///
-    /// The default keeps the acknowledgement fast: a 1 KB body costs about
-    /// 1.1 µs, and a duplicate that the dedup layer answers never pays for
-    /// the rest. But a handler that reads the whole event then pays the
-    /// rest (about 2.9 µs) on top, where one full pass costs about 3.0 µs:
-    /// choose `true` when every handler reads the result and acknowledging
-    /// fast matters less than the total (figures in `BENCHMARKS.md`).
+    /// The default keeps the acknowledgement fast: the first pass costs a
+    /// fraction of a full parse, and a duplicate that the dedup layer
+    /// answers never pays for the rest. But a handler that reads the whole
+    /// event then pays the rest on top, which in all costs more than one
+    /// full pass: choose `true` when every handler reads the result and
+    /// acknowledging fast matters less than the total (`BENCHMARKS.md`,
+    /// "Parse and id extraction", has the figures).
     ///
     /// ```
     /// use taskhook::PayloadLayer;
