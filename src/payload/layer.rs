@@ -9,7 +9,8 @@ pub const DEFAULT_LIMIT: usize = 256 * 1024;
 /// a [`TaskEvent`](crate::TaskEvent) once, and put it in the request
 /// extensions.
 ///
-/// See the [module docs](crate::payload) for the responses it writes.
+/// See the [module docs](crate::payload) for the responses it writes, and
+/// its [example](crate::payload#example) for the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PayloadLayer {
     limit: usize,
@@ -27,12 +28,6 @@ impl PayloadLayer {
 
     /// Sets the largest body accepted, in bytes; larger bodies get
     /// `413 Payload Too Large` without being read to the end.
-    ///
-    /// ```
-    /// use taskhook::PayloadLayer;
-    ///
-    /// let layer = PayloadLayer::new().limit(64 * 1024);
-    /// ```
     #[must_use]
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;
@@ -51,12 +46,6 @@ impl PayloadLayer {
     /// full pass: choose `true` when every handler reads the result and
     /// acknowledging fast matters less than the total (`BENCHMARKS.md`,
     /// "Parse and id extraction", has the figures).
-    ///
-    /// ```
-    /// use taskhook::PayloadLayer;
-    ///
-    /// let layer = PayloadLayer::new().parse_in_full(true);
-    /// ```
     #[must_use]
     pub fn parse_in_full(mut self, in_full: bool) -> Self {
         self.in_full = in_full;
