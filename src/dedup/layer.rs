@@ -39,7 +39,8 @@ impl Default for Config {
 /// shared by every service the layer makes: apply one layer value to every
 /// route that must share its memory of task ids.
 ///
-/// See the [module docs](crate::dedup) for the behaviour.
+/// See the [module docs](crate::dedup) for the behaviour, and its
+/// [example](crate::dedup#example) for the settings.
 pub struct DedupLayer<K = ById, St = CompactStore> {
     key: K,
     store: Arc<St>,
@@ -86,13 +87,6 @@ impl<St: DedupStore> DedupLayer<ById, St> {
 
 impl<K, St> DedupLayer<K, St> {
     /// Sets what requests are deduplicated by (default: [`ById`]).
-    ///
-    /// ```
-    /// use taskhook::dedup::ByIdAndStatus;
-    /// use taskhook::DedupLayer;
-    ///
-    /// let layer = DedupLayer::new().key(ByIdAndStatus);
-    /// ```
     #[must_use]
     pub fn key<K2: KeyExtractor>(self, key: K2) -> DedupLayer<K2, St> {
         DedupLayer {
@@ -106,13 +100,6 @@ impl<K, St> DedupLayer<K, St> {
     /// Sets how long a request waits for an in-flight request with the same
     /// key before answering `503` with `Retry-After` (default 5 s). Keep it
     /// well below the provider's 10 s answer timeout.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::DedupLayer;
-    ///
-    /// let layer = DedupLayer::new().wait_timeout(Duration::from_secs(2));
-    /// ```
     #[must_use]
     pub fn wait_timeout(mut self, timeout: Duration) -> Self {
         self.config.wait_timeout = timeout;
@@ -121,13 +108,6 @@ impl<K, St> DedupLayer<K, St> {
 
     /// Sets the `Retry-After` of this layer's `503` answers (default 10 s;
     /// sent in whole seconds, at least 1).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::DedupLayer;
-    ///
-    /// let layer = DedupLayer::new().retry_after(Duration::from_secs(30));
-    /// ```
     #[must_use]
     pub fn retry_after(mut self, after: Duration) -> Self {
         self.config.retry_after = after;
@@ -142,12 +122,6 @@ impl<K, St> DedupLayer<K, St> {
     /// Set `false` if your handler's 4xx can be transient (a 409 or 429 from
     /// a downstream you pass through): the key is then released like after a
     /// 5xx.
-    ///
-    /// ```
-    /// use taskhook::DedupLayer;
-    ///
-    /// let layer = DedupLayer::new().remember_client_errors(false);
-    /// ```
     #[must_use]
     pub fn remember_client_errors(mut self, remember: bool) -> Self {
         self.config.remember_client_errors = remember;
@@ -162,12 +136,6 @@ impl<K, St> DedupLayer<K, St> {
     /// Fail-open keeps callbacks flowing during a store outage at the price
     /// of running the handler again for duplicates and concurrent retries:
     /// choose it only for a handler that is idempotent by itself.
-    ///
-    /// ```
-    /// use taskhook::DedupLayer;
-    ///
-    /// let layer = DedupLayer::new().fail_open(true);
-    /// ```
     #[must_use]
     pub fn fail_open(mut self, fail_open: bool) -> Self {
         self.config.fail_open = fail_open;

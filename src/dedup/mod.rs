@@ -74,14 +74,20 @@
 //!
 //! ```
 //! use std::convert::Infallible;
+//! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
 //! use taskhook::body::BufferedBody;
-//! use taskhook::dedup::DUPLICATE_HEADER;
+//! use taskhook::dedup::{ById, DUPLICATE_HEADER};
 //! use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
-//! let dedup = DedupLayer::new();
+//! let dedup = DedupLayer::new()
+//!     .key(ById) // the default; `ByIdAndStatus` keys on the status too
+//!     .wait_timeout(Duration::from_secs(2)) // for an in-flight duplicate, then `503`
+//!     .retry_after(Duration::from_secs(30)) // of the `503`s
+//!     .remember_client_errors(true) // the default: a `4xx` marks the id done
+//!     .fail_open(false); // the default: a store failure is `503`, not a second run
 //! let metrics = dedup.metrics();
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())

@@ -28,6 +28,7 @@ use crate::body::BufferedBody;
 ///
 /// Defaults: a [`MemoryJournal`](super::MemoryJournal), capacity 1024,
 /// 4 workers, [`RetryPolicy::new`], 1024 dead letters, `Retry-After: 10`.
+/// The [module example](crate::fast_ack#example) sets them all.
 #[derive(Clone)]
 pub struct FastAckLayer {
     shared: Arc<Shared>,
@@ -52,12 +53,6 @@ impl FastAckLayer {
     }
 
     /// Sets the journal written before every `2xx`.
-    ///
-    /// ```
-    /// use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
-    ///
-    /// let layer = FastAckLayer::new().journal(MemoryJournal::new());
-    /// ```
     #[must_use]
     pub fn journal(self, journal: impl Journal) -> Self {
         let journal: Arc<dyn Journal> = Arc::new(journal);
@@ -68,46 +63,27 @@ impl FastAckLayer {
     /// or waiting for a retry). Beyond it, events get `503` with
     /// `Retry-After`. The default is 1,024.
     ///
-    /// It bounds the memory a handler that is down can hold. A held event
-    /// keeps its request, and in a hyper or axum server that keeps the read
-    /// buffer hyper received it in, which hyper cannot reuse while any part
-    /// of the request (the body, a header, the URI) is alive: with 1 KB
-    /// bodies, about 7.8 KB of resident memory per held event, where an axum
-    /// handler that keeps only the bodies takes 6.3 KB and copies of them
-    /// 1.2 KB (`examples/fast_ack_memory.rs`, `BENCHMARKS.md`). So the
-    /// default bounds it to about 8 MB, and 100,000 to about 780 MB.
-    ///
-    /// ```
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().capacity(10_000);
-    /// ```
+    /// It bounds the memory a handler that is down can hold: at most this
+    /// many events times what one held event costs. A held event keeps its
+    /// request, and in a hyper or axum server its body is a slice of the
+    /// read buffer hyper received it in, which hyper cannot reuse while the
+    /// event is alive; so an event with a small body costs several times
+    /// that body. Raise the capacity to ride out a longer outage of the
+    /// handler, lower it to bound memory; `BENCHMARKS.md` ("Memory per held
+    /// event") has the figures and `examples/fast_ack_memory.rs` measures
+    /// them.
     #[must_use]
     pub fn capacity(self, events: usize) -> Self {
         self.configure(|c| c.capacity = events)
     }
 
     /// Sets how many events the inner service works on at once (at least 1).
-    ///
-    /// ```
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().concurrency(16);
-    /// ```
     #[must_use]
     pub fn concurrency(self, workers: usize) -> Self {
         self.configure(|c| c.concurrency = workers.max(1))
     }
 
     /// Sets when failed attempts are retried.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
-    ///
-    /// let layer = FastAckLayer::new()
-    ///     .retry(RetryPolicy::new().attempts(3).base_delay(Duration::from_secs(1)));
-    /// ```
     #[must_use]
     pub fn retry(self, policy: RetryPolicy) -> Self {
         self.configure(|c| c.retry = policy)
@@ -115,12 +91,6 @@ impl FastAckLayer {
 
     /// Sets how many dead letters are kept; when full, the oldest is
     /// dropped (from the journal too) and counted.
-    ///
-    /// ```
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().dead_letter_capacity(100);
-    /// ```
     #[must_use]
     pub fn dead_letter_capacity(self, letters: usize) -> Self {
         self.configure(|c| c.dead_letter_capacity = letters)
@@ -137,12 +107,6 @@ impl FastAckLayer {
     /// [replayed](FastAckHandle::replay) once the handler is fixed. With
     /// `false` it is only logged (`WARN`) and marked done in the journal.
     /// Either way it counts in [`Stats::refused`](super::Stats::refused).
-    ///
-    /// ```
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().dead_letter_refusals(false);
-    /// ```
     #[must_use]
     pub fn dead_letter_refusals(self, dead_letter: bool) -> Self {
         self.configure(|c| c.dead_letter_refusals = dead_letter)
@@ -150,13 +114,6 @@ impl FastAckLayer {
 
     /// Sets the `Retry-After` of the `503` answers (whole seconds, at least
     /// one).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().retry_after(Duration::from_secs(30));
-    /// ```
     #[must_use]
     pub fn retry_after(self, after: Duration) -> Self {
         self.configure(|c| c.retry_after = after)
@@ -170,14 +127,6 @@ impl FastAckLayer {
     /// ([`DedupStore::forget`](crate::DedupStore::forget), on a task of its
     /// own) so that the provider's next push of it is processed (see the
     /// [module docs](crate::fast_ack#stacking-with-dedup)).
-    ///
-    /// ```
-    /// use taskhook::fast_ack::FastAckLayer;
-    ///
-    /// let layer = FastAckLayer::new().on_dead_letter(|letter| {
-    ///     eprintln!("task {:?} failed for good: {}", letter.task_id(), letter.failure());
-    /// });
-    /// ```
     #[must_use]
     pub fn on_dead_letter<F>(self, callback: F) -> Self
     where

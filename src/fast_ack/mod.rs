@@ -97,9 +97,10 @@
 //! `task_id`, `attempt`), a child of the span of the request that was
 //! accepted. That span is at `DEBUG` level, as tower-http's request spans
 //! are, under its own target `taskhook::fast_ack::attempt`: a subscriber
-//! at `INFO` does not pay for a span per event (with
-//! `tracing_subscriber::fmt` at `INFO`, an `INFO` span cost 0.5 to 0.9 µs
-//! per event, about a quarter of the whole stack; `BENCHMARKS.md`). To
+//! at `INFO` does not pay for a span per event (a span per event that a
+//! `tracing_subscriber::fmt` subscriber at `INFO` records costs a
+//! noticeable share of the whole stack's time per event; `BENCHMARKS.md`,
+//! "The whole stack in-process"). To
 //! have every log line of the handler carry the task id, enable it alone,
 //! for example with the filter `info,taskhook::fast_ack::attempt=debug`.
 //! The layer's own warnings and errors about an event (a failed attempt, a
@@ -150,15 +151,22 @@
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
 //! use taskhook::body::BufferedBody;
-//! use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+//! use taskhook::fast_ack::{FastAckLayer, MemoryJournal, RetryPolicy};
 //! use taskhook::{PayloadLayer, TaskEvent};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
 //! let fast_ack = FastAckLayer::new()
-//!     .capacity(10_000)
-//!     .concurrency(8)
-//!     .retry(RetryPolicy::new().attempts(5).base_delay(Duration::from_secs(1)));
+//!     .journal(MemoryJournal::new()) // the default; a durable one survives a crash
+//!     .capacity(10_000) // events held at once (queued, running, awaiting a retry)
+//!     .concurrency(8) // workers
+//!     .retry(RetryPolicy::new().attempts(5).base_delay(Duration::from_secs(1)))
+//!     .retry_after(Duration::from_secs(30)) // of the `503`s
+//!     .dead_letter_capacity(100)
+//!     .dead_letter_refusals(true) // the default: a handler's `4xx` is a dead letter
+//!     .on_dead_letter(|letter| {
+//!         eprintln!("task {:?} failed for good: {}", letter.task_id(), letter.failure());
+//!     });
 //! let handle = fast_ack.handle();
 //!
 //! let service = ServiceBuilder::new()

@@ -22,7 +22,8 @@ use std::time::Duration;
 /// let policy = RetryPolicy::new()
 ///     .attempts(8)
 ///     .base_delay(Duration::from_millis(200))
-///     .max_delay(Duration::from_secs(60));
+///     .max_delay(Duration::from_secs(60))
+///     .jitter(true); // the default
 /// assert_eq!(policy.max_attempts(), 8);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,13 +62,6 @@ impl RetryPolicy {
 
     /// Sets the delay bound before the first retry; it doubles after every
     /// failure, up to [`max_delay`](RetryPolicy::max_delay).
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::fast_ack::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::new().base_delay(Duration::from_secs(1));
-    /// ```
     #[must_use]
     pub fn base_delay(mut self, delay: Duration) -> Self {
         self.base = delay;
@@ -75,13 +69,6 @@ impl RetryPolicy {
     }
 
     /// Sets the largest delay between two attempts.
-    ///
-    /// ```
-    /// use std::time::Duration;
-    /// use taskhook::fast_ack::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::new().max_delay(Duration::from_secs(5));
-    /// ```
     #[must_use]
     pub fn max_delay(mut self, delay: Duration) -> Self {
         self.max = delay;
@@ -91,12 +78,6 @@ impl RetryPolicy {
     /// Turns the full jitter on (the default) or off. Without it every
     /// delay is the exponential bound itself: predictable, but events that
     /// failed together are retried together.
-    ///
-    /// ```
-    /// use taskhook::fast_ack::RetryPolicy;
-    ///
-    /// let policy = RetryPolicy::new().jitter(false);
-    /// ```
     #[must_use]
     pub fn jitter(mut self, jitter: bool) -> Self {
         self.jitter = jitter;

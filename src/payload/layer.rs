@@ -9,7 +9,8 @@ pub const DEFAULT_LIMIT: usize = 256 * 1024;
 /// a [`TaskEvent`](crate::TaskEvent) once, and put it in the request
 /// extensions.
 ///
-/// See the [module docs](crate::payload) for the responses it writes.
+/// See the [module docs](crate::payload) for the responses it writes, and
+/// its [example](crate::payload#example) for the settings.
 #[derive(Debug, Clone, Copy)]
 pub struct PayloadLayer {
     limit: usize,
@@ -27,12 +28,6 @@ impl PayloadLayer {
 
     /// Sets the largest body accepted, in bytes; larger bodies get
     /// `413 Payload Too Large` without being read to the end.
-    ///
-    /// ```
-    /// use taskhook::PayloadLayer;
-    ///
-    /// let layer = PayloadLayer::new().limit(64 * 1024);
-    /// ```
     #[must_use]
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;
@@ -44,18 +39,13 @@ impl PayloadLayer {
     /// the rest on first use (`false`, the default). Both validate the
     /// whole body and answer the same bodies the same way.
     ///
-    /// The default keeps the acknowledgement fast: a 1 KB body costs about
-    /// 1.1 µs, and a duplicate that the dedup layer answers never pays for
-    /// the rest. But a handler that reads the whole event then pays the
-    /// rest (about 2.9 µs) on top, where one full pass costs about 3.0 µs:
-    /// choose `true` when every handler reads the result and acknowledging
-    /// fast matters less than the total (figures in `BENCHMARKS.md`).
-    ///
-    /// ```
-    /// use taskhook::PayloadLayer;
-    ///
-    /// let layer = PayloadLayer::new().parse_in_full(true);
-    /// ```
+    /// The default keeps the acknowledgement fast: the first pass costs a
+    /// fraction of a full parse, and a duplicate that the dedup layer
+    /// answers never pays for the rest. But a handler that reads the whole
+    /// event then pays the rest on top, which in all costs more than one
+    /// full pass: choose `true` when every handler reads the result and
+    /// acknowledging fast matters less than the total (`BENCHMARKS.md`,
+    /// "Parse and id extraction", has the figures).
     #[must_use]
     pub fn parse_in_full(mut self, in_full: bool) -> Self {
         self.in_full = in_full;

@@ -42,7 +42,11 @@
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
 //! let service = ServiceBuilder::new()
-//!     .layer(PayloadLayer::new().limit(64 * 1024))
+//!     .layer(
+//!         PayloadLayer::new()
+//!             .limit(64 * 1024) // larger bodies get `413`
+//!             .parse_in_full(false), // the default: the rest of the event on first use
+//!     )
 //!     .service(service_fn(|req: Request<BufferedBody>| async move {
 //!         let event = req.extensions().get::<TaskEvent>().expect("set by PayloadLayer");
 //!         println!("task {} is {:?}", event.id(), event.status());

@@ -113,19 +113,6 @@ impl<C: ConfirmTask> RefetchLayer<C> {
 impl<C> RefetchLayer<C> {
     /// Sets the bound on one confirmation; past it the push gets `503` and
     /// is retried. Default 5 s.
-    ///
-    /// ```
-    /// # use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation, RefetchLayer};
-    /// # struct Api;
-    /// # impl ConfirmTask for Api {
-    /// #     async fn confirm(&self, _: &taskhook::TaskEvent) -> Result<Confirmation, ConfirmError> {
-    /// #         Err(ConfirmError::not_found())
-    /// #     }
-    /// # }
-    /// use std::time::Duration;
-    ///
-    /// let layer = RefetchLayer::new(Api).timeout(Duration::from_secs(3));
-    /// ```
     #[must_use]
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.settings.timeout = timeout;
@@ -133,19 +120,6 @@ impl<C> RefetchLayer<C> {
     }
 
     /// Sets the `Retry-After` of the `503`s. Default 10 s.
-    ///
-    /// ```
-    /// # use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation, RefetchLayer};
-    /// # struct Api;
-    /// # impl ConfirmTask for Api {
-    /// #     async fn confirm(&self, _: &taskhook::TaskEvent) -> Result<Confirmation, ConfirmError> {
-    /// #         Err(ConfirmError::not_found())
-    /// #     }
-    /// # }
-    /// use std::time::Duration;
-    ///
-    /// let layer = RefetchLayer::new(Api).retry_after(Duration::from_secs(30));
-    /// ```
     #[must_use]
     pub fn retry_after(mut self, retry_after: Duration) -> Self {
         self.settings.retry_after = retry_after;
@@ -156,17 +130,6 @@ impl<C> RefetchLayer<C> {
     /// a provider that signs its links per request would never agree. With
     /// it off, read trusted links from the
     /// [`Confirmation`](super::Confirmation) extension.
-    ///
-    /// ```
-    /// # use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation, RefetchLayer};
-    /// # struct Api;
-    /// # impl ConfirmTask for Api {
-    /// #     async fn confirm(&self, _: &taskhook::TaskEvent) -> Result<Confirmation, ConfirmError> {
-    /// #         Err(ConfirmError::not_found())
-    /// #     }
-    /// # }
-    /// let layer = RefetchLayer::new(Api).compare_urls(true);
-    /// ```
     #[must_use]
     pub fn compare_urls(mut self, compare: bool) -> Self {
         self.settings.compare_urls = compare;

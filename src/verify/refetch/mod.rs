@@ -51,6 +51,7 @@
 //!
 //! ```
 //! use std::convert::Infallible;
+//! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
 //! use taskhook::body::BufferedBody;
 //! use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation, RefetchLayer};
@@ -72,7 +73,10 @@
 //! }
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
-//! let refetch = RefetchLayer::new(Provider);
+//! let refetch = RefetchLayer::new(Provider)
+//!     .timeout(Duration::from_secs(3)) // past it, `503`: the provider retries
+//!     .retry_after(Duration::from_secs(30)) // of the `503`s
+//!     .compare_urls(false); // the default: id and status must agree, links may differ
 //! let stats = refetch.stats();
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
