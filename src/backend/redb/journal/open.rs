@@ -14,7 +14,7 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 
 use super::{read_dead_letters, read_pending, Clock, Inner, RedbJournal};
 use super::{DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH};
-use crate::backend::moka::DEFAULT_TIME_TO_LIVE;
+use crate::backend::defaults::DEFAULT_TIME_TO_LIVE;
 use crate::backend::redb::codec::{
     entry_task_id, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, FORMAT, FORMAT_VERSION,
     META, NEXT_SEQ, PENDING_IDS,

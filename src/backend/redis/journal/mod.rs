@@ -13,7 +13,7 @@ use redis::{Script, Value};
 
 use super::store::millis;
 use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
-use crate::backend::moka::DEFAULT_TIME_TO_LIVE;
+use crate::backend::defaults::DEFAULT_TIME_TO_LIVE;
 use crate::fast_ack::{
     Appended, BoxFuture, DeadLetter, Entry, Failure, Journal, JournalError, Record,
 };
