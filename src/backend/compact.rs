@@ -13,11 +13,11 @@ use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
 
-use super::hash::KeyHasher;
-use super::maintenance::{self, Maintained};
-use super::moka::{
+use super::defaults::{
     DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
 };
+use super::hash::KeyHasher;
+use super::maintenance::{self, Maintained};
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
 /// Durations are capped here (about 100 years): deadlines are whole seconds

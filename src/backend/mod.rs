@@ -32,6 +32,7 @@
 //! ```
 
 pub mod compact;
+mod defaults;
 mod hash;
 mod maintenance;
 pub mod moka;

@@ -16,18 +16,9 @@ use super::hash::KeyHasher;
 use super::maintenance::{self, Maintained};
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
-/// The default number of keys remembered: 1,000,000.
-pub const DEFAULT_MAX_CAPACITY: u64 = 1_000_000;
-
-/// The default time a done key is remembered: 24 h, far beyond the
-/// provider's 2-minute retry window (a duplicate push can come much later).
-pub const DEFAULT_TIME_TO_LIVE: Duration = Duration::from_secs(24 * 60 * 60);
-
-/// The default time after which an in-flight claim expires on its own: 60 s.
-pub const DEFAULT_CLAIM_TIMEOUT: Duration = Duration::from_secs(60);
-
-/// The default period of the maintenance task: 1 s.
-pub const DEFAULT_MAINTENANCE_INTERVAL: Duration = Duration::from_secs(1);
+pub use super::defaults::{
+    DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
+};
 
 /// Durations are capped here (about 100 years) so that no deadline overflows
 /// and moka's own limit (1000 years) is never hit.

@@ -8,7 +8,7 @@ use redis::Script;
 
 use super::token::random_hex;
 use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
-use crate::backend::moka::{DEFAULT_CLAIM_TIMEOUT, DEFAULT_TIME_TO_LIVE};
+use crate::backend::defaults::{DEFAULT_CLAIM_TIMEOUT, DEFAULT_TIME_TO_LIVE};
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
 /// The value of a done key. Claims hold `t:` and a random token, so they

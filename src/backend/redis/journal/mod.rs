@@ -1,23 +1,26 @@
 //! [`RedisJournal`]: the fast-ack journal on a Redis stream, shared by every
 //! replica.
 
+mod builder;
+mod reply;
+
 use std::collections::BTreeSet;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use bytes::Bytes;
-use http::StatusCode;
 use redis::{Script, Value};
 
-use super::scripts;
 use super::store::millis;
-use super::token::random_hex;
 use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
-use crate::backend::moka::DEFAULT_TIME_TO_LIVE;
+use crate::backend::defaults::DEFAULT_TIME_TO_LIVE;
 use crate::fast_ack::{
     Appended, BoxFuture, DeadLetter, Entry, Failure, Journal, JournalError, Record,
 };
+
+use self::reply::{entry_id, parse_dead_letter, parse_entry, stream_entries, string};
+
+pub use self::builder::RedisJournalBuilder;
 
 /// The default idle time after which another replica takes over an entry:
 /// 60 s.
@@ -596,294 +599,5 @@ impl Journal for RedisJournal {
                 .map_err(unavailable)?;
             Ok(entries)
         })
-    }
-}
-
-fn string(value: Option<&Value>) -> Option<String> {
-    match value? {
-        Value::BulkString(bytes) => String::from_utf8(bytes.clone()).ok(),
-        Value::SimpleString(text) => Some(text.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
-    }
-}
-
-fn bytes(value: Option<&Value>) -> Option<Bytes> {
-    match value? {
-        Value::BulkString(bytes) => Some(Bytes::copy_from_slice(bytes)),
-        Value::SimpleString(text) => Some(Bytes::copy_from_slice(text.as_bytes())),
-        _ => None,
-    }
-}
-
-/// The entries of an `XREADGROUP` reply for one stream (RESP2: an array of
-/// `[stream, entries]`; nil when there are none).
-fn stream_entries(reply: Value) -> Result<Vec<Value>, RedisError> {
-    match reply {
-        Value::Nil => Ok(Vec::new()),
-        Value::Array(streams) => {
-            let Some(Value::Array(stream)) = streams.into_iter().next() else {
-                return Ok(Vec::new());
-            };
-            match stream.into_iter().nth(1) {
-                Some(Value::Array(entries)) => Ok(entries),
-                _ => Ok(Vec::new()),
-            }
-        }
-        Value::Map(streams) => match streams.into_iter().next() {
-            Some((_, Value::Array(entries))) => Ok(entries),
-            _ => Ok(Vec::new()),
-        },
-        _ => Err(RedisError::reply("XREADGROUP answered an unknown shape")),
-    }
-}
-
-fn entry_id(item: &Value) -> Result<String, RedisError> {
-    match item {
-        Value::Array(parts) => {
-            string(parts.first()).ok_or_else(|| RedisError::reply("stream entry without an id"))
-        }
-        _ => Err(RedisError::reply("stream entry is not an array")),
-    }
-}
-
-fn seq_of(id: &str) -> Result<u64, RedisError> {
-    id.split('-')
-        .next()
-        .and_then(|seq| seq.parse().ok())
-        .ok_or_else(|| RedisError::reply(format!("stream id {id:?} is not ours")))
-}
-
-/// The fields of a stream entry `[id, [field, value, ..]]`, by name.
-fn field<'a>(item: &'a Value, name: &str) -> Option<&'a Value> {
-    let Value::Array(parts) = item else {
-        return None;
-    };
-    let Some(Value::Array(fields)) = parts.get(1) else {
-        return None;
-    };
-    fields
-        .chunks(2)
-        .find(|pair| string(pair.first()).as_deref() == Some(name))
-        .and_then(|pair| pair.get(1))
-}
-
-fn record_of(item: &Value) -> Result<Record, RedisError> {
-    let task = string(field(item, "task")).filter(|task| !task.is_empty());
-    let body = bytes(field(item, "body"))
-        .ok_or_else(|| RedisError::reply("stream entry without a body"))?;
-    Ok(Record::new(task.map(Arc::from), body))
-}
-
-fn parse_entry(item: &Value) -> Result<Entry, RedisError> {
-    let seq = seq_of(&entry_id(item)?)?;
-    Ok(record_of(item)?.into_entry(seq))
-}
-
-fn parse_dead_letter(item: &Value) -> Result<DeadLetter, JournalError> {
-    let corrupt = |reason: &str| JournalError::Corrupt {
-        seq: None,
-        reason: reason.to_owned(),
-    };
-    let seq: u64 = string(field(item, "seq"))
-        .and_then(|seq| seq.parse().ok())
-        .ok_or_else(|| corrupt("dead letter without a sequence number"))?;
-    let entry = record_of(item)
-        .map_err(|error| corrupt(&error.to_string()))?
-        .into_entry(seq);
-    let reason = string(field(item, "reason")).unwrap_or_default();
-    let failure = match string(field(item, "kind")).as_deref() {
-        Some("status") => {
-            let (code, body) = reason.split_once(' ').unwrap_or((&reason, ""));
-            let status = code
-                .parse::<u16>()
-                .ok()
-                .and_then(|code| StatusCode::from_u16(code).ok())
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            Failure::status(status, body)
-        }
-        Some("panic") => Failure::Panic(reason),
-        _ => Failure::Error(reason),
-    };
-    let attempts = string(field(item, "attempts"))
-        .and_then(|n| n.parse().ok())
-        .unwrap_or(0);
-    let at = string(field(item, "at"))
-        .and_then(|ms| ms.parse().ok())
-        .map(Duration::from_millis)
-        .unwrap_or_default();
-    DeadLetter::new(entry, failure, attempts, UNIX_EPOCH + at)
-}
-
-/// Builds a [`RedisJournal`].
-///
-/// ```no_run
-/// use std::time::Duration;
-/// use taskhook::backend::redis::{RedisConnection, RedisJournal};
-///
-/// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), taskhook::backend::redis::RedisError> {
-/// let redis = RedisConnection::connect("redis://127.0.0.1:6379/").await?;
-/// let journal = RedisJournal::builder(redis)
-///     .prefix("orders")
-///     .consumer("orders-7c9f")
-///     .claim_idle(Duration::from_secs(120))
-///     .max_deliveries(3)
-///     .build()
-///     .await?;
-/// # let _ = journal; Ok(()) }
-/// ```
-#[derive(Debug, Clone)]
-pub struct RedisJournalBuilder {
-    redis: RedisConnection,
-    prefix: String,
-    consumer: Option<String>,
-    claim_idle: Duration,
-    take_over_interval: Option<Duration>,
-    max_deliveries: u32,
-    time_to_live: Duration,
-}
-
-impl RedisJournalBuilder {
-    /// Sets the prefix of every key (default `taskhook`): the replicas of
-    /// one receiver share it.
-    ///
-    /// ```no_run
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).prefix("orders");
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn prefix(mut self, prefix: impl Into<String>) -> Self {
-        self.prefix = prefix.into();
-        self
-    }
-
-    /// Sets this replica's consumer name (default: unique per journal).
-    /// A name that stays the same across restarts (a StatefulSet pod name)
-    /// lets a restarted replica pick up its own pending entries at once
-    /// instead of waiting for another replica to take them over; two live
-    /// replicas must never share one. Entries picked up this way are not
-    /// checked against [`max_deliveries`](Self::max_deliveries) (only a
-    /// takeover is): an entry that crashes its replica at every start
-    /// comes back at every restart, until another replica takes it over.
-    ///
-    /// ```no_run
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).consumer("receiver-0");
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn consumer(mut self, consumer: impl Into<String>) -> Self {
-        self.consumer = Some(consumer.into());
-        self
-    }
-
-    /// Sets how long an entry may sit without a heartbeat of its replica
-    /// before another replica takes it over (default 60 s).
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).claim_idle(Duration::from_secs(30));
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn claim_idle(mut self, idle: Duration) -> Self {
-        self.claim_idle = idle.max(Duration::from_millis(1));
-        self
-    }
-
-    /// Sets how often the layer sends the heartbeat and looks for entries
-    /// to take over (default a quarter of [`claim_idle`](Self::claim_idle)).
-    /// Keep it well below `claim_idle`.
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).take_over_interval(Duration::from_secs(5));
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn take_over_interval(mut self, interval: Duration) -> Self {
-        self.take_over_interval = Some(interval.max(Duration::from_millis(1)));
-        self
-    }
-
-    /// Sets the number of deliveries after which an entry is dead-lettered
-    /// instead of taken over again (default 5).
-    ///
-    /// ```no_run
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).max_deliveries(3);
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn max_deliveries(mut self, deliveries: u32) -> Self {
-        self.max_deliveries = deliveries.max(1);
-        self
-    }
-
-    /// Sets how long a processed task id is remembered, so a duplicate push
-    /// is answered as a duplicate (default 24 h).
-    ///
-    /// ```no_run
-    /// # use std::time::Duration;
-    /// # use taskhook::backend::redis::{RedisConnection, RedisJournal};
-    /// # async fn f(redis: RedisConnection) {
-    /// let builder = RedisJournal::builder(redis).time_to_live(Duration::from_secs(3600));
-    /// # }
-    /// ```
-    #[must_use]
-    pub fn time_to_live(mut self, time_to_live: Duration) -> Self {
-        self.time_to_live = time_to_live;
-        self
-    }
-
-    /// Builds the journal and creates its stream and consumer group when
-    /// missing.
-    ///
-    /// # Errors
-    ///
-    /// When Redis fails or does not answer in time.
-    pub async fn build(self) -> Result<RedisJournal, RedisError> {
-        let base = format!("{}:journal", self.prefix);
-        let journal = RedisJournal {
-            inner: Arc::new(Inner {
-                redis: self.redis,
-                consumer: self.consumer.unwrap_or_else(|| {
-                    format!("taskhook-{}-{}", std::process::id(), &random_hex()[..12])
-                }),
-                stream: base.clone().into_bytes(),
-                seq_key: format!("{base}:seq").into_bytes(),
-                dead_stream: format!("{base}:dead").into_bytes(),
-                dead_index: format!("{base}:dead:index").into_bytes(),
-                id_prefix: format!("{base}:id:"),
-                claim_idle: self.claim_idle,
-                take_over_interval: self
-                    .take_over_interval
-                    .unwrap_or(self.claim_idle / 4)
-                    .max(Duration::from_millis(1)),
-                max_deliveries: self.max_deliveries,
-                time_to_live: self.time_to_live,
-                scripts: Scripts {
-                    append: Script::new(scripts::APPEND),
-                    finish: Script::new(scripts::FINISH),
-                    dead_letter: Script::new(scripts::DEAD_LETTER),
-                    remove_dead_letter: Script::new(scripts::REMOVE_DEAD_LETTER),
-                    heartbeat: Script::new(scripts::HEARTBEAT),
-                    take_over: Script::new(scripts::TAKE_OVER),
-                },
-                held: Mutex::new(BTreeSet::new()),
-                cursor: Mutex::new("0-0".to_owned()),
-                deferred: Mutex::new(Vec::new()),
-            }),
-        };
-        journal.create_group().await?;
-        Ok(journal)
     }
 }
