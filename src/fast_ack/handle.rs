@@ -1,7 +1,6 @@
 //! [`FastAckHandle`]: counters, dead letters, replay and shutdown.
 
 use std::fmt;
-use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -10,7 +9,7 @@ use tokio::sync::broadcast;
 
 use super::dead_letter::DeadLetter;
 use super::journal::JournalError;
-use super::shared::{bump, Admitted, Refusal, Shared};
+use super::shared::{Refusal, Shared};
 
 /// A handle on the state a [`FastAckLayer`](super::FastAckLayer) shares with
 /// its services: counters, dead letters, replay, graceful shutdown.
@@ -161,33 +160,12 @@ impl From<Refusal> for ReplayError {
 impl FastAckHandle {
     /// The counters and the queue now.
     pub fn stats(&self) -> Stats {
-        let c = &self.shared.counters;
-        let get = |counter: &std::sync::atomic::AtomicU64| counter.load(Ordering::Relaxed);
-        let state = self.shared.lock();
-        Stats {
-            accepted: get(&c.accepted),
-            rejected_full: get(&c.rejected_full),
-            rejected_unavailable: get(&c.rejected_unavailable),
-            processed: get(&c.processed),
-            refused: get(&c.refused),
-            failed_attempts: get(&c.failed_attempts),
-            retried: get(&c.retried),
-            dead_lettered: get(&c.dead_lettered),
-            dead_letters_dropped: get(&c.dead_letters_dropped),
-            replayed: get(&c.replayed),
-            duplicates: get(&c.duplicates),
-            recovered: get(&c.recovered),
-            journal_errors: get(&c.journal_errors),
-            queued: state.ready.len(),
-            in_flight: state.running.len(),
-            waiting_retry: state.waiting.len(),
-            dead_letters: self.shared.dead.len(),
-        }
+        self.shared.stats()
     }
 
     /// The number of events waiting in the queue.
     pub fn queue_depth(&self) -> usize {
-        self.shared.lock().ready.len()
+        self.shared.queue_depth()
     }
 
     /// Waits until the start-up replay is queued and the workers run.
@@ -199,18 +177,17 @@ impl FastAckHandle {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             self.shared.ensure_started(&runtime);
         }
-        let mut started = self.shared.started.subscribe();
-        let _ = started.wait_for(|started| *started).await;
+        self.shared.started().await;
     }
 
     /// The dead letters kept, oldest first.
     pub fn dead_letters(&self) -> Vec<DeadLetter> {
-        self.shared.dead.list()
+        self.shared.dead_letters()
     }
 
     /// The dead letter `seq`, if kept.
     pub fn dead_letter(&self, seq: u64) -> Option<DeadLetter> {
-        self.shared.dead.get(seq)
+        self.shared.dead_letter_by_seq(seq)
     }
 
     /// Subscribes to new dead letters.
@@ -219,7 +196,7 @@ impl FastAckHandle {
     /// ones ([`broadcast`] semantics); [`dead_letters`](Self::dead_letters)
     /// still lists them.
     pub fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
-        self.shared.dead_tx.subscribe()
+        self.shared.subscribe_dead_letters()
     }
 
     /// Sends the dead letter `seq` through the journal and the queue again,
@@ -231,48 +208,7 @@ impl FastAckHandle {
     /// When the letter is unknown, the queue is full, the layer is not
     /// accepting, or the journal fails. The letter is then kept.
     pub async fn replay(&self, seq: u64) -> Result<u64, ReplayError> {
-        let shared = &self.shared;
-        // Taken out first, so two concurrent replays cannot both run it.
-        let letter = shared.dead.remove(seq).ok_or(ReplayError::NotFound(seq))?;
-        let reservation = match shared.reserve() {
-            Ok(reservation) => reservation,
-            Err(refusal) => {
-                shared.dead.push(letter);
-                return Err(refusal.into());
-            }
-        };
-        let mut job = letter.job().clone();
-        job.attempts = 0;
-        job.span = tracing::Span::current();
-        match Arc::clone(shared).admit(reservation, job).await {
-            Ok(Admitted::Duplicate) => {
-                // The journal says this task is already there (or done):
-                // nothing to run again.
-                if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
-                    bump(&shared.counters.journal_errors);
-                    tracing::error!(seq, %error, "journal could not drop a dead letter");
-                }
-                Err(ReplayError::Duplicate)
-            }
-            Ok(Admitted::Queued(new_seq)) => {
-                if let Err(error) = shared.config.journal.remove_dead_letter(seq).await {
-                    bump(&shared.counters.journal_errors);
-                    tracing::error!(seq, %error, "journal could not drop a replayed dead letter");
-                }
-                bump(&shared.counters.replayed);
-                tracing::info!(
-                    seq,
-                    new_seq,
-                    task_id = letter.task_id(),
-                    "dead letter replayed"
-                );
-                Ok(new_seq)
-            }
-            Err(refusal) => {
-                shared.dead.push(letter);
-                Err(refusal.into())
-            }
-        }
+        self.shared.replay(seq).await
     }
 
     /// Replays every dead letter, oldest first; answers how many.
@@ -301,57 +237,18 @@ impl FastAckHandle {
     ///
     /// When the journal fails; the letter is then kept.
     pub async fn dismiss(&self, seq: u64) -> Result<Option<DeadLetter>, JournalError> {
-        let Some(letter) = self.shared.dead.remove(seq) else {
-            return Ok(None);
-        };
-        if let Err(error) = self.shared.config.journal.remove_dead_letter(seq).await {
-            self.shared.dead.push(letter);
-            return Err(error);
-        }
-        Ok(Some(letter))
+        self.shared.dismiss(seq).await
     }
 
     /// Shuts down gracefully: stops intake at once (new events get `503`
     /// with `Retry-After`, so the provider sends them again later, to this
     /// or another instance), lets the workers finish the queue, the running
-    /// attempts and the retries until `timeout` has passed, then stops them
-    /// and reports what was left.
+    /// attempts and the retries until `timeout` has passed, then stops them,
+    /// [syncs](super::Journal::sync) the journal and reports what was left.
     ///
     /// What is left stays pending in the journal (a durable journal runs it
     /// after the next start). Calling it again reports the same state.
     pub async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
-        let shared = &self.shared;
-        shared.close();
-        let deadline = tokio::time::Instant::now() + timeout;
-        if shared.spawned.load(Ordering::Acquire) {
-            // Let the start-up replay queue the pending entries first, so
-            // that they are drained (or reported) too.
-            let mut started = shared.started.subscribe();
-            let _ = tokio::time::timeout_at(deadline, started.wait_for(|started| *started)).await;
-        }
-        shared.drained(deadline).await;
-        let (queued, in_flight, waiting_retry) = shared.stop();
-        let workers =
-            std::mem::take(&mut *shared.workers.lock().unwrap_or_else(|e| e.into_inner()));
-        for worker in workers {
-            let _ = worker.await;
-        }
-        // What the workers completed may wait for the journal's next sync.
-        if let Err(error) = shared.config.journal.sync().await {
-            bump(&shared.counters.journal_errors);
-            tracing::error!(%error, "journal could not sync at shutdown");
-        }
-        let report = ShutdownReport {
-            drained: queued.is_empty() && in_flight.is_empty() && waiting_retry.is_empty(),
-            queued,
-            in_flight,
-            waiting_retry,
-        };
-        tracing::info!(
-            drained = report.drained,
-            left = report.left(),
-            "fast-ack shut down"
-        );
-        report
+        self.shared.shutdown(timeout).await
     }
 }

@@ -98,6 +98,27 @@ impl Job {
     }
 }
 
+#[cfg(test)]
+impl Job {
+    /// A job with an empty request, for the queue's unit tests.
+    pub(crate) fn for_test(seq: u64) -> Self {
+        Self {
+            seq,
+            task_id: None,
+            event: None,
+            head: Arc::new(Head {
+                method: Method::POST,
+                uri: Uri::from_static("/callback"),
+                version: Version::HTTP_11,
+                headers: HeaderMap::new(),
+            }),
+            body: Bytes::new(),
+            attempts: 0,
+            span: tracing::Span::none(),
+        }
+    }
+}
+
 /// Which attempt on which event a request to the handler is: in the
 /// extensions of every request the fast-ack workers send to the inner
 /// service (live or replayed after a restart alike).

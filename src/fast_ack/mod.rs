@@ -217,6 +217,7 @@ mod handle;
 mod job;
 mod journal;
 mod layer;
+mod queue;
 mod retry;
 mod service;
 mod shared;

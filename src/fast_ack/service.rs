@@ -237,7 +237,7 @@ where
         // so a client going away mid-append cannot leave an entry journaled
         // but never queued.
         let shared = Arc::clone(&self.shared);
-        let admission = Admission::admit(runtime, shared.admit(reservation, job).instrument(span));
+        let admission = Admission::admit(runtime, shared.accept(reservation, job).instrument(span));
         ResponseFuture::accepting(admission, task_id, retry_after)
     }
 }

@@ -1,11 +1,14 @@
 //! The state one [`FastAckLayer`](super::FastAckLayer) shares with every
-//! service it makes, its workers and its handles: the bounded queue, the
-//! journal, the dead letters, the counters.
+//! service it makes, its workers and its handles, and the one owner of an
+//! event's life: each transition (accept, recover, complete, refuse, retry,
+//! dead-letter, replay, dismiss, shut down) is one method here that updates
+//! the queue, the journal, the counters and the log together. The queue
+//! itself is plain state in [`queue`](super::queue); the workers pop, call
+//! and report; the handle delegates.
 
-use std::collections::{BTreeSet, VecDeque};
 use std::fmt;
 use std::future::Future;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
@@ -13,8 +16,10 @@ use tokio::sync::{broadcast, watch, Notify};
 use tokio::task::JoinHandle;
 
 use super::dead_letter::{DeadLetter, DeadLetters, Failure};
+use super::handle::{ReplayError, ShutdownReport, Stats};
 use super::job::Job;
-use super::journal::{Appended, Journal, JournalError, MemoryJournal};
+use super::journal::{Appended, Entry, Journal, JournalError, MemoryJournal};
+use super::queue::{Filled, Left, NoSlot, Queue, Signal, Take};
 use super::retry::RetryPolicy;
 use crate::response::DEFAULT_RETRY_AFTER;
 
@@ -62,18 +67,6 @@ impl fmt::Debug for Config {
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Phase {
-    /// No inner service yet, or the start-up replay is running.
-    Starting,
-    /// Accepting events.
-    Open,
-    /// Shutting down: no intake, the queue drains.
-    Closed,
-    /// Shut down: the workers are gone.
-    Stopped,
-}
-
 /// What became of an event the journal took.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Admitted {
@@ -92,95 +85,79 @@ pub(crate) enum Refusal {
     Journal(JournalError),
 }
 
-#[derive(Debug, Default)]
-pub(crate) struct Counters {
-    pub(crate) accepted: AtomicU64,
-    pub(crate) rejected_full: AtomicU64,
-    pub(crate) rejected_unavailable: AtomicU64,
-    pub(crate) processed: AtomicU64,
-    pub(crate) refused: AtomicU64,
-    pub(crate) failed_attempts: AtomicU64,
-    pub(crate) retried: AtomicU64,
-    pub(crate) dead_lettered: AtomicU64,
-    pub(crate) dead_letters_dropped: AtomicU64,
-    pub(crate) replayed: AtomicU64,
-    pub(crate) duplicates: AtomicU64,
-    pub(crate) recovered: AtomicU64,
-    pub(crate) journal_errors: AtomicU64,
-}
-
-pub(crate) fn bump(counter: &AtomicU64) {
-    counter.fetch_add(1, Ordering::Relaxed);
-}
-
-/// The queue: every event accepted and not finished is in exactly one of
-/// `reserved` (being journaled), `ready`, `running` or `waiting`, and their
-/// sum is bounded by the capacity.
-#[derive(Debug)]
-pub(crate) struct QueueState {
-    pub(crate) phase: Phase,
-    pub(crate) reserved: usize,
-    pub(crate) ready: VecDeque<Job>,
-    pub(crate) running: BTreeSet<u64>,
-    pub(crate) waiting: BTreeSet<u64>,
-    /// Workers parked in [`Shared::pop`], waiting for a job.
-    parked: usize,
-    /// Workers woken for a job that have not looked at the queue yet.
-    waking: usize,
-}
-
-impl QueueState {
-    fn outstanding(&self) -> usize {
-        self.reserved + self.ready.len() + self.running.len() + self.waiting.len()
-    }
-
-    /// Decides whether to wake a parked worker for the jobs in `ready`:
-    /// only if none is already on its way. The woken worker wakes the next
-    /// one if it leaves jobs behind, so a burst wakes workers one at a time,
-    /// as fast as they take jobs: a handler that waits on I/O still gets
-    /// every worker (each one wakes the next before it waits), and a
-    /// handler that never waits gets one worker draining the burst, instead
-    /// of all of them woken to find the queue empty.
-    fn wake_one(&mut self) -> bool {
-        if self.ready.is_empty() || self.waking > 0 || self.parked == 0 {
-            return false;
+impl From<NoSlot> for Refusal {
+    fn from(no_slot: NoSlot) -> Self {
+        match no_slot {
+            NoSlot::Full => Self::Full,
+            NoSlot::Starting => Self::Starting,
+            NoSlot::ShuttingDown => Self::ShuttingDown,
         }
-        self.parked -= 1;
-        self.waking += 1;
-        true
     }
+}
+
+#[derive(Debug, Default)]
+struct Counters {
+    accepted: AtomicU64,
+    rejected_full: AtomicU64,
+    rejected_unavailable: AtomicU64,
+    processed: AtomicU64,
+    refused: AtomicU64,
+    failed_attempts: AtomicU64,
+    retried: AtomicU64,
+    dead_lettered: AtomicU64,
+    dead_letters_dropped: AtomicU64,
+    replayed: AtomicU64,
+    duplicates: AtomicU64,
+    recovered: AtomicU64,
+    journal_errors: AtomicU64,
+}
+
+fn bump(counter: &AtomicU64) {
+    counter.fetch_add(1, Ordering::Relaxed);
 }
 
 type Starter = Box<dyn FnOnce(&tokio::runtime::Handle) + Send>;
 
+/// How far the layer got in starting its workers.
+enum Start {
+    /// No service was made with the layer yet.
+    Unbound,
+    /// A service was made; the workers start on the first runtime seen.
+    Bound(Starter),
+    /// The start-up task was spawned.
+    Spawned,
+}
+
 pub(crate) struct Shared {
     pub(crate) config: Config,
-    state: Mutex<QueueState>,
+    queue: Mutex<Queue>,
     /// A job is ready, or the phase changed.
     work: Notify,
     /// The last outstanding event finished.
     idle: Notify,
-    pub(crate) counters: Counters,
-    pub(crate) dead: DeadLetters,
-    pub(crate) dead_tx: broadcast::Sender<DeadLetter>,
+    counters: Counters,
+    dead: DeadLetters,
+    dead_tx: broadcast::Sender<DeadLetter>,
     pub(crate) stop: watch::Sender<bool>,
     /// Set once the start-up replay is queued and the workers run.
-    pub(crate) started: watch::Sender<bool>,
-    /// Set when a service is bound; taken to spawn the workers.
-    starter: Mutex<Option<Starter>>,
-    /// The start-up task was spawned.
-    pub(crate) spawned: AtomicBool,
-    bound: Mutex<bool>,
-    pub(crate) workers: Mutex<Vec<JoinHandle<()>>>,
+    started: watch::Sender<bool>,
+    start: Mutex<Start>,
+    workers: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl fmt::Debug for Shared {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Shared")
             .field("config", &self.config)
-            .field("phase", &self.lock().phase)
+            .field("phase", &self.queue().phase())
             .finish_non_exhaustive()
     }
+}
+
+/// Every critical section leaves its state consistent before it can panic,
+/// so a poisoned lock still guards valid data.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Shared {
@@ -188,91 +165,143 @@ impl Shared {
         let (dead_tx, _) = broadcast::channel(64);
         Self {
             dead: DeadLetters::new(config.dead_letter_capacity),
+            queue: Mutex::new(Queue::new(config.capacity)),
             config,
-            state: Mutex::new(QueueState {
-                phase: Phase::Starting,
-                reserved: 0,
-                ready: VecDeque::new(),
-                running: BTreeSet::new(),
-                waiting: BTreeSet::new(),
-                parked: 0,
-                waking: 0,
-            }),
             work: Notify::new(),
             idle: Notify::new(),
             counters: Counters::default(),
             dead_tx,
             stop: watch::Sender::new(false),
             started: watch::Sender::new(false),
-            starter: Mutex::new(None),
-            spawned: AtomicBool::new(false),
-            bound: Mutex::new(false),
+            start: Mutex::new(Start::Unbound),
             workers: Mutex::new(Vec::new()),
         }
     }
 
-    pub(crate) fn lock(&self) -> MutexGuard<'_, QueueState> {
-        // Every critical section leaves the state consistent before it can
-        // panic, so a poisoned lock still guards valid data.
-        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        lock(&self.queue)
     }
+
+    /// Acts on what a change of the queue asks for.
+    fn signal(&self, signal: Signal) {
+        if signal.wake_worker {
+            self.work.notify_one();
+        }
+        if signal.idle {
+            self.idle.notify_waiters();
+        }
+    }
+
+    // ---- start ----------------------------------------------------------------
 
     /// Binds the one inner service: `true` for the first caller only.
     pub(crate) fn bind(&self, starter: Starter) -> bool {
-        let mut bound = self.bound.lock().unwrap_or_else(|e| e.into_inner());
-        if *bound {
+        let mut start = lock(&self.start);
+        if !matches!(*start, Start::Unbound) {
             return false;
         }
-        *bound = true;
-        *self.starter.lock().unwrap_or_else(|e| e.into_inner()) = Some(starter);
+        *start = Start::Bound(starter);
         true
     }
 
     /// Spawns the start-up replay and the workers, once, on `runtime`.
     pub(crate) fn ensure_started(&self, runtime: &tokio::runtime::Handle) {
-        if self.spawned.load(Ordering::Acquire) {
-            return;
-        }
-        let starter = self
-            .starter
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .take();
-        if let Some(start) = starter {
-            self.spawned.store(true, Ordering::Release);
-            start(runtime);
+        let starter = {
+            let mut start = lock(&self.start);
+            match std::mem::replace(&mut *start, Start::Spawned) {
+                Start::Bound(starter) => starter,
+                other => {
+                    *start = other;
+                    return;
+                }
+            }
+        };
+        starter(runtime);
+    }
+
+    fn spawned(&self) -> bool {
+        matches!(*lock(&self.start), Start::Spawned)
+    }
+
+    /// Waits until the start-up replay is queued and the workers run.
+    pub(crate) async fn started(&self) {
+        let mut started = self.started.subscribe();
+        let _ = started.wait_for(|started| *started).await;
+    }
+
+    /// Loads the dead letters kept in the journal (at start-up).
+    pub(crate) async fn load_dead_letters(&self) {
+        match self.config.journal.dead_letters().await {
+            Ok(letters) => {
+                for letter in letters {
+                    let dropped = self.dead.push(letter);
+                    self.drop_dead_letters(dropped).await;
+                }
+            }
+            Err(error) => {
+                bump(&self.counters.journal_errors);
+                tracing::error!(%error, "could not load the dead letters from the journal");
+            }
         }
     }
 
-    /// Opens intake once the start-up replay is queued (unless a shutdown
-    /// began meanwhile).
-    pub(crate) fn open(&self) {
-        let mut state = self.lock();
-        if state.phase == Phase::Starting {
-            state.phase = Phase::Open;
+    /// Counts a journal call that failed while the layer ran (reading the
+    /// pending entries, taking over).
+    pub(crate) fn journal_failed(&self) {
+        bump(&self.counters.journal_errors);
+    }
+
+    /// Queues entries read back from the journal (`how`: "replaying pending"
+    /// at start-up, "took over" later), in order; an entry that cannot be
+    /// decoded is left pending for a human to look at.
+    pub(crate) fn recover(&self, entries: Vec<Entry>, how: &'static str) {
+        if !entries.is_empty() {
+            tracing::info!(count = entries.len(), "{how} journal entries");
         }
+        for entry in entries {
+            match Job::from_entry(&entry) {
+                Ok(job) => {
+                    let signal = self.queue().push_recovered(job);
+                    bump(&self.counters.recovered);
+                    self.signal(signal);
+                }
+                Err(error) => {
+                    bump(&self.counters.journal_errors);
+                    tracing::error!(%error, "skipping a journal entry that cannot be decoded");
+                }
+            }
+        }
+    }
+
+    /// Opens intake once the start-up replay is queued and the workers run.
+    pub(crate) fn open(&self, workers: Vec<JoinHandle<()>>) {
+        lock(&self.workers).extend(workers);
+        self.queue().open();
         self.started.send_replace(true);
     }
 
+    /// The room in the queue for entries taken over from the journal.
+    pub(crate) fn room(&self) -> usize {
+        self.queue().room()
+    }
+
+    // ---- accept ---------------------------------------------------------------
+
     /// Takes a slot in the queue for an event about to be journaled.
     pub(crate) fn reserve(self: &Arc<Self>) -> Result<Reservation, Refusal> {
-        let mut state = self.lock();
-        let refusal = match state.phase {
-            Phase::Open if state.outstanding() < self.config.capacity => {
-                state.reserved += 1;
-                return Ok(Reservation {
-                    shared: Some(Arc::clone(self)),
-                });
+        match self.queue().reserve() {
+            Ok(()) => Ok(Reservation {
+                shared: Some(Arc::clone(self)),
+            }),
+            Err(no_slot) => {
+                if no_slot == NoSlot::Full {
+                    bump(&self.counters.rejected_full);
+                } else {
+                    bump(&self.counters.rejected_unavailable);
+                }
+                Err(no_slot.into())
             }
-            Phase::Open => {
-                bump(&self.counters.rejected_full);
-                return Err(Refusal::Full);
-            }
-            Phase::Starting => Refusal::Starting,
-            Phase::Closed | Phase::Stopped => Refusal::ShuttingDown,
-        };
-        bump(&self.counters.rejected_unavailable);
-        Err(refusal)
+        }
     }
 
     /// Journals `job` and queues it in the reserved slot. On `Err` nothing
@@ -280,7 +309,7 @@ impl Shared {
     // An `async` block rather than an `async fn`, over an owned `Shared`:
     // the accept future (boxed per request) keeps the job once.
     #[allow(clippy::manual_async_fn)]
-    pub(crate) fn admit(
+    pub(crate) fn accept(
         self: Arc<Self>,
         reservation: Reservation,
         mut job: Job,
@@ -300,12 +329,13 @@ impl Shared {
                 }
             };
             job.seq = seq;
-            if let Err(job) = reservation.push(job) {
+            if let Err(job) = reservation.fill(job) {
                 // Stopped while the append ran: nobody would process it.
                 self.withdraw(job.seq).await;
                 bump(&self.counters.rejected_unavailable);
                 return Err(Refusal::ShuttingDown);
             }
+            bump(&self.counters.accepted);
             Ok(Admitted::Queued(seq))
         }
     }
@@ -318,28 +348,7 @@ impl Shared {
         }
     }
 
-    /// Queues an entry found pending in the journal at start-up (it was
-    /// accepted before; the capacity does not apply).
-    pub(crate) fn push_recovered(&self, job: Job) {
-        let mut state = self.lock();
-        state.ready.push_back(job);
-        let wake = state.wake_one();
-        drop(state);
-        bump(&self.counters.recovered);
-        if wake {
-            self.work.notify_one();
-        }
-    }
-
-    /// The room left in the queue for entries taken over from the journal:
-    /// `0` unless intake is open.
-    pub(crate) fn room(&self) -> usize {
-        let state = self.lock();
-        match state.phase {
-            Phase::Open => self.config.capacity.saturating_sub(state.outstanding()),
-            Phase::Starting | Phase::Closed | Phase::Stopped => 0,
-        }
-    }
+    // ---- run ------------------------------------------------------------------
 
     /// The next job for a worker, or `None` once stopped.
     pub(crate) async fn pop(&self) -> Option<Job> {
@@ -348,71 +357,92 @@ impl Shared {
             let notified = self.work.notified();
             tokio::pin!(notified);
             {
-                let mut state = self.lock();
-                if woken {
-                    // After `stop` (which wakes every worker) the counts
-                    // no longer matter.
-                    state.waking = state.waking.saturating_sub(1);
-                }
-                if state.phase == Phase::Stopped {
-                    return None;
-                }
-                if let Some(job) = state.ready.pop_front() {
-                    state.running.insert(job.seq);
-                    let wake = state.wake_one();
-                    drop(state);
-                    if wake {
-                        self.work.notify_one();
+                let mut queue = self.queue();
+                match queue.take(woken) {
+                    Take::Stopped => return None,
+                    Take::Job(job, signal) => {
+                        drop(queue);
+                        self.signal(signal);
+                        return Some(job);
                     }
-                    return Some(job);
+                    // Registered while the queue is locked, so a job pushed
+                    // after this check wakes this worker.
+                    Take::Park => {
+                        notified.as_mut().enable();
+                    }
                 }
-                // Registered while the queue is locked, so a job pushed
-                // after this check wakes this worker.
-                state.parked += 1;
-                notified.as_mut().enable();
             }
             notified.await;
             woken = true;
         }
     }
 
-    /// A running job is finished (processed or dead-lettered).
-    pub(crate) fn finish(&self, seq: u64) {
-        let mut state = self.lock();
-        state.running.remove(&seq);
-        if state.outstanding() == 0 {
-            self.idle.notify_waiters();
-        }
+    /// The inner service answered a `1xx` to `3xx`: the event is done.
+    pub(crate) async fn complete(&self, job: Job, status: http::StatusCode) {
+        tracing::debug!(seq = job.seq, %status, "event processed");
+        self.mark_done(&job).await;
+        bump(&self.counters.processed);
+        self.finish(job.seq);
     }
 
-    /// A running job waits for its retry.
-    pub(crate) fn to_waiting(&self, seq: u64) {
-        let mut state = self.lock();
-        state.running.remove(&seq);
-        state.waiting.insert(seq);
-    }
-
-    /// A job's retry delay is over: back in the queue.
-    pub(crate) fn retry_now(&self, job: Job) {
-        let mut state = self.lock();
-        if state.phase == Phase::Stopped {
+    /// The inner service answered a `4xx`: it refused an event the provider
+    /// was told is safe. Not retried (the answer would be the same); a dead
+    /// letter unless the layer was told otherwise.
+    pub(crate) async fn refuse(&self, job: Job, failure: Failure) {
+        if self.config.dead_letter_refusals {
+            self.dead_letter(job, failure).await;
             return;
         }
-        state.waiting.remove(&job.seq);
-        state.ready.push_back(job);
-        let wake = state.wake_one();
-        drop(state);
-        if wake {
-            self.work.notify_one();
+        tracing::warn!(
+            seq = job.seq,
+            task_id = job.task_id.as_deref(),
+            %failure,
+            "the handler refused the event (4xx); not retried"
+        );
+        self.mark_done(&job).await;
+        bump(&self.counters.refused);
+        self.finish(job.seq);
+    }
+
+    /// An attempt failed (`5xx`, error, panic): retried after the policy's
+    /// delay, or a dead letter after the last attempt.
+    pub(crate) async fn fail(self: &Arc<Self>, job: Job, failure: Failure) {
+        bump(&self.counters.failed_attempts);
+        if job.attempts >= self.config.retry.max_attempts() {
+            self.dead_letter(job, failure).await;
+            return;
         }
+        let delay = self.config.retry.delay(job.attempts);
+        tracing::warn!(
+            seq = job.seq,
+            task_id = job.task_id.as_deref(),
+            attempt = job.attempts,
+            %failure,
+            retry_in = ?delay,
+            "attempt failed; will retry"
+        );
+        bump(&self.counters.retried);
+        self.queue().wait_retry(job.seq);
+        let shared = Arc::clone(self);
+        let mut stop = self.stop.subscribe();
+        tokio::spawn(async move {
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {
+                    let signal = shared.queue().retry(job);
+                    shared.signal(signal);
+                }
+                _ = stop.wait_for(|stopped| *stopped) => {}
+            }
+        });
     }
 
     /// The last attempt failed, or the handler refused the event: keep it
-    /// as a dead letter.
-    pub(crate) async fn dead_letter(&self, job: Job, failure: Failure) {
+    /// as a dead letter, in memory and in the journal.
+    async fn dead_letter(&self, job: Job, failure: Failure) {
         let seq = job.seq;
         let letter = DeadLetter::from_job(job, failure, SystemTime::now());
-        if letter.failure().is_refusal() {
+        let refused = letter.failure().is_refusal();
+        if refused {
             tracing::error!(
                 seq,
                 task_id = letter.task_id(),
@@ -434,19 +464,13 @@ impl Shared {
             bump(&self.counters.journal_errors);
             tracing::error!(seq, %error, "journal could not record a dead letter");
         }
-        for dropped in self.dead.push(letter.clone()) {
-            bump(&self.counters.dead_letters_dropped);
-            tracing::warn!(seq = dropped.seq(), "dead letter dropped: the list is full");
-            if let Err(error) = self.config.journal.remove_dead_letter(dropped.seq()).await {
-                bump(&self.counters.journal_errors);
-                tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
-            }
-        }
-        if letter.failure().is_refusal() {
-            bump(&self.counters.refused);
+        let dropped = self.dead.push(letter.clone());
+        self.drop_dead_letters(dropped).await;
+        bump(if refused {
+            &self.counters.refused
         } else {
-            bump(&self.counters.dead_lettered);
-        }
+            &self.counters.dead_lettered
+        });
         if let Some(callback) = &self.config.on_dead_letter {
             // A panicking callback must not take a worker down with it.
             let call = std::panic::AssertUnwindSafe(|| callback(&letter));
@@ -458,49 +482,200 @@ impl Shared {
         self.finish(seq);
     }
 
-    /// Stops intake (shutdown begins).
-    pub(crate) fn close(&self) {
-        let mut state = self.lock();
-        if matches!(state.phase, Phase::Starting | Phase::Open) {
-            state.phase = Phase::Closed;
-        }
-        if state.outstanding() == 0 {
-            self.idle.notify_waiters();
+    /// Marks a finished event done in the journal.
+    async fn mark_done(&self, job: &Job) {
+        if let Err(error) = self.config.journal.complete(job.seq).await {
+            // Still pending in the journal: replayed after a restart, so
+            // processed at least once.
+            bump(&self.counters.journal_errors);
+            tracing::error!(seq = job.seq, %error, "journal could not mark the event done");
         }
     }
 
+    fn finish(&self, seq: u64) {
+        let signal = self.queue().finish(seq);
+        self.signal(signal);
+    }
+
+    /// Forgets, in the journal too, the dead letters dropped because the
+    /// list was full.
+    async fn drop_dead_letters(&self, dropped: Vec<DeadLetter>) {
+        for letter in dropped {
+            bump(&self.counters.dead_letters_dropped);
+            tracing::warn!(seq = letter.seq(), "dead letter dropped: the list is full");
+            self.forget_dead_letter(letter.seq()).await;
+        }
+    }
+
+    /// Removes the dead letter `seq` from the journal; a failure is logged
+    /// and counted (the journal keeps it, and loads it at the next start).
+    async fn forget_dead_letter(&self, seq: u64) {
+        if let Err(error) = self.config.journal.remove_dead_letter(seq).await {
+            bump(&self.counters.journal_errors);
+            tracing::error!(seq, %error, "journal could not drop a dead letter");
+        }
+    }
+
+    // ---- dead letters -----------------------------------------------------------
+
+    pub(crate) fn dead_letters(&self) -> Vec<DeadLetter> {
+        self.dead.list()
+    }
+
+    pub(crate) fn dead_letter_by_seq(&self, seq: u64) -> Option<DeadLetter> {
+        self.dead.get(seq)
+    }
+
+    pub(crate) fn subscribe_dead_letters(&self) -> broadcast::Receiver<DeadLetter> {
+        self.dead_tx.subscribe()
+    }
+
+    /// Sends the dead letter `seq` through the journal and the queue again.
+    pub(crate) async fn replay(self: &Arc<Self>, seq: u64) -> Result<u64, ReplayError> {
+        // Taken out first, so two concurrent replays cannot both run it.
+        let letter = self.dead.remove(seq).ok_or(ReplayError::NotFound(seq))?;
+        let reservation = match self.reserve() {
+            Ok(reservation) => reservation,
+            Err(refusal) => {
+                self.dead.push(letter);
+                return Err(refusal.into());
+            }
+        };
+        let mut job = letter.job().clone();
+        job.attempts = 0;
+        job.span = tracing::Span::current();
+        match Arc::clone(self).accept(reservation, job).await {
+            Ok(Admitted::Duplicate) => {
+                // The journal says this task is already there (or done):
+                // nothing to run again.
+                self.forget_dead_letter(seq).await;
+                Err(ReplayError::Duplicate)
+            }
+            Ok(Admitted::Queued(new_seq)) => {
+                self.forget_dead_letter(seq).await;
+                bump(&self.counters.replayed);
+                tracing::info!(
+                    seq,
+                    new_seq,
+                    task_id = letter.task_id(),
+                    "dead letter replayed"
+                );
+                Ok(new_seq)
+            }
+            Err(refusal) => {
+                self.dead.push(letter);
+                Err(refusal.into())
+            }
+        }
+    }
+
+    /// Forgets the dead letter `seq`, in memory and in the journal.
+    pub(crate) async fn dismiss(&self, seq: u64) -> Result<Option<DeadLetter>, JournalError> {
+        let Some(letter) = self.dead.remove(seq) else {
+            return Ok(None);
+        };
+        if let Err(error) = self.config.journal.remove_dead_letter(seq).await {
+            self.dead.push(letter);
+            return Err(error);
+        }
+        Ok(Some(letter))
+    }
+
+    // ---- shut down --------------------------------------------------------------
+
+    /// Stops intake, drains until `timeout`, stops the workers and the
+    /// retry timers, syncs the journal, and reports what was left (it stays
+    /// pending in the journal).
+    pub(crate) async fn shutdown(&self, timeout: Duration) -> ShutdownReport {
+        let signal = self.queue().close();
+        self.signal(signal);
+        let deadline = tokio::time::Instant::now() + timeout;
+        if self.spawned() {
+            // Let the start-up replay queue the pending entries first, so
+            // that they are drained (or reported) too.
+            let _ = tokio::time::timeout_at(deadline, self.started()).await;
+        }
+        self.drained(deadline).await;
+        let left = self.queue().stop();
+        self.stop.send_replace(true);
+        self.work.notify_waiters();
+        let workers = std::mem::take(&mut *lock(&self.workers));
+        for worker in workers {
+            let _ = worker.await;
+        }
+        // What the workers completed may wait for the journal's next sync.
+        if let Err(error) = self.config.journal.sync().await {
+            bump(&self.counters.journal_errors);
+            tracing::error!(%error, "journal could not sync at shutdown");
+        }
+        let Left {
+            queued,
+            in_flight,
+            waiting_retry,
+        } = left;
+        let report = ShutdownReport {
+            drained: queued.is_empty() && in_flight.is_empty() && waiting_retry.is_empty(),
+            queued,
+            in_flight,
+            waiting_retry,
+        };
+        tracing::info!(
+            drained = report.drained,
+            left = report.left(),
+            "fast-ack shut down"
+        );
+        report
+    }
+
     /// Waits until nothing is outstanding; `true` if that happened.
-    pub(crate) async fn drained(&self, deadline: tokio::time::Instant) -> bool {
+    async fn drained(&self, deadline: tokio::time::Instant) -> bool {
         loop {
             let notified = self.idle.notified();
             tokio::pin!(notified);
             notified.as_mut().enable();
-            if self.lock().outstanding() == 0 {
+            if self.queue().outstanding() == 0 {
                 return true;
             }
             tokio::select! {
                 _ = notified => {}
-                _ = tokio::time::sleep_until(deadline) => return self.lock().outstanding() == 0,
+                _ = tokio::time::sleep_until(deadline) => return self.queue().outstanding() == 0,
             }
         }
     }
 
-    /// Stops the workers and the retry timers; what is left stays pending in
-    /// the journal.
-    pub(crate) fn stop(&self) -> (Vec<u64>, Vec<u64>, Vec<u64>) {
-        let mut state = self.lock();
-        state.phase = Phase::Stopped;
-        self.stop.send_replace(true);
-        self.work.notify_waiters();
-        (
-            state.ready.iter().map(|job| job.seq).collect(),
-            state.running.iter().copied().collect(),
-            state.waiting.iter().copied().collect(),
-        )
+    // ---- counters ---------------------------------------------------------------
+
+    pub(crate) fn stats(&self) -> Stats {
+        let c = &self.counters;
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        let (queued, in_flight, waiting_retry) = self.queue().depths();
+        Stats {
+            accepted: get(&c.accepted),
+            rejected_full: get(&c.rejected_full),
+            rejected_unavailable: get(&c.rejected_unavailable),
+            processed: get(&c.processed),
+            refused: get(&c.refused),
+            failed_attempts: get(&c.failed_attempts),
+            retried: get(&c.retried),
+            dead_lettered: get(&c.dead_lettered),
+            dead_letters_dropped: get(&c.dead_letters_dropped),
+            replayed: get(&c.replayed),
+            duplicates: get(&c.duplicates),
+            recovered: get(&c.recovered),
+            journal_errors: get(&c.journal_errors),
+            queued,
+            in_flight,
+            waiting_retry,
+            dead_letters: self.dead.len(),
+        }
+    }
+
+    pub(crate) fn queue_depth(&self) -> usize {
+        self.queue().depths().0
     }
 }
 
-/// A slot in the queue, released on drop unless a job was pushed into it.
+/// A slot in the queue, released on drop unless a job was put in it.
 #[derive(Debug)]
 pub(crate) struct Reservation {
     shared: Option<Arc<Shared>>,
@@ -508,37 +683,29 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// Puts `job` in the reserved slot; gives it back once stopped.
-    pub(crate) fn push(mut self, job: Job) -> Result<(), Job> {
+    fn fill(mut self, job: Job) -> Result<(), Job> {
         let Some(shared) = self.shared.take() else {
             return Err(job);
         };
-        let mut state = shared.lock();
-        state.reserved -= 1;
-        if state.phase == Phase::Stopped {
-            if state.outstanding() == 0 {
-                shared.idle.notify_waiters();
+        let filled = shared.queue().fill(job);
+        match filled {
+            Filled::Queued(signal) => {
+                shared.signal(signal);
+                Ok(())
             }
-            return Err(job);
+            Filled::Stopped(job, signal) => {
+                shared.signal(signal);
+                Err(job)
+            }
         }
-        state.ready.push_back(job);
-        let wake = state.wake_one();
-        drop(state);
-        bump(&shared.counters.accepted);
-        if wake {
-            shared.work.notify_one();
-        }
-        Ok(())
     }
 }
 
 impl Drop for Reservation {
     fn drop(&mut self) {
         if let Some(shared) = self.shared.take() {
-            let mut state = shared.lock();
-            state.reserved -= 1;
-            if state.outstanding() == 0 {
-                shared.idle.notify_waiters();
-            }
+            let signal = shared.queue().unreserve();
+            shared.signal(signal);
         }
     }
 }

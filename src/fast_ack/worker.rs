@@ -11,9 +11,8 @@ use tower_service::Service;
 use tracing::Instrument;
 
 use super::dead_letter::Failure;
-use super::job::Job;
 use super::journal::BoxFuture;
-use super::shared::{bump, Shared};
+use super::shared::Shared;
 use super::unwind::CatchUnwind;
 use super::ResponseStatus;
 use crate::body::BufferedBody;
@@ -55,34 +54,18 @@ where
     S::Error: Into<BoxError>,
     S::Future: Send + 'static,
 {
-    let journal = Arc::clone(&shared.config.journal);
-    match journal.dead_letters().await {
-        Ok(letters) => {
-            for letter in letters {
-                for dropped in shared.dead.push(letter) {
-                    bump(&shared.counters.dead_letters_dropped);
-                    if let Err(error) = journal.remove_dead_letter(dropped.seq()).await {
-                        bump(&shared.counters.journal_errors);
-                        tracing::error!(seq = dropped.seq(), %error, "journal could not drop a dead letter");
-                    }
-                }
-            }
-        }
-        Err(error) => {
-            bump(&shared.counters.journal_errors);
-            tracing::error!(%error, "could not load the dead letters from the journal");
-        }
-    }
+    shared.load_dead_letters().await;
 
     // Intake stays closed (503) until the journal answers: an event must
     // not overtake the ones accepted before a restart.
+    let journal = Arc::clone(&shared.config.journal);
     let mut stop = shared.stop.subscribe();
     let mut delay = Duration::from_millis(100);
     let pending = loop {
         match journal.pending().await {
             Ok(pending) => break pending,
             Err(error) => {
-                bump(&shared.counters.journal_errors);
+                shared.journal_failed();
                 tracing::error!(%error, "could not read the pending journal entries; retrying");
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
@@ -92,19 +75,7 @@ where
             }
         }
     };
-    if !pending.is_empty() {
-        tracing::info!(count = pending.len(), "replaying pending journal entries");
-    }
-    for entry in pending {
-        match Job::from_entry(&entry) {
-            Ok(job) => shared.push_recovered(job),
-            Err(error) => {
-                // Left pending in the journal for a human to look at.
-                bump(&shared.counters.journal_errors);
-                tracing::error!(%error, "skipping a journal entry that cannot be decoded");
-            }
-        }
-    }
+    shared.recover(pending, "replaying pending");
 
     let mut workers = Vec::with_capacity(shared.config.concurrency);
     for _ in 0..shared.config.concurrency.max(1) {
@@ -115,12 +86,7 @@ where
         let task = take_over(Arc::clone(&shared), period).instrument(span.clone());
         workers.push(tokio::spawn(task));
     }
-    shared
-        .workers
-        .lock()
-        .unwrap_or_else(|e| e.into_inner())
-        .extend(workers);
-    shared.open();
+    shared.open(workers);
 }
 
 /// Asks the journal for work every `period` (entries of a process that
@@ -137,24 +103,11 @@ async fn take_over(shared: Arc<Shared>, period: Duration) {
             entries = journal.take_over(shared.room()) => entries,
             _ = stop.wait_for(|stopped| *stopped) => return,
         };
-        let entries = match entries {
-            Ok(entries) => entries,
+        match entries {
+            Ok(entries) => shared.recover(entries, "took over"),
             Err(error) => {
-                bump(&shared.counters.journal_errors);
+                shared.journal_failed();
                 tracing::warn!(%error, "could not take over journal entries");
-                continue;
-            }
-        };
-        if !entries.is_empty() {
-            tracing::info!(count = entries.len(), "took over journal entries");
-        }
-        for entry in entries {
-            match Job::from_entry(&entry) {
-                Ok(job) => shared.push_recovered(job),
-                Err(error) => {
-                    bump(&shared.counters.journal_errors);
-                    tracing::error!(%error, "skipping a journal entry that cannot be decoded");
-                }
             }
         }
     }
@@ -239,82 +192,32 @@ where
                 return;
             }
         };
-        let failure = match outcome {
-            Ok(Ok((status, body))) if status.is_server_error() => Failure::status(status, body),
-            Ok(Ok((status, body))) if status.is_client_error() => {
-                refused(&shared, job, Failure::status(status, body))
+        // Report the outcome: the shared state owns what follows.
+        match outcome {
+            Ok(Ok((status, body))) if status.is_server_error() => {
+                shared
+                    .fail(job, Failure::status(status, body))
                     .instrument(span)
                     .await;
-                continue;
             }
-            Ok(Ok((status, _))) => {
-                succeeded(&shared, &job, status).instrument(span).await;
-                continue;
+            Ok(Ok((status, body))) if status.is_client_error() => {
+                shared
+                    .refuse(job, Failure::status(status, body))
+                    .instrument(span)
+                    .await;
             }
-            Ok(Err(error)) => Failure::Error(error),
-            Err(panic) => Failure::Panic(panic_message(panic)),
-        };
-        bump(&shared.counters.failed_attempts);
-        if job.attempts < shared.config.retry.max_attempts() {
-            let delay = shared.config.retry.delay(job.attempts);
-            span.in_scope(|| {
-                tracing::warn!(
-                    seq = job.seq,
-                    task_id = job.task_id.as_deref(),
-                    attempt = job.attempts,
-                    %failure,
-                    retry_in = ?delay,
-                    "attempt failed; will retry"
-                );
-            });
-            bump(&shared.counters.retried);
-            shared.to_waiting(job.seq);
-            let shared = Arc::clone(&shared);
-            let mut stop = shared.stop.subscribe();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = tokio::time::sleep(delay) => shared.retry_now(job),
-                    _ = stop.wait_for(|stopped| *stopped) => {}
-                }
-            });
-        } else {
-            shared.dead_letter(job, failure).instrument(span).await;
+            Ok(Ok((status, _))) => shared.complete(job, status).instrument(span).await,
+            Ok(Err(error)) => {
+                shared
+                    .fail(job, Failure::Error(error))
+                    .instrument(span)
+                    .await
+            }
+            Err(panic) => {
+                let failure = Failure::Panic(panic_message(panic));
+                shared.fail(job, failure).instrument(span).await;
+            }
         }
-    }
-}
-
-async fn succeeded(shared: &Shared, job: &Job, status: StatusCode) {
-    tracing::debug!(seq = job.seq, %status, "event processed");
-    complete(shared, job).await;
-    bump(&shared.counters.processed);
-    shared.finish(job.seq);
-}
-
-/// The handler answered a `4xx`: it refused an event the provider was told
-/// is safe. Not retried (the answer would be the same); a dead letter
-/// unless the layer was told otherwise.
-async fn refused(shared: &Shared, job: Job, failure: Failure) {
-    if shared.config.dead_letter_refusals {
-        shared.dead_letter(job, failure).await;
-        return;
-    }
-    tracing::warn!(
-        seq = job.seq,
-        task_id = job.task_id.as_deref(),
-        %failure,
-        "the handler refused the event (4xx); not retried"
-    );
-    complete(shared, &job).await;
-    bump(&shared.counters.refused);
-    shared.finish(job.seq);
-}
-
-async fn complete(shared: &Shared, job: &Job) {
-    if let Err(error) = shared.config.journal.complete(job.seq).await {
-        // Still pending in the journal: replayed after a restart, so
-        // processed at least once.
-        bump(&shared.counters.journal_errors);
-        tracing::error!(seq = job.seq, %error, "journal could not mark the event done");
     }
 }
 
