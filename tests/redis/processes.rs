@@ -15,7 +15,7 @@ use taskhook::sim::Workload;
 use tokio::time::Instant;
 
 use super::common::examples::example;
-use super::replicas::{balancer, run_through_a_redis_restart, run_with_disruption, task_ids};
+use super::replicas::{run_through_a_redis_restart, run_with_disruption, task_ids, Balancer};
 use super::server::RedisServer;
 use super::PATIENCE;
 
@@ -162,10 +162,7 @@ async fn three_receiver_processes_one_killed_every_task_processed() {
             Receiver::start(index, &server.url(), &dir, 1000, delay)
         })
         .collect();
-    let base = format!(
-        "http://{}",
-        balancer(receivers.iter().map(|r| r.addr).collect()).await
-    );
+    let balancer = Balancer::start(receivers.iter().map(|r| r.addr).collect()).await;
     let workload = Workload::new(300)
         .seed(21)
         .immediate_duplicates(0.1)
@@ -175,7 +172,7 @@ async fn three_receiver_processes_one_killed_every_task_processed() {
     let mut receivers = receivers;
     let mut victim = receivers.remove(1);
     let mut orphans = 0;
-    let report = run_with_disruption(base, workload, || async {
+    let report = run_with_disruption(balancer.base(), workload, || async {
         victim.child.kill().expect("SIGKILL the victim");
         let _ = victim.child.wait();
         orphans = held_by(&server, "replica-1");
@@ -228,14 +225,11 @@ async fn receiver_processes_survive_a_redis_restart_mid_run() {
     let receivers: Vec<Receiver> = (0..3)
         .map(|index| Receiver::start(index, &server.url(), &dir, 10_000, 20))
         .collect();
-    let base = format!(
-        "http://{}",
-        balancer(receivers.iter().map(|r| r.addr).collect()).await
-    );
+    let balancer = Balancer::start(receivers.iter().map(|r| r.addr).collect()).await;
     let workload = Workload::new(300).seed(22).immediate_duplicates(0.1);
     let ids = task_ids(&workload);
 
-    let (summary, refused) = run_through_a_redis_restart(&mut server, base, workload).await;
+    let (summary, refused) = run_through_a_redis_restart(&mut server, &balancer, workload).await;
 
     wait_processed(&receivers, &HashSet::new(), &ids, &server.url()).await;
     let runs: Vec<String> = receivers.iter().flat_map(Receiver::processed).collect();

@@ -111,31 +111,90 @@ impl Replica {
 }
 
 /// A TCP load balancer: each connection goes to a backend picked at random
-/// (the next one when a backend refuses).
-pub(crate) async fn balancer(backends: Vec<SocketAddr>) -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let rng = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
-    tokio::spawn(async move {
-        loop {
-            let Ok((mut client, _)) = listener.accept().await else {
-                continue;
-            };
-            let backends = backends.clone();
-            let rng = Arc::clone(&rng);
-            tokio::spawn(async move {
-                let start = next_random(&rng) as usize % backends.len();
-                for offset in 0..backends.len() {
-                    let backend = backends[(start + offset) % backends.len()];
-                    if let Ok(mut upstream) = TcpStream::connect(backend).await {
-                        let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
-                        return;
+/// (the next one when a backend refuses). It counts the `503` answers it
+/// passes back, so that a test can wait for one instead of for a fixed time.
+pub(crate) struct Balancer {
+    addr: SocketAddr,
+    unavailable: Arc<AtomicU64>,
+}
+
+impl Balancer {
+    pub(crate) async fn start(backends: Vec<SocketAddr>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let rng = Arc::new(AtomicU64::new(0x9E37_79B9_7F4A_7C15));
+        let unavailable = Arc::new(AtomicU64::new(0));
+        let seen = Arc::clone(&unavailable);
+        tokio::spawn(async move {
+            loop {
+                let Ok((client, _)) = listener.accept().await else {
+                    continue;
+                };
+                let backends = backends.clone();
+                let rng = Arc::clone(&rng);
+                let seen = Arc::clone(&seen);
+                tokio::spawn(async move {
+                    let start = next_random(&rng) as usize % backends.len();
+                    for offset in 0..backends.len() {
+                        let backend = backends[(start + offset) % backends.len()];
+                        if let Ok(upstream) = TcpStream::connect(backend).await {
+                            let _ = relay(client, upstream, &seen).await;
+                            return;
+                        }
                     }
-                }
-            });
+                });
+            }
+        });
+        Self { addr, unavailable }
+    }
+
+    /// The base URL the simulator pushes to.
+    pub(crate) fn base(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    /// How many `503` answers went back to the provider so far.
+    pub(crate) fn unavailable(&self) -> u64 {
+        self.unavailable.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies bytes both ways, like `copy_bidirectional`, and counts the
+/// HTTP/1.1 status lines `503` in the answers (the simulator speaks HTTP/1.1;
+/// a status line split across two reads is found through the kept tail).
+async fn relay(
+    client: TcpStream,
+    upstream: TcpStream,
+    unavailable: &AtomicU64,
+) -> std::io::Result<()> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    const STATUS: &[u8] = b"HTTP/1.1 503 ";
+    let (mut client_read, mut client_write) = client.into_split();
+    let (mut upstream_read, mut upstream_write) = upstream.into_split();
+    let requests = async {
+        tokio::io::copy(&mut client_read, &mut upstream_write).await?;
+        upstream_write.shutdown().await
+    };
+    let answers = async {
+        let mut buf = vec![0u8; 16 * 1024];
+        let mut window: Vec<u8> = Vec::new();
+        loop {
+            let n = upstream_read.read(&mut buf).await?;
+            if n == 0 {
+                return client_write.shutdown().await;
+            }
+            client_write.write_all(&buf[..n]).await?;
+            window.extend_from_slice(&buf[..n]);
+            let found = window
+                .windows(STATUS.len())
+                .filter(|w| *w == STATUS)
+                .count();
+            unavailable.fetch_add(found as u64, Ordering::SeqCst);
+            let keep = window.len().min(STATUS.len() - 1);
+            window.drain(..window.len() - keep);
         }
-    });
-    addr
+    };
+    tokio::try_join!(requests, answers).map(|_| ())
 }
 
 fn next_random(state: &AtomicU64) -> u64 {
@@ -196,12 +255,26 @@ pub(crate) fn task_ids(workload: &Workload) -> HashSet<String> {
 /// refused.
 pub(crate) async fn run_through_a_redis_restart(
     server: &mut RedisServer,
-    base: String,
+    balancer: &Balancer,
     workload: Workload,
 ) -> (Summary, usize) {
-    let report = run_with_disruption(base, workload, || async {
+    let report = run_with_disruption(balancer.base(), workload, || async {
+        // Redis stays down until a push has been refused, not for a fixed
+        // time: under a full suite run no push fell inside a 500 ms outage.
+        let before = balancer.unavailable();
+        let killed = Instant::now();
         server.kill();
-        tokio::time::sleep(Duration::from_millis(500)).await;
+        while balancer.unavailable() == before {
+            assert!(
+                killed.elapsed() < PATIENCE,
+                "Redis down for {PATIENCE:?} and no push was answered 503"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        eprintln!(
+            "redis restart: the first 503 came {:?} after the kill",
+            killed.elapsed()
+        );
         server.restart();
     })
     .await;
@@ -254,10 +327,7 @@ async fn three_replicas_one_killed_every_task_processed() {
         let work = Duration::from_millis(if index == 1 { 100 } else { 5 });
         replicas.push(Replica::start(index, &server.url(), Arc::clone(&runs), idle, work).await);
     }
-    let base = format!(
-        "http://{}",
-        balancer(replicas.iter().map(|r| r.addr).collect()).await
-    );
+    let balancer = Balancer::start(replicas.iter().map(|r| r.addr).collect()).await;
     let workload = Workload::new(300)
         .seed(11)
         .immediate_duplicates(0.1)
@@ -266,7 +336,7 @@ async fn three_replicas_one_killed_every_task_processed() {
 
     let victim = &replicas[1];
     let left = Arc::new(AtomicU64::new(0));
-    let report = run_with_disruption(base, workload, || async {
+    let report = run_with_disruption(balancer.base(), workload, || async {
         left.store(victim.kill().await as u64, Ordering::SeqCst);
     })
     .await;
@@ -326,14 +396,11 @@ async fn redis_killed_and_restarted_mid_run_loses_nothing_acknowledged() {
         let work = Duration::from_millis(5);
         replicas.push(Replica::start(index, &server.url(), Arc::clone(&runs), idle, work).await);
     }
-    let base = format!(
-        "http://{}",
-        balancer(replicas.iter().map(|r| r.addr).collect()).await
-    );
+    let balancer = Balancer::start(replicas.iter().map(|r| r.addr).collect()).await;
     let workload = Workload::new(300).seed(12).immediate_duplicates(0.1);
     let ids = task_ids(&workload);
 
-    let (summary, refused) = run_through_a_redis_restart(&mut server, base, workload).await;
+    let (summary, refused) = run_through_a_redis_restart(&mut server, &balancer, workload).await;
     // No 2xx was answered for an event Redis did not keep: each is run.
     let redis = RedisConnection::connect(&server.url()).await.unwrap();
     wait_processed(&runs, &ids, &redis).await;
