@@ -179,11 +179,11 @@ async fn handler(req: Request<BufferedBody>) -> Result<Response<Full<Bytes>>, In
 
 /// Fast-ack as the benchmarks use it: its queue never fills.
 fn fast_ack() -> (FastAckLayer, FastAckHandle) {
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(MemoryJournal::new())
         .capacity(1_000_000)
-        .concurrency(4);
-    let handle = layer.handle();
+        .concurrency(4)
+        .build();
     (layer, handle)
 }
 

@@ -70,11 +70,11 @@ fn usage(error: &str) -> ! {
 }
 
 async fn serve(stack: bool, addr: SocketAddr) {
-    let fast_ack = FastAckLayer::new()
+    let (fast_ack, handle) = FastAckLayer::builder()
         .journal(MemoryJournal::new())
         .capacity(100_000)
-        .concurrency(4);
-    let handle = fast_ack.handle();
+        .concurrency(4)
+        .build();
     let app = if stack {
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())

@@ -436,7 +436,7 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
     };
     // The receiver's own retries are its business, not the provider's:
     // quick ones, so a dead letter is rare and the demo stays short.
-    let fast_ack = FastAckLayer::new()
+    let fast_ack = FastAckLayer::builder()
         .capacity(config.capacity)
         .concurrency(config.workers)
         .retry(

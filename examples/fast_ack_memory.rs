@@ -75,10 +75,12 @@ fn app(mode: &str, n: u64) -> (Router, Arc<Mutex<Vec<Bytes>>>) {
             async fn stuck(_event: TaskEvent) -> StatusCode {
                 std::future::pending::<StatusCode>().await
             }
-            let fast_ack = FastAckLayer::new()
+            let fast_ack = FastAckLayer::builder()
                 .journal(MemoryJournal::new())
                 .capacity(usize::try_from(n).unwrap_or(usize::MAX))
-                .concurrency(1);
+                .concurrency(1)
+                .build()
+                .0;
             let stack = ServiceBuilder::new()
                 .layer(PayloadLayer::new())
                 .layer(DedupLayer::new())

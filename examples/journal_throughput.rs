@@ -88,14 +88,14 @@ async fn run(mode: Mode, concurrency: usize, requests: usize, dir: &Path) -> Run
     }
     .transpose()
     .expect("journal opens");
-    let layer = FastAckLayer::new()
+    let settings = FastAckLayer::builder()
         .capacity(requests.max(1024))
         .concurrency(8);
-    let layer = match &journal {
-        Some(journal) => layer.journal(journal.clone()),
-        None => layer.journal(MemoryJournal::new()),
-    };
-    let handle = layer.handle();
+    let (layer, handle) = match &journal {
+        Some(journal) => settings.journal(journal.clone()),
+        None => settings.journal(MemoryJournal::new()),
+    }
+    .build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(layer)
@@ -192,11 +192,11 @@ async fn file_size(requests: usize, rounds: usize, dir: &Path) {
     let path = dir.join(format!("taskhook-bench-size-{}.redb", std::process::id()));
     let _ = std::fs::remove_file(&path);
     let journal = RedbJournal::open(&path).expect("journal opens");
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .capacity(requests.max(1024))
-        .concurrency(8);
-    let handle = layer.handle();
+        .concurrency(8)
+        .build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(layer)

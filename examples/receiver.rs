@@ -105,7 +105,7 @@ use axum::handler::Handler;
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
-use taskhook::fast_ack::{FastAckLayer, ResponseStatus};
+use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, ResponseStatus};
 use taskhook::server::{self, ServerLimits};
 use taskhook::{CallbackStack, FastAckHandle, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
@@ -396,7 +396,7 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 /// (`--journal`), which also remembers the done task ids across restarts.
 /// Also answers the handle on the fast-ack state.
 pub(crate) fn journaled_app<H, B>(
-    fast_ack: FastAckLayer,
+    fast_ack: FastAckBuilder,
     journal: Option<&Path>,
     handler: H,
 ) -> std::io::Result<(Router, FastAckHandle)>
@@ -562,7 +562,7 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
         log,
         rng: Arc::new(Rng::from_time()),
     };
-    let fast_ack = FastAckLayer::new()
+    let fast_ack = FastAckLayer::builder()
         .capacity(10_000)
         .concurrency(64)
         .on_dead_letter(|letter| {
@@ -595,7 +595,7 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
 #[cfg(feature = "redis")]
 pub(crate) async fn redis_app<H, B>(
     config: &RedisOptions,
-    fast_ack: FastAckLayer,
+    fast_ack: FastAckBuilder,
     handler: H,
 ) -> std::io::Result<(Router, FastAckHandle)>
 where

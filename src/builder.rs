@@ -18,14 +18,15 @@ use crate::payload::PayloadLayer;
 /// use tower::{service_fn, ServiceBuilder};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let (fast_ack, handle) = FastAckLayer::builder().concurrency(4).build();
 /// let service = ServiceBuilder::new()
 ///     .task_payload()
 ///     .dedup_tasks()
-///     .fast_ack(FastAckLayer::new().concurrency(4))
+///     .fast_ack(fast_ack)
 ///     .service(service_fn(|_req: Request<BufferedBody>| async {
 ///         Ok::<_, Infallible>(Response::new(String::new()))
 ///     }));
-/// # drop(service);
+/// # drop((service, handle));
 /// # }
 /// ```
 pub trait ServiceBuilderExt<L>: sealed::Sealed<L> + Sized {

@@ -30,7 +30,7 @@
 //!     Ok::<_, Infallible>(Response::new(String::new()))
 //! });
 //! let (service, handle) = CallbackStack::new()
-//!     .fast_ack(FastAckLayer::new().concurrency(8))
+//!     .fast_ack(FastAckLayer::builder().concurrency(8))
 //!     .build(handler);
 //! handle.started().await;
 //!
@@ -87,7 +87,9 @@ use tower_service::Service;
 use crate::backend::CompactStore;
 use crate::body::BufferedBody;
 use crate::dedup::{ById, Dedup, DedupLayer};
-use crate::fast_ack::{FastAck, FastAckHandle, FastAckLayer, Journal, ResponseStatus};
+use crate::fast_ack::{
+    FastAck, FastAckBuilder, FastAckHandle, FastAckLayer, Journal, ResponseStatus,
+};
 use crate::payload::{Payload, PayloadLayer};
 
 /// The service [`CallbackStack::build`] makes: payload → dedup → fast-ack →
@@ -99,11 +101,11 @@ pub type CallbackService<S, K = ById, St = CompactStore> = Payload<Dedup<FastAck
 ///
 /// Each layer starts from its defaults ([`PayloadLayer::new`],
 /// [`DedupLayer::new`], [`FastAckLayer::new`]) and can be replaced by a
-/// configured one. See the [module docs](crate::stack).
+/// configured one (fast-ack by its [`FastAckBuilder`]). See the [module docs](crate::stack).
 pub struct CallbackStack<K = ById, St = CompactStore> {
     payload: PayloadLayer,
     dedup: DedupLayer<K, St>,
-    fast_ack: FastAckLayer,
+    fast_ack: FastAckBuilder,
 }
 
 impl CallbackStack {
@@ -113,7 +115,7 @@ impl CallbackStack {
         Self {
             payload: PayloadLayer::new(),
             dedup: DedupLayer::new(),
-            fast_ack: FastAckLayer::new(),
+            fast_ack: FastAckLayer::builder(),
         }
     }
 }
@@ -142,10 +144,11 @@ impl<K, St> CallbackStack<K, St> {
         }
     }
 
-    /// Sets the fast-ack layer (capacity, workers, retries, journal).
+    /// Sets the fast-ack layer's settings (capacity, workers, retries,
+    /// journal).
     #[must_use]
-    pub fn fast_ack(mut self, layer: FastAckLayer) -> Self {
-        self.fast_ack = layer;
+    pub fn fast_ack(mut self, settings: FastAckBuilder) -> Self {
+        self.fast_ack = settings;
         self
     }
 
@@ -174,10 +177,10 @@ impl<K, St> CallbackStack<K, St> {
         S::Future: Send + 'static,
         K: Clone,
     {
-        let handle = self.fast_ack.handle();
+        let (fast_ack, handle) = self.fast_ack.build();
         let service = self
             .payload
-            .layer(self.dedup.layer(self.fast_ack.layer(handler)));
+            .layer(self.dedup.layer(fast_ack.layer(handler)));
         (service, handle)
     }
 }

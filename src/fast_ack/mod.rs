@@ -133,11 +133,38 @@
 //!
 //! A [`FastAckLayer`] runs one handler. axum's `MethodRouter::layer` and
 //! `Router::layer` apply a layer to every endpoint, the method-not-allowed
-//! fallback included, so build the stack as a service
+//! fallback included, so they take only layers that are `Clone`, and a
+//! `FastAckLayer` is not: build the stack as a service
 //! ([`CallbackStack`](crate::CallbackStack), or the layers applied to a
-//! single service as below) and mount it with `route_service`. Services
-//! made by a second `layer` call answer `500 fast_ack_layer_reused`, and
-//! the second call logs an `ERROR` when the app is built.
+//! single service as below) and mount it with `route_service`.
+//!
+//! ```compile_fail
+//! # #[cfg(feature = "axum")] {
+//! use axum::{routing::post, Router};
+//! use taskhook::fast_ack::FastAckLayer;
+//!
+//! // Does not compile: `FastAckLayer` is not `Clone`.
+//! let app: Router = Router::new().route("/callback", post(|| async {}).layer(FastAckLayer::new()));
+//! # }
+//! # #[cfg(not(feature = "axum"))] compile_error!("needs axum");
+//! ```
+//!
+//! ```compile_fail
+//! # #[cfg(feature = "axum")] {
+//! use axum::{routing::get, Router};
+//! use taskhook::fast_ack::FastAckLayer;
+//!
+//! // Does not compile either: `Router::layer` would run it on every route.
+//! let app: Router = Router::new()
+//!     .route("/health", get(|| async { "ok" }))
+//!     .layer(FastAckLayer::new());
+//! # }
+//! # #[cfg(not(feature = "axum"))] compile_error!("needs axum");
+//! ```
+//!
+//! A service made by a second `layer` call on one layer (through a
+//! reference) answers `500 fast_ack_layer_reused`, and that call logs an
+//! `ERROR` when the app is built.
 //!
 //! The other order (fast-ack in front of dedup) is detected too: the dedup
 //! layer answers every attempt `500 dedup_behind_fast_ack` (and logs an
@@ -156,7 +183,7 @@
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
 //! # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), Infallible> {
-//! let fast_ack = FastAckLayer::new()
+//! let (fast_ack, handle) = FastAckLayer::builder()
 //!     .journal(MemoryJournal::new()) // the default; a durable one survives a crash
 //!     .capacity(10_000) // events held at once (queued, running, awaiting a retry)
 //!     .concurrency(8) // workers
@@ -166,8 +193,8 @@
 //!     .dead_letter_refusals(true) // the default: a handler's `4xx` is a dead letter
 //!     .on_dead_letter(|letter| {
 //!         eprintln!("task {:?} failed for good: {}", letter.task_id(), letter.failure());
-//!     });
-//! let handle = fast_ack.handle();
+//!     })
+//!     .build();
 //!
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
@@ -228,7 +255,7 @@ pub use self::dead_letter::{DeadLetter, Failure};
 pub use self::handle::{FastAckHandle, ReplayError, ShutdownReport, Stats};
 pub use self::job::Attempt;
 pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
-pub use self::layer::FastAckLayer;
+pub use self::layer::{FastAckBuilder, FastAckLayer};
 pub use self::retry::RetryPolicy;
 pub use self::service::{FastAck, ResponseStatus};
 pub(crate) use self::shared::Refusal;

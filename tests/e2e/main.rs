@@ -195,10 +195,12 @@ async fn duplicates_failures_slow_handlers_and_a_full_queue_lose_nothing() {
             }
         },
     );
-    let fast_ack = FastAckLayer::new()
+    let fast_ack = FastAckLayer::builder()
         .capacity(60)
         .concurrency(4)
-        .retry(RetryPolicy::new().attempts(4));
+        .retry(RetryPolicy::new().attempts(4))
+        .build()
+        .0;
     let receiver = Receiver::start(fast_ack, behaviour).await;
     let workload = Workload::new(240)
         .seed(11)
@@ -244,7 +246,10 @@ async fn dead_letters_are_replayed_and_processed_once() {
     let behaviour = Behaviour::new(|_| 0, |_| Duration::from_millis(5));
     let down = Arc::clone(&behaviour.down);
     let receiver = Receiver::start(
-        FastAckLayer::new().retry(RetryPolicy::new().attempts(3)),
+        FastAckLayer::builder()
+            .retry(RetryPolicy::new().attempts(3))
+            .build()
+            .0,
         behaviour,
     )
     .await;
@@ -424,11 +429,16 @@ async fn scaled_time_on_two_threads_with_concurrent_duplicates() {
         |id| Duration::from_millis(bucket(id) % 3),
     );
     let receiver = Receiver::start(
-        FastAckLayer::new().capacity(10_000).concurrency(16).retry(
-            RetryPolicy::new()
-                .attempts(3)
-                .base_delay(Duration::from_millis(5)),
-        ),
+        FastAckLayer::builder()
+            .capacity(10_000)
+            .concurrency(16)
+            .retry(
+                RetryPolicy::new()
+                    .attempts(3)
+                    .base_delay(Duration::from_millis(5)),
+            )
+            .build()
+            .0,
         behaviour,
     )
     .await;
@@ -561,7 +571,7 @@ async fn an_ack_that_times_out_after_the_event_was_queued_is_not_processed_twice
         stalled: Arc::new(AtomicBool::new(false)),
     };
     let receiver = Receiver::start(
-        FastAckLayer::new().journal(journal),
+        FastAckLayer::builder().journal(journal).build().0,
         Behaviour::new(|_| 0, |_| Duration::ZERO),
     )
     .await;

@@ -71,14 +71,14 @@ async fn a_full_queue_answers_503_and_journals_nothing() {
     let gate = Arc::new(Semaphore::new(0));
     let seen = Arc::new(Mutex::new(Vec::new()));
     let journal = MemoryJournal::new();
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .capacity(2)
         .concurrency(1)
-        .retry_after(Duration::from_secs(7));
-    let handle = layer.handle();
+        .retry_after(Duration::from_secs(7))
+        .build();
     let service = stack(
-        layer.clone(),
+        layer,
         handler({
             let (gate, seen) = (Arc::clone(&gate), Arc::clone(&seen));
             move |req| {

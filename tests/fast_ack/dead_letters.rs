@@ -23,12 +23,12 @@ use crate::support::{answering, handler, stack, status, task_id};
 async fn dead_letters_are_bounded_and_can_be_dismissed_or_all_replayed() {
     let journal = MemoryJournal::new();
     let failing = Arc::new(AtomicBool::new(true));
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .concurrency(1)
         .dead_letter_capacity(2)
-        .retry(RetryPolicy::new().attempts(1));
-    let handle = layer.handle();
+        .retry(RetryPolicy::new().attempts(1))
+        .build();
     let service = stack(
         layer,
         handler({
@@ -131,10 +131,10 @@ async fn a_4xx_from_the_handler_is_a_dead_letter_never_retried_nor_processed() {
 async fn with_dead_letter_refusals_off_a_4xx_is_done_counted_refused_not_processed() {
     let calls = Arc::new(AtomicU32::new(0));
     let journal = MemoryJournal::new();
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
-        .dead_letter_refusals(false);
-    let handle = layer.handle();
+        .dead_letter_refusals(false)
+        .build();
     let service = stack(layer, answering(&calls, StatusCode::BAD_REQUEST, ""));
     handle.started().await;
     send(&service, "task_4xx").await;
@@ -192,7 +192,7 @@ async fn behind_dedup_a_background_failure_is_recovered_by_replay_or_by_the_next
     let done = Arc::new(Mutex::new(HashSet::new()));
     let processed = Arc::new(Mutex::new(Vec::new()));
     let failing = Arc::new(AtomicBool::new(true));
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .retry(RetryPolicy::new().attempts(2))
         // The hook releases the id for task_b only, to show both recoveries.
@@ -203,8 +203,8 @@ async fn behind_dedup_a_background_failure_is_recovered_by_replay_or_by_the_next
                     done.lock().unwrap().remove("task_b");
                 }
             }
-        });
-    let handle = layer.handle();
+        })
+        .build();
     let mut dead_letters = handle.subscribe_dead_letters();
     let inner = ServiceBuilder::new().layer(layer).service(handler({
         let (processed, failing) = (Arc::clone(&processed), Arc::clone(&failing));

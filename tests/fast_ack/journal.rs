@@ -23,8 +23,10 @@ async fn pending_entries_are_replayed_in_order_before_new_intake() {
     let journal = MemoryJournal::new();
 
     // A first process accepts five events and dies before processing them.
-    let first = FastAckLayer::new().journal(journal.clone()).concurrency(1);
-    let first_handle = first.handle();
+    let (first, first_handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .concurrency(1)
+        .build();
     let stuck = stack(first, handler(|_| std::future::pending()));
     first_handle.started().await;
     for i in 1..=5 {
@@ -35,8 +37,10 @@ async fn pending_entries_are_replayed_in_order_before_new_intake() {
 
     // The next process runs them, in order, before anything new.
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let second = FastAckLayer::new().journal(journal.clone()).concurrency(1);
-    let handle = second.handle();
+    let (second, handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .concurrency(1)
+        .build();
     let service = stack(
         second,
         handler({
@@ -65,8 +69,10 @@ async fn pending_entries_are_replayed_in_order_before_new_intake() {
 #[tokio::test(start_paused = true)]
 async fn a_shutdown_during_the_start_up_replay_still_drains_it() {
     let journal = MemoryJournal::new();
-    let first = FastAckLayer::new().journal(journal.clone()).concurrency(1);
-    let first_handle = first.handle();
+    let (first, first_handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .concurrency(1)
+        .build();
     let stuck = stack(first, handler(|_| std::future::pending()));
     first_handle.started().await;
     for i in 1..=3 {
@@ -75,8 +81,7 @@ async fn a_shutdown_during_the_start_up_replay_still_drains_it() {
     first_handle.shutdown(Duration::ZERO).await;
 
     let calls = Arc::new(AtomicU32::new(0));
-    let second = FastAckLayer::new().journal(journal.clone());
-    let handle = second.handle();
+    let (second, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let _service = stack(second, counting(&calls, StatusCode::OK));
     // No `started().await`: the shutdown comes while the replay starts.
     let report = handle.shutdown(Duration::from_secs(60)).await;
@@ -156,8 +161,10 @@ async fn a_failed_append_is_503_and_the_handler_never_runs() {
     let journal = FlakyJournal::default();
     journal.fail_appends.store(true, Ordering::SeqCst);
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .capacity(1)
+        .build();
     let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     for _ in 0..3 {
@@ -187,8 +194,7 @@ async fn an_append_with_a_wrong_number_of_outcomes_is_withdrawn_and_503() {
     let journal = FlakyJournal::default();
     journal.double_appends.store(true, Ordering::SeqCst);
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     let answer = send(&service, "task_twice").await;
@@ -217,8 +223,7 @@ async fn an_accept_whose_client_left_mid_append_is_still_queued_and_processed() 
     let journal = FlakyJournal::default();
     journal.stall_appends.store(true, Ordering::SeqCst);
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = stack(
         layer,
         handler({
@@ -257,8 +262,7 @@ fn a_runtime_shutting_down_mid_append_drops_the_accept_cleanly() {
         .unwrap();
     let journal = FlakyJournal::default();
     journal.stall_appends.store(true, Ordering::SeqCst);
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = rt.block_on(async {
         let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
         handle.started().await;
@@ -279,8 +283,10 @@ fn a_runtime_shutting_down_mid_append_drops_the_accept_cleanly() {
 async fn a_panicking_journal_append_is_503_and_frees_its_slot() {
     let journal = FlakyJournal::default();
     journal.panic_appends.store(true, Ordering::SeqCst);
-    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .capacity(1)
+        .build();
     let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
     handle.started().await;
     for _ in 0..2 {
@@ -302,8 +308,10 @@ async fn a_journal_that_knows_the_task_answers_200_duplicate_and_queues_nothing(
     let journal = FlakyJournal::default();
     journal.known.lock().unwrap().insert("task_seen".to_owned());
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = FastAckLayer::new().journal(journal.clone()).capacity(1);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .capacity(1)
+        .build();
     let service = stack(layer, counting(&calls, StatusCode::OK));
     handle.started().await;
     for _ in 0..2 {

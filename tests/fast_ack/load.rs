@@ -17,7 +17,7 @@ async fn thousands_of_events_with_random_failures_are_all_accounted_for() {
     const EVENTS: usize = 3000;
     let journal = MemoryJournal::new();
     let successes = Arc::new(Mutex::new(HashMap::<String, u32>::new()));
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .capacity(256)
         .concurrency(8)
@@ -26,8 +26,8 @@ async fn thousands_of_events_with_random_failures_are_all_accounted_for() {
             RetryPolicy::new()
                 .attempts(3)
                 .base_delay(Duration::from_millis(20)),
-        );
-    let handle = layer.handle();
+        )
+        .build();
     let service = stack(
         layer,
         handler({

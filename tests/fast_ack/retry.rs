@@ -20,7 +20,7 @@ async fn retries_back_off_then_dead_letter_then_replay_succeeds() {
     let failing = Arc::new(AtomicBool::new(true));
     let journal = MemoryJournal::new();
     let notified = Arc::new(Mutex::new(Vec::new()));
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .retry(
             RetryPolicy::new()
@@ -32,8 +32,8 @@ async fn retries_back_off_then_dead_letter_then_replay_succeeds() {
         .on_dead_letter({
             let notified = Arc::clone(&notified);
             move |letter: &DeadLetter| notified.lock().unwrap().push(letter.seq())
-        });
-    let handle = layer.handle();
+        })
+        .build();
     let mut dead_letters = handle.subscribe_dead_letters();
     let service = stack(
         layer,
@@ -111,8 +111,7 @@ async fn jittered_delays_stay_under_the_exponential_bound() {
         .attempts(6)
         .base_delay(Duration::from_secs(1))
         .max_delay(Duration::from_secs(8));
-    let layer = FastAckLayer::new().retry(policy);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().retry(policy).build();
     let mut dead_letters = handle.subscribe_dead_letters();
     let service = stack(
         layer,
@@ -148,8 +147,9 @@ async fn jittered_delays_stay_under_the_exponential_bound() {
 #[tokio::test(start_paused = true)]
 async fn each_attempt_carries_its_number_and_seq() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let layer = FastAckLayer::new().retry(RetryPolicy::new().attempts(3));
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .retry(RetryPolicy::new().attempts(3))
+        .build();
     let service = stack(
         layer,
         handler({
@@ -182,8 +182,9 @@ async fn each_attempt_carries_its_number_and_seq() {
 #[tokio::test(start_paused = true)]
 async fn a_failure_keeps_the_start_of_the_answer_body() {
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = FastAckLayer::new().retry(RetryPolicy::new().attempts(2));
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .retry(RetryPolicy::new().attempts(2))
+        .build();
     let mut letters = handle.subscribe_dead_letters();
     let long: &'static str = "x".repeat(2000).leak();
     let service = stack(layer, answering(&calls, StatusCode::BAD_GATEWAY, long));

@@ -14,8 +14,7 @@ use crate::support::{handler, stack, status, task_id};
 #[tokio::test(start_paused = true)]
 async fn shutdown_drains_the_queue_then_refuses() {
     let seen = Arc::new(Mutex::new(Vec::new()));
-    let layer = FastAckLayer::new().concurrency(2);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().concurrency(2).build();
     let service = stack(
         layer,
         handler({
@@ -52,15 +51,15 @@ async fn shutdown_drains_the_queue_then_refuses() {
 #[tokio::test(start_paused = true)]
 async fn shutdown_reports_what_the_deadline_left_and_the_journal_keeps_it() {
     let journal = MemoryJournal::new();
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .journal(journal.clone())
         .concurrency(1)
         .retry(
             RetryPolicy::new()
                 .base_delay(Duration::from_secs(100))
                 .jitter(false),
-        );
-    let handle = layer.handle();
+        )
+        .build();
     let service = stack(
         layer,
         handler(|req| async move {

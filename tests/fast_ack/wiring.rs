@@ -11,7 +11,7 @@ use taskhook::PayloadLayer;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
 use crate::common::{callback, send, until};
-use crate::support::{handler, stack, status};
+use crate::support::{handler, status};
 
 #[tokio::test]
 async fn without_the_payload_layer_the_answer_is_500() {
@@ -31,9 +31,16 @@ async fn without_the_payload_layer_the_answer_is_500() {
 
 #[tokio::test]
 async fn a_layer_drives_one_service_and_a_second_one_answers_500() {
+    // Not `Clone`: only a reference applies it twice.
     let layer = FastAckLayer::new();
-    let first = stack(layer.clone(), handler(|_| async { status(StatusCode::OK) }));
-    let second = stack(layer.clone(), handler(|_| async { status(StatusCode::OK) }));
+    let on = |layer: &FastAckLayer| {
+        ServiceBuilder::new()
+            .layer(PayloadLayer::new())
+            .layer(layer)
+            .service(handler(|_| async { status(StatusCode::OK) }))
+    };
+    let first = on(&layer);
+    let second = on(&layer);
     layer.handle().started().await;
     assert_eq!(send(&first, "task_1").await.status, StatusCode::ACCEPTED);
     let answer = send(&second, "task_2").await;

@@ -17,8 +17,9 @@ use crate::support::{handler, stack, status, task_id};
 #[tokio::test(start_paused = true)]
 async fn a_panicking_handler_is_retried_and_then_dead_lettered() {
     let calls = Arc::new(AtomicU32::new(0));
-    let layer = FastAckLayer::new().retry(RetryPolicy::new().attempts(3));
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .retry(RetryPolicy::new().attempts(3))
+        .build();
     let mut dead_letters = handle.subscribe_dead_letters();
     let service = stack(
         layer,
@@ -92,10 +93,10 @@ impl Service<Request<BufferedBody>> for PanicsOnce {
 #[tokio::test(start_paused = true)]
 async fn a_handler_panicking_in_poll_ready_or_call_fails_an_attempt_and_the_worker_goes_on() {
     let service = PanicsOnce::default();
-    let layer = FastAckLayer::new()
+    let (layer, handle) = FastAckLayer::builder()
         .concurrency(1)
-        .retry(RetryPolicy::new().attempts(3));
-    let handle = layer.handle();
+        .retry(RetryPolicy::new().attempts(3))
+        .build();
     let mut dead_letters = handle.subscribe_dead_letters();
     let stack = stack(layer, tower::util::BoxCloneService::new(service.clone()));
     handle.started().await;
@@ -122,8 +123,10 @@ async fn a_handler_panicking_in_poll_ready_or_call_fails_an_attempt_and_the_work
 #[tokio::test(flavor = "current_thread")]
 async fn workers_draining_a_long_queue_let_acks_through() {
     const QUEUED: u64 = 500;
-    let layer = FastAckLayer::new().concurrency(1).capacity(1000);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder()
+        .concurrency(1)
+        .capacity(1000)
+        .build();
     let service = stack(layer, handler(|_| async { status(StatusCode::OK) }));
     handle.started().await;
     // No await in here waits: the events are queued, the worker has not run.
@@ -166,8 +169,7 @@ async fn a_burst_runs_on_every_worker_when_the_handler_waits_two_threads() {
 
 async fn burst_on_every_worker() {
     const WORKERS: usize = 4;
-    let layer = FastAckLayer::new().concurrency(WORKERS);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().concurrency(WORKERS).build();
     // Every handler waits until all four run at the same time.
     let barrier = Arc::new(tokio::sync::Barrier::new(WORKERS));
     let service = stack(

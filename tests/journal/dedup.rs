@@ -42,8 +42,7 @@ fn default_stack(
         > + Clone,
     FastAckHandle,
 ) {
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(DedupLayer::new())
@@ -399,10 +398,10 @@ fn a_dead_lettered_task_runs_again_when_pushed_or_replayed() {
     let calls = Calls::default();
     life(|| async {
         let journal = RedbJournal::open(dir.file()).unwrap();
-        let layer = FastAckLayer::new()
+        let (layer, handle) = FastAckLayer::builder()
             .journal(journal.clone())
-            .retry(RetryPolicy::new().attempts(1));
-        let handle = layer.handle();
+            .retry(RetryPolicy::new().attempts(1))
+            .build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)
@@ -428,10 +427,10 @@ fn a_dead_letter_behind_the_redb_dedup_store_can_be_replayed() {
     let calls = Calls::default();
     life(|| async {
         let journal = RedbJournal::open(dir.file()).unwrap();
-        let layer = FastAckLayer::new()
+        let (layer, handle) = FastAckLayer::builder()
             .journal(journal.clone())
-            .retry(RetryPolicy::new().attempts(1));
-        let handle = layer.handle();
+            .retry(RetryPolicy::new().attempts(1))
+            .build();
         // The dedup store marks the id done in the journal's file when the
         // layer answers 202, before the handler ran.
         let store = RedbDedupStore::new(journal.clone(), MokaStore::new());

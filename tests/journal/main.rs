@@ -111,8 +111,10 @@ fn pending_entries_are_replayed_in_order_across_a_restart_before_new_intake() {
     // A first process accepts five events, never finishes them, and dies.
     let first_seqs = life(|| async {
         let journal = RedbJournal::open(&path).unwrap();
-        let layer = FastAckLayer::new().journal(journal).concurrency(1);
-        let handle = layer.handle();
+        let (layer, handle) = FastAckLayer::builder()
+            .journal(journal)
+            .concurrency(1)
+            .build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)
@@ -136,8 +138,10 @@ fn pending_entries_are_replayed_in_order_across_a_restart_before_new_intake() {
         assert_eq!(ids, ["task_1", "task_2", "task_3", "task_4", "task_5"]);
 
         let seen = Arc::new(Mutex::new(Vec::new()));
-        let layer = FastAckLayer::new().journal(journal.clone()).concurrency(1);
-        let handle = layer.handle();
+        let (layer, handle) = FastAckLayer::builder()
+            .journal(journal.clone())
+            .concurrency(1)
+            .build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)
@@ -303,10 +307,10 @@ fn dead_letters_survive_a_restart_and_can_be_replayed() {
     let path = dir.file();
     life(|| async {
         let journal = RedbJournal::open(&path).unwrap();
-        let layer = FastAckLayer::new()
+        let (layer, handle) = FastAckLayer::builder()
             .journal(journal.clone())
-            .retry(RetryPolicy::new().attempts(1));
-        let handle = layer.handle();
+            .retry(RetryPolicy::new().attempts(1))
+            .build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)
@@ -337,8 +341,7 @@ fn dead_letters_survive_a_restart_and_can_be_replayed() {
         assert_eq!(letter.uri(), "/callback");
         assert!(letter.body().starts_with(b"{\"code\":200"));
 
-        let layer = FastAckLayer::new().journal(journal.clone());
-        let handle = layer.handle();
+        let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
         let _service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)
@@ -376,8 +379,7 @@ fn durable_stack(
         > + Clone,
     taskhook::FastAckHandle,
 ) {
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let store = RedbDedupStore::new(journal.clone(), MokaStore::new());
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
@@ -469,8 +471,7 @@ fn a_failed_sync_is_503_through_the_layer_and_poisons_the_journal_until_reopened
     life(|| async {
         let journal = RedbJournal::open(&path).unwrap();
         let faults = journal.fault_injection();
-        let layer = FastAckLayer::new().journal(journal.clone());
-        let handle = layer.handle();
+        let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)

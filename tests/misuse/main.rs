@@ -15,9 +15,8 @@ use axum::handler::{Handler, HandlerWithoutStateExt};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use taskhook::fast_ack::{FastAckLayer, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, MemoryJournal, RetryPolicy};
 use taskhook::{CallbackStack, DedupLayer, PayloadLayer, TaskEvent};
-use tower::layer::util::{Identity, Stack};
 use tower::{ServiceBuilder, ServiceExt};
 
 use common::until;
@@ -25,8 +24,8 @@ use common::until;
 const BODY: &[u8] = br#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#;
 
 /// One attempt, so a failing handler is a dead letter at once.
-fn one_attempt() -> FastAckLayer {
-    FastAckLayer::new().retry(RetryPolicy::new().attempts(1))
+fn one_attempt() -> FastAckBuilder {
+    FastAckLayer::builder().retry(RetryPolicy::new().attempts(1))
 }
 
 async fn with_tenant(Path(tenant): Path<String>, event: TaskEvent) -> String {
@@ -169,8 +168,7 @@ async fn dedup_behind_fast_ack_is_a_500_that_names_the_fix() {
             *calls.lock().unwrap() += 1;
         }
     };
-    let fast_ack = one_attempt();
-    let handle = fast_ack.handle();
+    let (fast_ack, handle) = one_attempt().build();
     let callback = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(fast_ack)
@@ -193,26 +191,32 @@ async fn dedup_behind_fast_ack_is_a_500_that_names_the_fix() {
     );
 }
 
-/// The layers as a user would stack them by hand: payload, dedup, fast-ack.
-type Layers = ServiceBuilder<Stack<FastAckLayer, Stack<DedupLayer, Stack<PayloadLayer, Identity>>>>;
-
-fn layers() -> (Layers, taskhook::FastAckHandle) {
-    let fast_ack = FastAckLayer::new();
-    let handle = fast_ack.handle();
-    let builder = ServiceBuilder::new()
-        .layer(PayloadLayer::new())
-        .layer(DedupLayer::new())
-        .layer(fast_ack);
-    (builder, handle)
-}
+// `post(handler).layer(fast_ack)` and `Router::layer(fast_ack)` do not
+// compile: axum takes only `Clone` layers there, and a `FastAckLayer` is not
+// one (the `compile_fail` doctests of `taskhook::fast_ack` check it). What
+// is left to check at run time: a second service from one layer.
 
 #[tokio::test]
-async fn the_layers_applied_with_method_router_layer_answer_500_naming_the_fix() {
-    let (stack, handle) = layers();
-    let app = Router::new().route("/callback", post(|| async {}).layer(stack));
+async fn a_fast_ack_layer_applied_twice_answers_500_naming_the_fix() {
+    let (fast_ack, handle) = FastAckLayer::builder().build();
+    let first = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(&fast_ack)
+        .service((|| async {}).into_service());
+    let second = ServiceBuilder::new()
+        .layer(PayloadLayer::new())
+        .layer(&fast_ack)
+        .service((|| async {}).into_service());
+    let app = Router::new()
+        .route_service("/callback", first)
+        .route_service("/other/callback", second);
     let addr = common::serve_axum(app).await;
     handle.started().await;
-    let answer = common::post(addr, "/callback", None, BODY).await;
+    assert_eq!(
+        common::post(addr, "/callback", None, BODY).await.status,
+        202
+    );
+    let answer = common::post(addr, "/other/callback", None, BODY).await;
     assert_eq!(answer.status, 500, "{answer:?}");
     let json = answer.json();
     assert_eq!(json["error"]["code"], "fast_ack_layer_reused");
@@ -222,16 +226,11 @@ async fn the_layers_applied_with_method_router_layer_answer_500_naming_the_fix()
 }
 
 #[tokio::test]
-async fn the_layers_applied_with_router_layer_fail_loudly_on_every_route() {
-    let (stack, handle) = layers();
+async fn the_payload_layer_on_every_route_answers_a_health_check_405_not_400() {
     let app = Router::new()
         .route("/health", get(|| async { "ok" }))
-        .route("/callback", post(|| async {}))
-        .layer(stack);
+        .layer(PayloadLayer::new());
     let addr = common::serve_axum(app).await;
-    handle.started().await;
-    // The health check goes through the payload layer: a 405, never a 2xx
-    // that hides the mistake (nor a 400 that blames the body).
     let health = common::exchange(
         addr,
         &format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n"),
@@ -239,12 +238,7 @@ async fn the_layers_applied_with_router_layer_fail_loudly_on_every_route() {
     )
     .await;
     assert_eq!(health.status, 405, "{health:?}");
-    // The fast-ack layer drives the first service it was applied to (here
-    // not the callback's): the provider's push gets a 500 naming the fix,
-    // which it retries, so a fixed deployment still gets the event.
-    let answer = common::post(addr, "/callback", None, BODY).await;
-    assert_eq!(answer.status, 500, "{answer:?}");
-    assert_eq!(answer.json()["error"]["code"], "fast_ack_layer_reused");
+    assert_eq!(health.header("allow"), Some("POST"));
 }
 
 #[tokio::test]

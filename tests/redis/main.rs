@@ -59,8 +59,7 @@ fn record(task: &str) -> Record {
 /// from an in-memory journal.
 async fn encoded_record(task: &str) -> Record {
     let journal = taskhook::fast_ack::MemoryJournal::new();
-    let layer = FastAckLayer::new().journal(journal.clone());
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(layer)
@@ -423,8 +422,7 @@ fn fast_ack_stack(
     gate: Arc<Notify>,
     open: Arc<std::sync::atomic::AtomicBool>,
 ) -> (Stack, taskhook::FastAckHandle) {
-    let layer = FastAckLayer::new().journal(journal);
-    let handle = layer.handle();
+    let (layer, handle) = FastAckLayer::builder().journal(journal).build();
     let service = ServiceBuilder::new()
         .map_response(|response: Response<_>| response.map(|_| ()))
         .layer(PayloadLayer::new())

@@ -60,8 +60,10 @@ impl Replica {
             .build()
             .await
             .unwrap();
-        let layer = FastAckLayer::new().journal(journal).concurrency(4);
-        let handle = layer.handle();
+        let (layer, handle) = FastAckLayer::builder()
+            .journal(journal)
+            .concurrency(4)
+            .build();
         let service = ServiceBuilder::new()
             .layer(PayloadLayer::new())
             .layer(layer)

@@ -84,18 +84,22 @@ fn two_attempts() -> RetryPolicy {
 async fn a_dead_letter_forgotten_by_dedup_is_processed_on_the_next_push() {
     let store = MokaStore::new();
     let (forgotten_tx, mut forgotten) = mpsc::unbounded_channel();
-    let fast_ack = FastAckLayer::new().retry(two_attempts()).on_dead_letter({
-        let store = store.clone();
-        move |letter| {
-            // The hook is synchronous: forget the id on a task of its own.
-            let (store, done) = (store.clone(), forgotten_tx.clone());
-            let key = DedupKey::new(letter.task_id().unwrap_or_default());
-            tokio::spawn(async move {
-                store.forget(&key).await.unwrap();
-                let _ = done.send(());
-            });
-        }
-    });
+    let fast_ack = FastAckLayer::builder()
+        .retry(two_attempts())
+        .on_dead_letter({
+            let store = store.clone();
+            move |letter| {
+                // The hook is synchronous: forget the id on a task of its own.
+                let (store, done) = (store.clone(), forgotten_tx.clone());
+                let key = DedupKey::new(letter.task_id().unwrap_or_default());
+                tokio::spawn(async move {
+                    store.forget(&key).await.unwrap();
+                    let _ = done.send(());
+                });
+            }
+        })
+        .build()
+        .0;
     let (mut service, handle, calls, successes) = stack(store, 2, fast_ack);
     handle.started().await;
 
@@ -124,7 +128,7 @@ async fn without_the_hook_the_duplicate_is_absorbed_and_replay_processes_it() {
     let (mut service, handle, calls, successes) = stack(
         MokaStore::new(),
         2,
-        FastAckLayer::new().retry(two_attempts()),
+        FastAckLayer::builder().retry(two_attempts()).build().0,
     );
     handle.started().await;
     let mut letters = handle.subscribe_dead_letters();

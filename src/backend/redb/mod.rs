@@ -53,10 +53,11 @@
 //! # let dir = std::env::temp_dir().join(format!("taskhook-doc-mod0-{}", std::process::id()));
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let journal = RedbJournal::open(dir.join("journal.redb")).expect("journal opens");
+//! let (fast_ack, _handle) = FastAckLayer::builder().journal(journal).build();
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(DedupLayer::new())
-//!     .layer(FastAckLayer::new().journal(journal))
+//!     .layer(fast_ack)
 //!     .service(service_fn(|_req: Request<BufferedBody>| async {
 //!         Ok::<_, Infallible>(Response::new(String::new()))
 //!     }));
@@ -79,10 +80,11 @@
 //! # std::fs::create_dir_all(&dir).unwrap();
 //! let journal = RedbJournal::open(dir.join("journal.redb")).expect("journal opens");
 //! let dedup = RedbDedupStore::new(journal.clone(), MokaStore::new());
+//! let (fast_ack, _handle) = FastAckLayer::builder().journal(journal).build();
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(DedupLayer::with_store(dedup))
-//!     .layer(FastAckLayer::new().journal(journal))
+//!     .layer(fast_ack)
 //!     .service(service_fn(|_req: Request<BufferedBody>| async {
 //!         Ok::<_, Infallible>(Response::new(String::new()))
 //!     }));

@@ -61,11 +61,12 @@ use crate::fast_ack::JournalError;
 ///     journal.clone(),
 ///     MokaStore::builder().time_to_live(Duration::from_secs(6 * 3600)).build(),
 /// );
+/// let (fast_ack, handle) = FastAckLayer::builder().journal(journal).build();
 /// let stack = ServiceBuilder::new()
 ///     .layer(PayloadLayer::new())
 ///     .layer(DedupLayer::with_store(store))
-///     .layer(FastAckLayer::new().journal(journal));
-/// # drop(stack); std::fs::remove_dir_all(&dir).unwrap();
+///     .layer(fast_ack);
+/// # drop((stack, handle)); std::fs::remove_dir_all(&dir).unwrap();
 /// ```
 #[derive(Clone)]
 pub struct RedbDedupStore {

@@ -52,11 +52,13 @@
 //!     .timeout(Duration::from_secs(2))
 //!     .connect()
 //!     .await?;
+//! let journal = RedisJournal::builder(redis.clone()).build().await?;
+//! let (fast_ack, handle) = FastAckLayer::builder().journal(journal).build();
 //! let stack = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
-//!     .layer(DedupLayer::with_store(RedisStore::new(redis.clone())))
-//!     .layer(FastAckLayer::new().journal(RedisJournal::builder(redis).build().await?));
-//! # let _ = stack; Ok(()) }
+//!     .layer(DedupLayer::with_store(RedisStore::new(redis)))
+//!     .layer(fast_ack);
+//! # let _ = (stack, handle); Ok(()) }
 //! ```
 
 mod connection;

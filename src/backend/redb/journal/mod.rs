@@ -113,8 +113,8 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// // After a restart the entry is still pending.
 /// let journal = RedbJournal::open(&path).unwrap();
 /// assert_eq!(journal.pending().await.unwrap().len(), 1);
-/// let layer = FastAckLayer::new().journal(journal);
-/// # drop(layer); std::fs::remove_dir_all(&dir).unwrap();
+/// let (layer, handle) = FastAckLayer::builder().journal(journal).build();
+/// # drop((layer, handle)); std::fs::remove_dir_all(&dir).unwrap();
 /// # }
 /// ```
 #[derive(Clone)]

@@ -98,10 +98,11 @@ const BATCH: usize = 256;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() -> Result<(), taskhook::backend::redis::RedisError> {
 /// let redis = RedisConnection::connect("redis://127.0.0.1:6379/").await?;
 /// let journal = RedisJournal::builder(redis).build().await?;
+/// let (fast_ack, handle) = FastAckLayer::builder().journal(journal).build();
 /// let stack = ServiceBuilder::new()
 ///     .layer(PayloadLayer::new())
-///     .layer(FastAckLayer::new().journal(journal));
-/// # let _ = stack; Ok(()) }
+///     .layer(fast_ack);
+/// # let _ = (stack, handle); Ok(()) }
 /// ```
 #[derive(Clone)]
 pub struct RedisJournal {
