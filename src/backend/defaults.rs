@@ -1,7 +1,7 @@
 //! The defaults every dedup store shares ([`CompactStore`](super::CompactStore),
 //! [`MokaStore`](super::MokaStore), `RedisStore`, `RedbDedupStore`), and the
 //! done-id time to live of the journals. Public as
-//! `taskhook::backend::moka::DEFAULT_*`.
+//! `taskhook::backend::DEFAULT_*`.
 
 use std::time::Duration;
 

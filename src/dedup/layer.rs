@@ -67,7 +67,7 @@ impl<St: DedupStore> DedupLayer<ById, St> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::{DedupLayer, MokaStore};
+    /// use taskhook::{DedupLayer, backend::MokaStore};
     ///
     /// let store = MokaStore::builder()
     ///     .max_capacity(100_000)

@@ -74,7 +74,7 @@ impl fmt::Display for Failure {
 ///
 /// Cheap to clone. Listed by
 /// [`FastAckHandle::dead_letters`](super::FastAckHandle::dead_letters),
-/// sent to [`FastAckLayer::on_dead_letter`](super::FastAckLayer::on_dead_letter)
+/// sent to [`FastAckLayer::on_dead_letter`](super::FastAckBuilder::on_dead_letter)
 /// and [`FastAckHandle::subscribe_dead_letters`](super::FastAckHandle::subscribe_dead_letters),
 /// replayed with [`FastAckHandle::replay`](super::FastAckHandle::replay).
 #[derive(Clone)]

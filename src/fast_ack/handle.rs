@@ -51,7 +51,7 @@ pub struct Stats {
     pub processed: u64,
     /// Events the inner service refused with a `4xx`: not retried, kept as
     /// dead letters (unless
-    /// [`dead_letter_refusals`](super::FastAckLayer::dead_letter_refusals)
+    /// [`dead_letter_refusals`](super::FastAckBuilder::dead_letter_refusals)
     /// is off), never counted as `processed` nor as `dead_lettered`.
     pub refused: u64,
     /// Attempts that failed (`5xx`, error, panic).

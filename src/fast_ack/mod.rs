@@ -26,7 +26,7 @@
 //! queued.
 //!
 //! The `202` never waits for the inner service. A pool of workers (see
-//! [`FastAckLayer::concurrency`]) runs it on each job with a fresh
+//! [`FastAckBuilder::concurrency`]) runs it on each job with a fresh
 //! `Request<BufferedBody>` made of what the journal keeps (see [What the
 //! handler sees](#what-the-handler-sees)), in the span of the request that
 //! was accepted:
@@ -37,13 +37,13 @@
 //!   (an extractor's rejection, a validation error): not retried (the answer
 //!   would be the same), counted `refused`, never `processed`, and kept as a
 //!   [`DeadLetter`] to replay once the handler is fixed
-//!   ([`FastAckLayer::dead_letter_refusals`] turns that off);
+//!   ([`FastAckBuilder::dead_letter_refusals`] turns that off);
 //! - a `5xx`, an `Err` or a panic fails the attempt: it is retried after an
 //!   exponential backoff with full jitter ([`RetryPolicy`]), and after the
 //!   last attempt it becomes a [`DeadLetter`]: kept (bounded) with the
 //!   request, the last [`Failure`] (with the first 512 bytes of the answer's
 //!   body, which say why) and the attempt count, recorded in the journal,
-//!   sent to [`FastAckLayer::on_dead_letter`] and to
+//!   sent to [`FastAckBuilder::on_dead_letter`] and to
 //!   [`FastAckHandle::subscribe_dead_letters`]. [`FastAckHandle::replay`]
 //!   sends it through the journal and the queue again.
 //!
@@ -119,8 +119,8 @@
 //!   the journal, and replaying it ([`FastAckHandle::replay`]) is how it
 //!   gets processed;
 //! - to let the provider's next push through instead, forget the task id
-//!   in the dedup store ([`DedupStore::forget`](crate::DedupStore::forget))
-//!   from [`FastAckLayer::on_dead_letter`] ([`DeadLetter::task_id`]).
+//!   in the dedup store ([`DedupStore::forget`](crate::dedup::DedupStore::forget))
+//!   from [`FastAckBuilder::on_dead_letter`] ([`DeadLetter::task_id`]).
 //!
 //! Both paths are tested with the real layers in `tests/stack`.
 //!

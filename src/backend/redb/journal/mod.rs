@@ -97,7 +97,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// killed) is recovered by redb on the next open, with one warning logged.
 ///
 /// ```
-/// use taskhook::backend::RedbJournal;
+/// use taskhook::backend::redb::RedbJournal;
 /// use taskhook::fast_ack::{Appended, FastAckLayer, Journal, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
