@@ -44,7 +44,4 @@ pub mod redb;
 pub mod redis;
 
 pub use self::compact::{CompactStore, CompactStoreBuilder, CompactToken};
-pub use self::defaults::{
-    DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
-};
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};

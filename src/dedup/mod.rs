@@ -122,8 +122,8 @@ mod service;
 mod store;
 
 pub use self::key::{ById, ByIdAndStatus, DedupKey, KeyExtractor};
-pub use self::layer::{DedupLayer, DEFAULT_WAIT_TIMEOUT};
+pub use self::layer::DedupLayer;
 pub use self::metrics::DedupMetrics;
 pub use self::service::Dedup;
-pub use self::store::{Claim, DedupStore, DEFAULT_POLL_INTERVAL};
+pub use self::store::{Claim, DedupStore};
 pub use crate::response::DUPLICATE_HEADER;

@@ -210,5 +210,5 @@ pub use self::path_token::{
     InvalidPathSecret, PathSecret, PathToken, PathTokenLayer, MAX_SECRET_LEN, MIN_SECRET_LEN,
 };
 pub use self::signature::{
-    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret, DEFAULT_TOLERANCE,
+    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret,
 };

@@ -99,7 +99,5 @@ mod writer;
 
 #[doc(hidden)]
 pub use self::faults::FaultInjection;
-pub use self::journal::{
-    RedbJournal, RedbJournalBuilder, RedbStats, DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH,
-};
+pub use self::journal::{RedbJournal, RedbJournalBuilder, RedbStats};
 pub use self::store::{RedbDedupStore, RedbToken};

@@ -24,10 +24,10 @@ use crate::fast_ack::{Appended, BoxFuture, DeadLetter, Entry, Journal, JournalEr
 pub use self::open::RedbJournalBuilder;
 
 /// The default most writes committed together: 1024.
-pub const DEFAULT_MAX_BATCH: usize = 1024;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 1024;
 
 /// The default redb page cache: 64 MiB (redb's own default is 1 GiB).
-pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 
 /// A durable [`Journal`] in a redb file: an event is on disk,
 /// synced, before the fast-ack layer answers `2xx`.
