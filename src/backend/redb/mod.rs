@@ -97,7 +97,8 @@ mod journal;
 mod store;
 mod writer;
 
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use self::faults::FaultInjection;
 pub use self::journal::{RedbJournal, RedbJournalBuilder, RedbStats};
 pub use self::store::{RedbDedupStore, RedbToken};

@@ -130,6 +130,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     poisoned: Arc<AtomicBool>,
+    /// Read by `fault_injection` (feature `test-util`) only.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     faults: FaultInjection,
     clock: Clock,
     config: RedbJournalBuilder,
@@ -288,15 +290,19 @@ impl RedbJournal {
         self.write(Op::Sync).await.map(|_| ())
     }
 
-    #[doc(hidden)]
-    /// Moves the journal's clock (the expiry of done ids) forward, for tests.
+    /// Moves the journal's clock (the expiry of done ids) forward, for tests
+    /// (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn advance_clock(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.inner.clock.skew_ms.fetch_add(by, Ordering::Relaxed);
     }
 
-    #[doc(hidden)]
-    /// Switches to make the storage fail, for tests of the error path.
+    /// Switches to make the storage fail, for tests of the error path
+    /// (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn fault_injection(&self) -> FaultInjection {
         self.inner.faults.clone()
     }
