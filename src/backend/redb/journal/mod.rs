@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::codec::{
@@ -188,8 +189,12 @@ impl Clock {
     }
 }
 
-/// A snapshot of a [`RedbJournal`]'s counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A snapshot of a [`RedbJournal`]'s counters, from
+/// [`RedbJournal::stats`].
+///
+/// `Serialize` gives an admin route its JSON (`{"commits":..,..}`), as
+/// [`Stats`](crate::fast_ack::Stats) does for the fast-ack layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RedbStats {
     /// Write transactions committed.
