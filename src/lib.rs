@@ -63,7 +63,8 @@
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
-//! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
+//! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); implies `moka`; needs Rust 1.89 |
+//! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 //! | `server` | `taskhook::server`: a hardened HTTP/1.1 and h2c server (header, idle and request timeouts, a connection cap, graceful shutdown) |
 #![cfg_attr(docsrs, feature(doc_cfg))]

@@ -4,7 +4,7 @@
 //! - [`CompactStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore): a sharded table of 24-byte
 //!   entries, about 52 bytes per remembered id at 1,000,000 ids.
-//! - [`MokaStore`], in process memory, on a moka cache: exact LRU
+//! - [`MokaStore`] (feature `moka`), in process memory, on a moka cache: exact LRU
 //!   eviction, about 400 bytes per remembered id and 5 to 30 times slower
 //!   (`BENCHMARKS.md`).
 //! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by
@@ -35,6 +35,7 @@ mod compact;
 mod defaults;
 mod hash;
 mod maintenance;
+#[cfg(feature = "moka")]
 mod moka;
 #[cfg(feature = "redb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
@@ -44,4 +45,6 @@ pub mod redb;
 pub mod redis;
 
 pub use self::compact::{CompactStore, CompactStoreBuilder, CompactToken};
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};
