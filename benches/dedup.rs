@@ -60,7 +60,7 @@ use divan::Bencher;
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{CompactStore, DedupStore, MokaStore};
+use taskhook::{backend::CompactStore, backend::MokaStore, dedup::DedupStore};
 
 fn main() {
     divan::main();

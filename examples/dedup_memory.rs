@@ -26,7 +26,7 @@ use std::time::{Duration, Instant};
 use moka::future::Cache;
 use moka::policy::EvictionPolicy;
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{CompactStore, DedupStore, MokaStore};
+use taskhook::{backend::CompactStore, backend::MokaStore, dedup::DedupStore};
 
 #[path = "support/modes.rs"]
 mod modes;

@@ -28,7 +28,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use taskhook::backend::RedbJournal;
+use taskhook::backend::redb::RedbJournal;
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
 use taskhook::PayloadLayer;

@@ -412,7 +412,7 @@ where
     let stack = match journal {
         #[cfg(feature = "redb")]
         Some(path) => {
-            let journal = taskhook::backend::RedbJournal::open(path).map_err(|error| {
+            let journal = taskhook::backend::redb::RedbJournal::open(path).map_err(|error| {
                 std::io::Error::other(format!("journal {}: {error}", path.display()))
             })?;
             stack.journal(journal)

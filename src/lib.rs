@@ -63,7 +63,8 @@
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
 //! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
-//! | `redb` | `backend::RedbJournal` (durable fast-ack journal, group commit) and `backend::RedbDedupStore` (done ids across restarts); needs Rust 1.89 |
+//! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); implies `moka`; needs Rust 1.89 |
+//! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 //! | `server` | `taskhook::server`: a hardened HTTP/1.1 and h2c server (header, idle and request timeouts, a connection cap, graceful shutdown) |
 #![cfg_attr(docsrs, feature(doc_cfg))]
@@ -91,19 +92,12 @@ pub mod stack;
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]
 pub mod verify;
 
-#[cfg(feature = "redis")]
-pub use self::backend::redis::{RedisConnection, RedisJournal, RedisStore};
-pub use self::backend::{CompactStore, MokaStore};
-#[cfg(feature = "redb")]
-pub use self::backend::{RedbDedupStore, RedbJournal};
 pub use self::builder::ServiceBuilderExt;
-pub use self::dedup::{Dedup, DedupLayer, DedupMetrics, DedupStore};
-pub use self::event::{IdError, PayloadError, PayloadErrorKind, TaskEvent, TaskStatus};
-pub use self::fast_ack::{FastAck, FastAckHandle, FastAckLayer};
-pub use self::payload::{Payload, PayloadLayer, RawPayload};
+pub use self::dedup::DedupLayer;
+pub use self::event::{TaskEvent, TaskStatus};
+pub use self::fast_ack::{FastAckHandle, FastAckLayer};
+pub use self::payload::{PayloadLayer, RawPayload};
 pub use self::stack::{CallbackService, CallbackStack};
-#[cfg(feature = "verify")]
-pub use self::verify::{IpAllowLayer, PathTokenLayer, RefetchLayer, StandardWebhooksLayer};
 
 /// The README's examples, compiled and run as doctests.
 #[cfg(all(doctest, feature = "axum"))]

@@ -17,7 +17,7 @@ use std::task::{Context, Poll, Waker};
 use http::Request;
 use libfuzzer_sys::fuzz_target;
 use taskhook::dedup::{ById, ByIdAndStatus, Claim, DedupKey, DedupStore, KeyExtractor};
-use taskhook::{CompactStore, TaskEvent};
+use taskhook::{backend::CompactStore, TaskEvent};
 
 /// Polls `future` once, outside any runtime: the `CompactStore`'s methods
 /// never wait (and outside a runtime it spawns no maintenance task, so no

@@ -1,10 +1,10 @@
 //! Stores behind the layers: each backend implements the traits of every
 //! layer it serves.
 //!
-//! - [`compact`]: [`CompactStore`], in process memory, the default
+//! - [`CompactStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore): a sharded table of 24-byte
 //!   entries, about 52 bytes per remembered id at 1,000,000 ids.
-//! - [`moka`]: [`MokaStore`], in process memory, on a moka cache: exact LRU
+//! - [`MokaStore`] (feature `moka`), in process memory, on a moka cache: exact LRU
 //!   eviction, about 400 bytes per remembered id and 5 to 30 times slower
 //!   (`BENCHMARKS.md`).
 //! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by
@@ -31,11 +31,12 @@
 //! # let _ = stack;
 //! ```
 
-pub mod compact;
+mod compact;
 mod defaults;
 mod hash;
 mod maintenance;
-pub mod moka;
+#[cfg(feature = "moka")]
+mod moka;
 #[cfg(feature = "redb")]
 #[cfg_attr(docsrs, doc(cfg(feature = "redb")))]
 pub mod redb;
@@ -44,6 +45,6 @@ pub mod redb;
 pub mod redis;
 
 pub use self::compact::{CompactStore, CompactStoreBuilder, CompactToken};
+#[cfg(feature = "moka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "moka")))]
 pub use self::moka::{MokaStore, MokaStoreBuilder, MokaToken};
-#[cfg(feature = "redb")]
-pub use self::redb::{RedbDedupStore, RedbJournal, RedbJournalBuilder, RedbStats, RedbToken};

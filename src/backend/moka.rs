@@ -16,7 +16,7 @@ use super::hash::KeyHasher;
 use super::maintenance::{self, Maintained};
 use crate::dedup::{Claim, DedupKey, DedupStore};
 
-pub use super::defaults::{
+use super::defaults::{
     DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
 };
 
@@ -66,7 +66,7 @@ const MAX_DURATION: Duration = Duration::from_secs(100 * 365 * 24 * 60 * 60);
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::MokaStore;
+/// use taskhook::backend::MokaStore;
 ///
 /// let store = MokaStore::builder()
 ///     .max_capacity(200_000)
@@ -329,7 +329,7 @@ impl DedupStore for MokaStore {
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::MokaStore;
+/// use taskhook::backend::MokaStore;
 ///
 /// let store = MokaStore::builder()
 ///     .max_capacity(10_000)
@@ -360,7 +360,7 @@ impl MokaStoreBuilder {
     /// least recently used are forgotten.
     ///
     /// ```
-    /// let store = taskhook::MokaStore::builder().max_capacity(50_000).build();
+    /// let store = taskhook::backend::MokaStore::builder().max_capacity(50_000).build();
     /// ```
     #[must_use]
     pub fn max_capacity(mut self, keys: u64) -> Self {
@@ -373,7 +373,7 @@ impl MokaStoreBuilder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let store = taskhook::MokaStore::builder()
+    /// let store = taskhook::backend::MokaStore::builder()
     ///     .time_to_live(Duration::from_secs(6 * 3600))
     ///     .build();
     /// ```
@@ -390,7 +390,7 @@ impl MokaStoreBuilder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let store = taskhook::MokaStore::builder()
+    /// let store = taskhook::backend::MokaStore::builder()
     ///     .claim_timeout(Duration::from_secs(30))
     ///     .build();
     /// ```
@@ -406,7 +406,7 @@ impl MokaStoreBuilder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let store = taskhook::MokaStore::builder()
+    /// let store = taskhook::backend::MokaStore::builder()
     ///     .maintenance_interval(Duration::from_secs(10))
     ///     .build();
     /// ```

@@ -133,7 +133,7 @@ where
 /// let event = TaskEvent::from_slice(br#"{"id":"task_01","status":"completed"}"#)?;
 /// let key = ById.extract(&event, &Request::new(()));
 /// assert_eq!(key, Some(DedupKey::new("task_01")));
-/// # Ok::<(), taskhook::PayloadError>(())
+/// # Ok::<(), taskhook::event::PayloadError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ById;
@@ -159,7 +159,7 @@ impl KeyExtractor for ById {
 ///     ByIdAndStatus.extract(&failed, &req),
 ///     ByIdAndStatus.extract(&completed, &req),
 /// );
-/// # Ok::<(), taskhook::PayloadError>(())
+/// # Ok::<(), taskhook::event::PayloadError>(())
 /// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ByIdAndStatus;

@@ -10,7 +10,7 @@ use crate::response::DEFAULT_RETRY_AFTER;
 
 /// The default bound on waiting for an in-flight duplicate: 5 s, well below
 /// the provider's 10 s answer timeout.
-pub const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_WAIT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings shared by the layer and its services.
 #[derive(Debug, Clone, Copy)]
@@ -67,7 +67,7 @@ impl<St: DedupStore> DedupLayer<ById, St> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::{DedupLayer, MokaStore};
+    /// use taskhook::{DedupLayer, backend::MokaStore};
     ///
     /// let store = MokaStore::builder()
     ///     .max_capacity(100_000)

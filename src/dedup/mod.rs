@@ -5,7 +5,7 @@
 //! reads the parsed [`TaskEvent`](crate::TaskEvent) from the request
 //! extensions. A [`KeyExtractor`] turns it into a [`DedupKey`] (by default
 //! the task id, [`ById`]). Each key is unknown, in flight, or done, in a
-//! [`DedupStore`] (by default a [`CompactStore`](crate::CompactStore) in memory):
+//! [`DedupStore`] (by default a [`CompactStore`](crate::backend::CompactStore) in memory):
 //!
 //! | key | what the layer does |
 //! |---|---|
@@ -64,8 +64,8 @@
 //! The [`DedupStore`] trait (claim / complete / release / wait) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
 //! expire on their own. The in-process stores, the default
-//! [`CompactStore`](crate::CompactStore) and the
-//! [`MokaStore`](crate::MokaStore), measure deadlines on
+//! [`CompactStore`](crate::backend::CompactStore) and the
+//! [`MokaStore`](crate::backend::MokaStore), measure deadlines on
 //! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
 //! and claim timeouts in tests. The layer needs a
 //! tokio runtime (timers, and a task for a call whose client left).
@@ -122,8 +122,8 @@ mod service;
 mod store;
 
 pub use self::key::{ById, ByIdAndStatus, DedupKey, KeyExtractor};
-pub use self::layer::{DedupLayer, DEFAULT_WAIT_TIMEOUT};
+pub use self::layer::DedupLayer;
 pub use self::metrics::DedupMetrics;
 pub use self::service::Dedup;
-pub use self::store::{Claim, DedupStore, DEFAULT_POLL_INTERVAL};
+pub use self::store::{Claim, DedupStore};
 pub use crate::response::DUPLICATE_HEADER;

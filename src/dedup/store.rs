@@ -6,7 +6,7 @@ use std::time::Duration;
 use super::DedupKey;
 
 /// How often the default [`DedupStore::wait`] asks the store again.
-pub const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_millis(100);
 
 /// The answer of [`DedupStore::claim`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -122,7 +122,7 @@ pub trait DedupStore: Send + Sync + 'static {
     /// or expired). Waking early is allowed: the layer claims again after
     /// every wake-up and bounds the total wait itself.
     ///
-    /// The default sleeps [`DEFAULT_POLL_INTERVAL`], which turns the layer's
+    /// The default sleeps 100 ms, which turns the layer's
     /// loop into polling; a store that can notify (the moka store, Redis
     /// keyspace notifications) should override it.
     fn wait(&self, key: &DedupKey) -> impl Future<Output = Result<(), Self::Error>> + Send {

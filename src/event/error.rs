@@ -46,7 +46,7 @@ impl IdError {
     /// Checks a task id against the rules of [`TaskEvent::id`](crate::TaskEvent::id).
     ///
     /// ```
-    /// use taskhook::IdError;
+    /// use taskhook::event::IdError;
     /// assert_eq!(IdError::check("task_01"), Ok(()));
     /// assert_eq!(IdError::check("a\r\nb"), Err(IdError::ControlCharacter));
     /// ```

@@ -37,7 +37,7 @@
 //! let urls: Vec<&str> = event.urls().map(|u| u.url()).collect();
 //! assert_eq!(urls, ["https://cdn.example/a.png", "https://cdn.example/b.png"]);
 //! assert_eq!(event.urls().next().unwrap().expires_at(), Some(1763174708));
-//! # Ok::<(), taskhook::PayloadError>(())
+//! # Ok::<(), taskhook::event::PayloadError>(())
 //! ```
 
 mod de;
@@ -127,14 +127,14 @@ impl TaskEvent {
     /// copy).
     ///
     /// ```
-    /// use taskhook::{PayloadErrorKind, TaskEvent, IdError};
+    /// use taskhook::{event::PayloadErrorKind, TaskEvent, event::IdError};
     ///
     /// let bare = TaskEvent::from_slice(br#"{"id":"t1","status":"failed","error":"timeout"}"#)?;
     /// assert_eq!(bare.error().unwrap().message(), Some("timeout"));
     ///
     /// let err = TaskEvent::from_slice(br#"{"code":200,"data":{"status":"completed"}}"#).unwrap_err();
     /// assert_eq!(err.kind(), &PayloadErrorKind::InvalidId(IdError::Missing));
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn from_slice(body: &[u8]) -> Result<Self, PayloadError> {
         Self::from_bytes(Bytes::copy_from_slice(body))
@@ -147,7 +147,7 @@ impl TaskEvent {
     ///
     /// ```
     /// use bytes::Bytes;
-    /// use taskhook::{PayloadErrorKind, TaskEvent, TaskStatus};
+    /// use taskhook::{event::PayloadErrorKind, TaskEvent, TaskStatus};
     ///
     /// let body = Bytes::from_static(br#"{"code":200,"data":{"id":"t1","status":"completed"}}"#);
     /// let event = TaskEvent::from_bytes(body)?;
@@ -156,7 +156,7 @@ impl TaskEvent {
     /// // A fault anywhere in the body, even in a field nobody reads, is an error now.
     /// let bad = Bytes::from_static(br#"{"id":"t1","note":"\ud800"}"#);
     /// assert_eq!(TaskEvent::from_bytes(bad).unwrap_err().kind(), &PayloadErrorKind::Syntax);
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn from_bytes(body: Bytes) -> Result<Self, PayloadError> {
         // UTF-8 is checked once, over the whole body, so that the parser
@@ -196,7 +196,7 @@ impl TaskEvent {
     /// let event = TaskEvent::from_bytes_in_full(body.clone())?;
     /// assert_eq!(event, TaskEvent::from_bytes(body)?);
     /// assert_eq!(event.urls().next().unwrap().url(), "https://cdn.example/a.png");
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn from_bytes_in_full(body: Bytes) -> Result<Self, PayloadError> {
         parse_fields(&body).map(Self::from_fields)
@@ -270,7 +270,7 @@ impl TaskEvent {
     ///     ("videos", "https://cdn.example/v.mp4", Some(10)),
     ///     ("audios", "https://cdn.example/a.mp3", None),
     /// ]);
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn urls(&self) -> impl Iterator<Item = ResultUrl<'_>> + '_ {
         self.result().into_iter().flat_map(TaskResult::urls)
@@ -326,7 +326,7 @@ impl TaskEvent {
     /// assert_eq!(event.extra()["model"], "m-3");
     /// assert_eq!(event.progress(), None);
     /// assert_eq!(event.extra()["progress"], "half");
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn extra(&self) -> &Map<String, Value> {
         &self.fields().extra

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 /// assert_eq!(error.message(), Some("content rejected"));
 /// assert_eq!(error.kind(), Some("invalid_request_error"));
 /// assert_eq!(error.code().and_then(|c| c.as_i64()), Some(400));
-/// # Ok::<(), taskhook::PayloadError>(())
+/// # Ok::<(), taskhook::event::PayloadError>(())
 /// ```
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct TaskError {

@@ -169,7 +169,7 @@ impl FastAckBuilder {
     /// and logged.
     ///
     /// With the dedup layer in front, this is where to forget the task id
-    /// ([`DedupStore::forget`](crate::DedupStore::forget), on a task of its
+    /// ([`DedupStore::forget`](crate::dedup::DedupStore::forget), on a task of its
     /// own) so that the provider's next push of it is processed (see the
     /// [module docs](crate::fast_ack#stacking-with-dedup)).
     pub fn on_dead_letter<F>(self, callback: F) -> Self

@@ -119,7 +119,7 @@
 //!   the journal, and replaying it ([`FastAckHandle::replay`]) is how it
 //!   gets processed;
 //! - to let the provider's next push through instead, forget the task id
-//!   in the dedup store ([`DedupStore::forget`](crate::DedupStore::forget))
+//!   in the dedup store ([`DedupStore::forget`](crate::dedup::DedupStore::forget))
 //!   from [`FastAckBuilder::on_dead_letter`] ([`DeadLetter::task_id`]).
 //!
 //! Both paths are tested with the real layers in `tests/stack`.

@@ -3,7 +3,7 @@ use tower_layer::Layer;
 use super::Payload;
 
 /// The default limit on a callback body: 256 KiB.
-pub const DEFAULT_LIMIT: usize = 256 * 1024;
+pub(crate) const DEFAULT_LIMIT: usize = 256 * 1024;
 
 /// Applies [`Payload`] to a service: buffer the body (bounded), parse it into
 /// a [`TaskEvent`](crate::TaskEvent) once, and put it in the request
@@ -26,8 +26,8 @@ impl PayloadLayer {
         }
     }
 
-    /// Sets the largest body accepted, in bytes; larger bodies get
-    /// `413 Payload Too Large` without being read to the end.
+    /// Sets the largest body accepted, in bytes (default 256 KiB); larger
+    /// bodies get `413 Payload Too Large` without being read to the end.
     #[must_use]
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;

@@ -72,6 +72,6 @@ mod service;
 
 #[cfg(feature = "axum")]
 pub use self::extract::MissingPayload;
-pub use self::layer::{PayloadLayer, DEFAULT_LIMIT};
+pub use self::layer::PayloadLayer;
 pub use self::raw::RawPayload;
 pub use self::service::Payload;

@@ -34,7 +34,7 @@ impl<S> Payload<S> {
         }
     }
 
-    /// Sets the largest body accepted, in bytes.
+    /// Sets the largest body accepted, in bytes (default 256 KiB).
     #[must_use]
     pub fn limit(mut self, bytes: usize) -> Self {
         self.limit = bytes;

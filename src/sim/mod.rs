@@ -91,6 +91,6 @@ mod workload;
 
 pub use self::delivery::{Attempt, AttemptResult, Outcome, Push, PushKind, Schedule, Sender};
 pub use self::report::{Latencies, Report, Summary, TaskRecord};
-pub use self::simulator::{Progress, RunError, Simulator, DEFAULT_CONCURRENCY};
+pub use self::simulator::{Progress, RunError, Simulator};
 pub use self::url::{callback_url, classify, AddressKind, UrlError, UrlPolicy, PROVIDER_DOMAIN};
 pub use self::workload::{DuplicateKind, Mix, Task, TaskKind, Workload};

@@ -16,7 +16,7 @@ use super::url::{callback_url, UrlError, UrlPolicy};
 use super::workload::{DuplicateKind, Task, Workload};
 
 /// The default number of HTTP requests in flight at once.
-pub const DEFAULT_CONCURRENCY: usize = 64;
+pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 
 /// The provider's sending side: validates a callback URL, then pushes every
 /// task of a workload to it with the provider's timeout and retries, and
@@ -49,7 +49,7 @@ pub struct Simulator {
 }
 
 impl Simulator {
-    /// The provider's rules and schedule, [`DEFAULT_CONCURRENCY`] requests in
+    /// The provider's rules and schedule, 64 requests in
     /// flight.
     pub fn new() -> Self {
         Self {
@@ -88,7 +88,7 @@ impl Simulator {
         self
     }
 
-    /// Sets the most HTTP requests in flight at once (at least 1).
+    /// Sets the most HTTP requests in flight at once (default 64, at least 1).
     ///
     /// ```
     /// use taskhook::sim::Simulator;

@@ -6,7 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{json, Value};
 
-use crate::{PayloadError, TaskEvent};
+use crate::event::PayloadError;
+use crate::TaskEvent;
 
 /// The kinds of task a [`Workload`] generates, after the provider's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -186,7 +187,7 @@ impl Task {
     /// let task = Task::from_payload(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#)?
     ///     .duplicate(DuplicateKind::Concurrent);
     /// assert_eq!(task.id(), "task_01");
-    /// # Ok::<(), taskhook::PayloadError>(())
+    /// # Ok::<(), taskhook::event::PayloadError>(())
     /// ```
     pub fn from_payload(payload: impl Into<Bytes>) -> Result<Self, PayloadError> {
         let payload = payload.into();

@@ -14,7 +14,7 @@
 //! | [`PathTokenLayer`] | the path | `404`, empty body, as "no route" | first |
 //! | [`IpAllowLayer`] | the peer address | `403`; `500` if the peer address is missing | before the payload |
 //! | [`StandardWebhooksLayer`] | the raw body ([`RawPayload`](crate::RawPayload)) | `401`; `500` without the payload layer | after the payload |
-//! | [`RefetchLayer`] | the parsed [`TaskEvent`](crate::TaskEvent) | `403` forged, `503` provider unavailable; `500` without the payload layer | after the payload, last |
+//! | [`RefetchLayer`](refetch::RefetchLayer) | the parsed [`TaskEvent`](crate::TaskEvent) | `403` forged, `503` provider unavailable; `500` without the payload layer | after the payload, last |
 //!
 //! The two that need no body come first, so garbage is refused before a
 //! byte of it is read; the two that need the body come after
@@ -29,7 +29,7 @@
 //! use http::{Request, Response, StatusCode};
 //! use taskhook::body::BufferedBody;
 //! use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation};
-//! use taskhook::verify::{IpAllowLayer, PathSecret, PathTokenLayer, PeerAddr, RefetchLayer};
+//! use taskhook::verify::{refetch::RefetchLayer, IpAllowLayer, PathSecret, PathTokenLayer, PeerAddr};
 //! use taskhook::{PayloadLayer, TaskEvent};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -169,7 +169,7 @@
 //!
 //! # Confirm-by-refetch
 //!
-//! See [`refetch`]: [`RefetchLayer`] asks the provider for the pushed task
+//! See [`refetch`]: [`RefetchLayer`](refetch::RefetchLayer) asks the provider for the pushed task
 //! and refuses a push the provider contradicts (`403`), or answers `503`
 //! while the provider cannot be asked.
 //!
@@ -209,7 +209,6 @@ pub use self::ip::{
 pub use self::path_token::{
     InvalidPathSecret, PathSecret, PathToken, PathTokenLayer, MAX_SECRET_LEN, MIN_SECRET_LEN,
 };
-pub use self::refetch::{ConfirmTask, Refetch, RefetchLayer};
 pub use self::signature::{
-    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret, DEFAULT_TOLERANCE,
+    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret,
 };

@@ -21,7 +21,7 @@ use crate::RawPayload;
 
 /// The default tolerance between `webhook-timestamp` and our clock, in
 /// either direction: 5 minutes, as the spec recommends.
-pub const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
+pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
 /// The most `webhook-signature` entries looked at (a sender rotating keys
 /// sends two or three).

@@ -21,7 +21,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 #[path = "../common/mod.rs"]
 mod common;
 
-use taskhook::backend::RedbJournal;
+use taskhook::backend::redb::RedbJournal;
 use taskhook::fast_ack::Journal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use http::StatusCode;
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{DedupLayer, DedupStore};
+use taskhook::{dedup::DedupStore, DedupLayer};
 
 use crate::support::{always, is_duplicate, send, stack};
 

@@ -11,7 +11,7 @@ use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use taskhook::body::{BufferedBody, ResponseBody};
 use taskhook::dedup::DUPLICATE_HEADER;
-use taskhook::{DedupLayer, DedupStore, PayloadLayer, TaskEvent};
+use taskhook::{dedup::DedupStore, DedupLayer, PayloadLayer, TaskEvent};
 use tower::util::BoxCloneService;
 use tower::{service_fn, BoxError, ServiceBuilder, ServiceExt};
 

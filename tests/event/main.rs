@@ -1,7 +1,7 @@
 //! The TaskEvent model against the provider's sample payloads and the edge
 //! cases of its contract.
 
-use taskhook::{IdError, PayloadErrorKind, TaskEvent, TaskStatus};
+use taskhook::{event::IdError, event::PayloadErrorKind, TaskEvent, TaskStatus};
 
 fn fixture(name: &str) -> TaskEvent {
     let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));

@@ -32,6 +32,9 @@ use tokio::task::JoinHandle;
 use self::common::RawResponse;
 use taskhook::server::ServerLimits;
 
+/// The payload layer's default body limit (256 KiB, stated in `PayloadLayer::limit`).
+const PAYLOAD_DEFAULT_LIMIT: usize = 256 * 1024;
+
 /// A bound on anything that should happen promptly: a liveness check that
 /// fails a hung test, never a measure of speed.
 const BOUND: Duration = Duration::from_secs(20);
@@ -235,7 +238,7 @@ async fn deep_nesting_is_a_400() {
                 open.repeat(depth),
                 close.repeat(depth)
             );
-            let response = if body.len() <= taskhook::payload::DEFAULT_LIMIT {
+            let response = if body.len() <= PAYLOAD_DEFAULT_LIMIT {
                 common::post(addr, "/callback", Some("application/json"), body.as_bytes()).await
             } else {
                 // Over the limit as well: the size is checked first.

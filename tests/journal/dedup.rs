@@ -11,7 +11,10 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+use taskhook::backend::{
+    redb::{RedbDedupStore, RedbJournal},
+    MokaStore,
+};
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
 use taskhook::fast_ack::{
     Appended, DeadLetter, Failure, FastAckLayer, Journal, Record, RetryPolicy,

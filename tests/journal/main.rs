@@ -22,7 +22,10 @@ use std::time::Duration;
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use http_body_util::Full;
-use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+use taskhook::backend::{
+    redb::{RedbDedupStore, RedbJournal},
+    MokaStore,
+};
 use taskhook::body::BufferedBody;
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
 use taskhook::fast_ack::{

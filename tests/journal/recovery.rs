@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
-use taskhook::backend::RedbJournal;
+use taskhook::backend::redb::RedbJournal;
 use taskhook::fast_ack::Journal;
 use tracing::field::{Field, Visit};
 use tracing::Level;

@@ -325,7 +325,7 @@ async fn a_handler_with_state_mounts_with_with_state() {
 
 #[tokio::test]
 async fn a_durable_journal_recognises_a_duplicate_after_a_restart_with_no_other_wiring() {
-    use taskhook::backend::RedbJournal;
+    use taskhook::backend::redb::RedbJournal;
     let dir = std::env::temp_dir().join(format!("taskhook-misuse-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join("journal.redb");

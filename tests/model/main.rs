@@ -33,7 +33,7 @@ use bytes::Bytes;
 use proptest::prelude::*;
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
 use taskhook::fast_ack::{Appended, DeadLetter, Entry, Failure, Journal, MemoryJournal, Record};
-use taskhook::{CompactStore, MokaStore};
+use taskhook::{backend::CompactStore, backend::MokaStore};
 
 /// 64 cases unless `PROPTEST_CASES` says otherwise.
 fn config() -> ProptestConfig {
@@ -568,7 +568,7 @@ proptest! {
         ));
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("journal.redb");
-        let result = paused(check_journal(&ops, true, || taskhook::RedbJournal::open(&file).unwrap()));
+        let result = paused(check_journal(&ops, true, || taskhook::backend::redb::RedbJournal::open(&file).unwrap()));
         let _ = std::fs::remove_dir_all(&dir);
         result?;
     }
@@ -585,7 +585,7 @@ proptest! {
         std::fs::create_dir_all(&dir).unwrap();
         let file = dir.join("journal.redb");
         let open = || {
-            taskhook::RedbJournal::builder()
+            taskhook::backend::redb::RedbJournal::builder()
                 .dedup_by_task_id(false)
                 .open(&file)
                 .unwrap()

@@ -735,7 +735,7 @@ async fn dedup_throughput() {
         );
     }
 
-    measure("moka", taskhook::MokaStore::new()).await;
+    measure("moka", taskhook::backend::MokaStore::new()).await;
     let server = RedisServer::start();
     let redis = connect(&server).await;
     measure("redis appendfsync always", RedisStore::new(redis)).await;

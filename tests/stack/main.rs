@@ -13,7 +13,7 @@ use http_body_util::{BodyExt, Full};
 use taskhook::body::BufferedBody;
 use taskhook::dedup::{DedupKey, DedupStore};
 use taskhook::fast_ack::{FastAckHandle, FastAckLayer, RetryPolicy};
-use taskhook::{DedupLayer, MokaStore, PayloadLayer};
+use taskhook::{backend::MokaStore, DedupLayer, PayloadLayer};
 use tokio::sync::mpsc;
 use tower::util::BoxCloneService;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};

@@ -11,8 +11,10 @@ use redb::StorageBackend;
 /// Switches that make the journal's storage fail as a full or broken disk
 /// would: redb then sees a real I/O error from its backend.
 ///
-/// For tests of the error path; not part of the stable API.
-#[doc(hidden)]
+/// For tests of the error path (feature `test-util`), from
+/// [`RedbJournal::fault_injection`](super::RedbJournal::fault_injection).
+// Without `test-util` the type is only the journal's internal switchboard.
+#[cfg_attr(not(feature = "test-util"), allow(unreachable_pub))]
 #[derive(Debug, Clone, Default)]
 pub struct FaultInjection {
     faults: Arc<Faults>,
@@ -28,6 +30,7 @@ struct Faults {
     held: AtomicUsize,
 }
 
+#[cfg(feature = "test-util")]
 impl FaultInjection {
     /// Makes every write to the file fail (`true`) or succeed again.
     pub fn fail_writes(&self, fail: bool) {

@@ -10,7 +10,7 @@
 //!   24 h, is answered `200` duplicate, also after a restart, whatever
 //!   dedup store is in front.
 //! - [`RedbDedupStore`] (optional): the dedup layer's
-//!   [`DedupStore`](crate::DedupStore), a [`MokaStore`](crate::MokaStore) in
+//!   [`DedupStore`](crate::dedup::DedupStore), a [`MokaStore`](crate::backend::MokaStore) in
 //!   front with the done task ids kept in the same file: it answers a known
 //!   done id before the journal append and keeps the in-flight claims.
 //!
@@ -44,7 +44,7 @@
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
-//! use taskhook::backend::RedbJournal;
+//! use taskhook::backend::redb::RedbJournal;
 //! use taskhook::body::BufferedBody;
 //! use taskhook::fast_ack::FastAckLayer;
 //! use taskhook::{DedupLayer, PayloadLayer};
@@ -70,7 +70,7 @@
 //! ```
 //! use std::convert::Infallible;
 //! use http::{Request, Response};
-//! use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+//! use taskhook::backend::{redb::{RedbDedupStore, RedbJournal}, MokaStore};
 //! use taskhook::body::BufferedBody;
 //! use taskhook::fast_ack::FastAckLayer;
 //! use taskhook::{DedupLayer, PayloadLayer};
@@ -97,9 +97,8 @@ mod journal;
 mod store;
 mod writer;
 
-#[doc(hidden)]
+#[cfg(feature = "test-util")]
+#[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
 pub use self::faults::FaultInjection;
-pub use self::journal::{
-    RedbJournal, RedbJournalBuilder, RedbStats, DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH,
-};
+pub use self::journal::{RedbJournal, RedbJournalBuilder, RedbStats};
 pub use self::store::{RedbDedupStore, RedbToken};

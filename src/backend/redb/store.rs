@@ -49,7 +49,7 @@ use crate::fast_ack::JournalError;
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::backend::{MokaStore, RedbDedupStore, RedbJournal};
+/// use taskhook::backend::{redb::{RedbDedupStore, RedbJournal}, MokaStore};
 /// use taskhook::fast_ack::FastAckLayer;
 /// use taskhook::{DedupLayer, PayloadLayer};
 /// use tower::ServiceBuilder;

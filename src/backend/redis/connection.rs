@@ -11,7 +11,7 @@ use redis::{RedisResult, ScriptInvocation};
 use super::RedisError;
 
 /// The default bound on every Redis call: 2 s.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// A connection to one Redis server, shared by a
 /// [`RedisStore`](super::RedisStore) and a

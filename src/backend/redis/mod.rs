@@ -17,7 +17,7 @@
 //!   delivered too many times go to a dead-letter stream. Delivery is at
 //!   least once: see [`RedisJournal`].
 //! - [`RedisConnection`]: the connection both share. It reconnects on its
-//!   own, and bounds every call ([`DEFAULT_TIMEOUT`], 2 s).
+//!   own, and bounds every call (2 s by default).
 //!
 //! Needs Redis 6.2 or later (`XAUTOCLAIM`); tested with 7.0.
 //!
@@ -68,12 +68,10 @@ mod scripts;
 mod store;
 mod token;
 
-pub use self::connection::{RedisConnection, RedisConnectionBuilder, DEFAULT_TIMEOUT};
+pub use self::connection::{RedisConnection, RedisConnectionBuilder};
 pub use self::error::RedisError;
-pub use self::journal::{
-    RedisJournal, RedisJournalBuilder, DEFAULT_CLAIM_IDLE, DEFAULT_MAX_DELIVERIES,
-};
+pub use self::journal::{RedisJournal, RedisJournalBuilder};
 pub use self::store::{RedisStore, RedisStoreBuilder, RedisToken};
 
 /// The default prefix of every key: `taskhook`.
-pub const DEFAULT_PREFIX: &str = "taskhook";
+pub(crate) const DEFAULT_PREFIX: &str = "taskhook";

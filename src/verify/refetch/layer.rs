@@ -10,7 +10,7 @@ use crate::response::DEFAULT_RETRY_AFTER;
 
 /// The default bound on one confirmation: 5 seconds, well inside the
 /// provider's ~10 s wait for an answer.
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, Copy)]
 pub(super) struct Settings {

@@ -110,5 +110,5 @@ mod service;
 pub use self::confirm::{ConfirmError, ConfirmErrorKind, ConfirmTask, Confirmation};
 #[cfg(feature = "refetch")]
 pub use self::http::{HttpConfirm, InvalidHttpConfirm};
-pub use self::layer::{RefetchLayer, RefetchStats, DEFAULT_TIMEOUT};
+pub use self::layer::{RefetchLayer, RefetchStats};
 pub use self::service::Refetch;

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use http::StatusCode;
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{CompactStore, DedupLayer, DedupStore, MokaStore};
+use taskhook::{backend::CompactStore, backend::MokaStore, dedup::DedupStore, DedupLayer};
 use tokio::time::Instant;
 
 use crate::support::{always, is_duplicate, push_with_timeout, send, stack, until_calls, Act};

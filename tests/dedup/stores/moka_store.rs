@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use taskhook::dedup::{Claim, DedupKey};
-use taskhook::{DedupStore, MokaStore};
+use taskhook::{backend::MokaStore, dedup::DedupStore};
 
 /// moka measures its own time-to-live on the real clock, so this one test
 /// uses a short real TTL: expired entries must leave memory without any

@@ -12,6 +12,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use redb::{Database, ReadableDatabase, ReadableTable, ReadableTableMetadata};
+use serde::Serialize;
 use tokio::sync::oneshot;
 
 use super::codec::{
@@ -24,10 +25,10 @@ use crate::fast_ack::{Appended, BoxFuture, DeadLetter, Entry, Journal, JournalEr
 pub use self::open::RedbJournalBuilder;
 
 /// The default most writes committed together: 1024.
-pub const DEFAULT_MAX_BATCH: usize = 1024;
+pub(crate) const DEFAULT_MAX_BATCH: usize = 1024;
 
 /// The default redb page cache: 64 MiB (redb's own default is 1 GiB).
-pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
+pub(crate) const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 
 /// A durable [`Journal`] in a redb file: an event is on disk,
 /// synced, before the fast-ack layer answers `2xx`.
@@ -97,7 +98,7 @@ pub const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 /// killed) is recovered by redb on the next open, with one warning logged.
 ///
 /// ```
-/// use taskhook::backend::RedbJournal;
+/// use taskhook::backend::redb::RedbJournal;
 /// use taskhook::fast_ack::{Appended, FastAckLayer, Journal, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -130,6 +131,8 @@ struct Inner {
     writer: Mutex<Option<JoinHandle<()>>>,
     counters: Arc<Counters>,
     poisoned: Arc<AtomicBool>,
+    /// Read by `fault_injection` (feature `test-util`) only.
+    #[cfg_attr(not(feature = "test-util"), allow(dead_code))]
     faults: FaultInjection,
     clock: Clock,
     config: RedbJournalBuilder,
@@ -186,8 +189,12 @@ impl Clock {
     }
 }
 
-/// A snapshot of a [`RedbJournal`]'s counters.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// A snapshot of a [`RedbJournal`]'s counters, from
+/// [`RedbJournal::stats`].
+///
+/// `Serialize` gives an admin route its JSON (`{"commits":..,..}`), as
+/// [`Stats`](crate::fast_ack::Stats) does for the fast-ack layer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
 #[non_exhaustive]
 pub struct RedbStats {
     /// Write transactions committed.
@@ -288,15 +295,19 @@ impl RedbJournal {
         self.write(Op::Sync).await.map(|_| ())
     }
 
-    #[doc(hidden)]
-    /// Moves the journal's clock (the expiry of done ids) forward, for tests.
+    /// Moves the journal's clock (the expiry of done ids) forward, for tests
+    /// (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn advance_clock(&self, by: Duration) {
         let by = u64::try_from(by.as_millis()).unwrap_or(u64::MAX);
         self.inner.clock.skew_ms.fetch_add(by, Ordering::Relaxed);
     }
 
-    #[doc(hidden)]
-    /// Switches to make the storage fail, for tests of the error path.
+    /// Switches to make the storage fail, for tests of the error path
+    /// (feature `test-util`).
+    #[cfg(feature = "test-util")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "test-util")))]
     pub fn fault_injection(&self) -> FaultInjection {
         self.inner.faults.clone()
     }

@@ -27,7 +27,7 @@ use crate::fast_ack::{DeadLetter, Entry, JournalError};
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::backend::RedbJournal;
+/// use taskhook::backend::redb::RedbJournal;
 ///
 /// let builder = RedbJournal::builder()
 ///     .max_batch(256)
@@ -63,7 +63,7 @@ impl RedbJournalBuilder {
     /// group commit.
     ///
     /// ```
-    /// let builder = taskhook::backend::RedbJournal::builder().max_batch(1);
+    /// let builder = taskhook::backend::redb::RedbJournal::builder().max_batch(1);
     /// # let _ = builder;
     /// ```
     #[must_use]
@@ -81,7 +81,7 @@ impl RedbJournalBuilder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let builder = taskhook::backend::RedbJournal::builder()
+    /// let builder = taskhook::backend::redb::RedbJournal::builder()
     ///     .commit_window(Duration::from_millis(1));
     /// # let _ = builder;
     /// ```
@@ -96,7 +96,7 @@ impl RedbJournalBuilder {
     /// holds pending entries, dead letters and done ids, so it is small).
     ///
     /// ```
-    /// let builder = taskhook::backend::RedbJournal::builder().verify_on_open(false);
+    /// let builder = taskhook::backend::redb::RedbJournal::builder().verify_on_open(false);
     /// # let _ = builder;
     /// ```
     #[must_use]
@@ -108,7 +108,7 @@ impl RedbJournalBuilder {
     /// Sets redb's page cache size in bytes (default 64 MiB).
     ///
     /// ```
-    /// let builder = taskhook::backend::RedbJournal::builder().cache_size(16 << 20);
+    /// let builder = taskhook::backend::redb::RedbJournal::builder().cache_size(16 << 20);
     /// # let _ = builder;
     /// ```
     #[must_use]
@@ -136,7 +136,7 @@ impl RedbJournalBuilder {
     /// deduplicates.
     ///
     /// ```
-    /// let builder = taskhook::backend::RedbJournal::builder().dedup_by_task_id(false);
+    /// let builder = taskhook::backend::redb::RedbJournal::builder().dedup_by_task_id(false);
     /// # let _ = builder;
     /// ```
     #[must_use]
@@ -157,7 +157,7 @@ impl RedbJournalBuilder {
     /// ```
     /// use std::time::Duration;
     ///
-    /// let builder = taskhook::backend::RedbJournal::builder()
+    /// let builder = taskhook::backend::redb::RedbJournal::builder()
     ///     .done_time_to_live(Duration::from_secs(6 * 3600));
     /// # let _ = builder;
     /// ```

@@ -24,11 +24,11 @@ pub use self::builder::RedisJournalBuilder;
 
 /// The default idle time after which another replica takes over an entry:
 /// 60 s.
-pub const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_CLAIM_IDLE: Duration = Duration::from_secs(60);
 
 /// The default number of deliveries after which an entry is dead-lettered
 /// instead of taken over once more: 5.
-pub const DEFAULT_MAX_DELIVERIES: u32 = 5;
+pub(crate) const DEFAULT_MAX_DELIVERIES: u32 = 5;
 
 /// The consumer group every replica joins.
 const GROUP: &str = "taskhook";
