@@ -380,9 +380,7 @@ impl Shared {
     /// The inner service answered a `1xx` to `3xx`: the event is done.
     pub(crate) async fn complete(&self, job: Job, status: http::StatusCode) {
         tracing::debug!(seq = job.seq, %status, "event processed");
-        self.mark_done(&job).await;
-        bump(&self.counters.processed);
-        self.finish(job.seq);
+        self.done(job, &self.counters.processed).await;
     }
 
     /// The inner service answered a `4xx`: it refused an event the provider
@@ -399,9 +397,7 @@ impl Shared {
             %failure,
             "the handler refused the event (4xx); not retried"
         );
-        self.mark_done(&job).await;
-        bump(&self.counters.refused);
-        self.finish(job.seq);
+        self.done(job, &self.counters.refused).await;
     }
 
     /// An attempt failed (`5xx`, error, panic): retried after the policy's
@@ -482,14 +478,17 @@ impl Shared {
         self.finish(seq);
     }
 
-    /// Marks a finished event done in the journal.
-    async fn mark_done(&self, job: &Job) {
+    /// A finished event: done in the journal, counted in `counter`, out of
+    /// the queue.
+    async fn done(&self, job: Job, counter: &AtomicU64) {
         if let Err(error) = self.config.journal.complete(job.seq).await {
             // Still pending in the journal: replayed after a restart, so
             // processed at least once.
             bump(&self.counters.journal_errors);
             tracing::error!(seq = job.seq, %error, "journal could not mark the event done");
         }
+        bump(counter);
+        self.finish(job.seq);
     }
 
     fn finish(&self, seq: u64) {
