@@ -36,8 +36,7 @@ use serde::Deserialize;
 use serde_json::Value;
 use taskhook::TaskEvent;
 
-#[path = "support/bodies.rs"]
-mod bodies;
+use taskhook_test_support::bodies;
 
 fn main() {
     let sizes: Vec<String> = SIZES

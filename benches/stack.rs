@@ -55,8 +55,7 @@ use taskhook::{DedupLayer, PayloadLayer};
 use tokio::runtime::Runtime;
 use tower::{service_fn, Service, ServiceBuilder, ServiceExt};
 
-#[path = "support/bodies.rs"]
-mod bodies;
+use taskhook_test_support::bodies;
 
 #[global_allocator]
 static ALLOC: divan::AllocProfiler = divan::AllocProfiler::system();

@@ -39,8 +39,7 @@ use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 
-#[path = "../benches/support/bodies.rs"]
-mod bodies;
+use taskhook_test_support::bodies;
 
 fn main() {
     let mut args = std::env::args().skip(1);

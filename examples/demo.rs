@@ -12,7 +12,7 @@
 //! the done task ids are in a redb file in a new temporary directory,
 //! removed at the end, or in `--journal PATH`; `--journal memory` or a
 //! build without `redb` keeps them in memory) on
-//! `127.0.0.1:0`, then runs [`taskhook::sim`] against it: by default 5,000
+//! `127.0.0.1:0`, then runs [`taskhook_sim`] against it: by default 5,000
 //! tasks shaped like the provider's samples, 3% pushed twice at once
 //! (immediate), 3% twice on two connections at the same moment
 //! (concurrent), 3% again 60 provider-seconds later, with the provider's
@@ -84,8 +84,8 @@ use axum::handler::Handler;
 use http::StatusCode;
 use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
 use taskhook::server::{serve, ServerLimits};
-use taskhook::sim::{Progress, Schedule, Simulator, UrlPolicy, Workload};
 use taskhook::{FastAckHandle, TaskEvent};
+use taskhook_sim::{Progress, Schedule, Simulator, UrlPolicy, Workload};
 use tokio::net::TcpListener;
 
 use self::receiver::{parse_flags, parse_number, parse_probability, usage, Flag, Rng};

@@ -39,8 +39,7 @@ use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tower::ServiceBuilder;
 
-#[path = "../benches/support/bodies.rs"]
-mod bodies;
+use taskhook_test_support::bodies;
 #[path = "support/modes.rs"]
 mod modes;
 use modes::rss_bytes;

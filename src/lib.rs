@@ -19,8 +19,10 @@
 //!   confirm-by-refetch and Standard Webhooks signatures.
 //! - `server` (feature `server`): a hardened HTTP/1.1 and HTTP/2 server
 //!   to put the route on.
-//! - `sim` (feature `sim`): a simulator of the provider's sending side, for
-//!   demos, end-to-end tests and benchmarks.
+//!
+//! The provider's sending side (its URL rules, delivery with retries,
+//! workloads with duplicates) is a crate of its own, `taskhook-sim`, for
+//! tests and benchmarks of a receiver.
 //!
 //! The status-code policy behind every response the layers write: a 2xx only
 //! once the event is safely accepted; `503` with `Retry-After` for every
@@ -62,7 +64,6 @@
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
-//! | `sim` | `taskhook::sim`: the provider's sending side (URL rules, delivery with retries, fault injection) |
 //! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); implies `moka`; needs Rust 1.89 |
 //! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
@@ -84,9 +85,6 @@ mod response;
 #[cfg(feature = "server")]
 #[cfg_attr(docsrs, doc(cfg(feature = "server")))]
 pub mod server;
-#[cfg(feature = "sim")]
-#[cfg_attr(docsrs, doc(cfg(feature = "sim")))]
-pub mod sim;
 pub mod stack;
 #[cfg(feature = "verify")]
 #[cfg_attr(docsrs, doc(cfg(feature = "verify")))]

@@ -1,3 +1,4 @@
+#![allow(dead_code, unreachable_pub)]
 //! Builds the crate's examples for tests that run them (`tests/examples`,
 //! the receiver processes of `tests/redis`): once per test run, with
 //! `cargo build --examples` into the test's own target directory, profile
@@ -58,7 +59,6 @@ fn features() -> String {
         (cfg!(feature = "axum"), "axum"),
         (cfg!(feature = "verify"), "verify"),
         (cfg!(feature = "refetch"), "refetch"),
-        (cfg!(feature = "sim"), "sim"),
         (cfg!(feature = "redis"), "redis"),
     ]
     .iter()

@@ -18,8 +18,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common/examples.rs"]
+mod examples;
 
 use taskhook::backend::redb::RedbJournal;
 use taskhook::fast_ack::Journal;
@@ -55,12 +55,11 @@ fn receiver_binary(dir: &Path) -> PathBuf {
 }
 
 fn build_receiver() -> PathBuf {
-    if let Err(error) =
-        common::examples::cargo_build(&["--example", "receiver", "--features", "axum,redb"])
+    if let Err(error) = examples::cargo_build(&["--example", "receiver", "--features", "axum,redb"])
     {
         panic!("building the receiver failed:\n{error}");
     }
-    common::examples::built("receiver")
+    examples::built("receiver")
 }
 
 /// SplitMix64: random kill times, reproducible from the printed seed.

@@ -3,8 +3,7 @@
 //! tokio time. One test binary, a module per topic; the shared helpers are
 //! in `support`.
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 mod support;
 
 mod outcomes;

@@ -7,10 +7,9 @@
 //! processed once) and nothing is lost; a 4xx makes the provider give up.
 //!
 //! The URL rules are tested as tables in `tests/sim`.
-#![cfg(all(feature = "sim", feature = "axum"))]
+#![cfg(feature = "axum")]
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 use std::collections::HashMap;
 use std::convert::Infallible;
@@ -24,10 +23,10 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
-use taskhook::sim::{
+use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
+use taskhook_sim::{
     AttemptResult, DuplicateKind, Outcome, Report, Schedule, Simulator, Task, UrlPolicy, Workload,
 };
-use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
 use tower::{service_fn, ServiceBuilder};
 
 /// How the handler treats a task, by its id.

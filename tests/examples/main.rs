@@ -7,19 +7,19 @@
 //! into this test's own target directory, profile and features: when
 //! `cargo test` has just built the examples (it does by default) that is a
 //! no-op, and a test run alone (`--test examples`) still gets fresh ones.
-#![cfg(all(feature = "sim", feature = "axum"))]
+#![cfg(feature = "axum")]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::Duration;
 
-use taskhook::sim::{Schedule, Simulator, UrlPolicy, Workload};
+use taskhook_sim::{Schedule, Simulator, UrlPolicy, Workload};
 
-use self::common::examples::example;
+use self::examples::example;
 
-#[path = "../common/mod.rs"]
-mod common;
+#[path = "../common/examples.rs"]
+mod examples;
 
 /// Kills the child when dropped (a failed assertion must not leave a
 /// server running).

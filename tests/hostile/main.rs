@@ -8,8 +8,7 @@
 //! free loopback port, so the test needs no binary.
 #![cfg(feature = "axum")]
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 #[allow(dead_code, unreachable_pub)]
 #[path = "../../examples/receiver.rs"]

@@ -6,8 +6,7 @@
 //! A "life" is a tokio runtime of its own: dropping it kills every task of
 //! the layer, as a process exit would, and releases the journal file.
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 mod dedup;
 mod recovery;
 

@@ -4,8 +4,7 @@
 //! layers in the wrong order or applied with `.layer`, a non-POST request,
 //! JSON labelled as a form.
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;

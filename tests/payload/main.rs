@@ -1,8 +1,7 @@
 //! The payload layer: in-process edge cases, then real HTTP on loopback with
 //! axum, plain hyper, and a tonic server.
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 use std::convert::Infallible;
 use std::pin::Pin;

@@ -5,11 +5,11 @@
 //! (503 within the timeout bound), Redis restarted (nothing acknowledged
 //! lost).
 
-#[path = "../common/mod.rs"]
-mod common;
-#[cfg(all(feature = "sim", feature = "axum", unix))]
+#[cfg(all(feature = "axum", unix))]
+#[path = "../common/examples.rs"]
+mod examples;
+#[cfg(all(feature = "axum", unix))]
 mod processes;
-#[cfg(feature = "sim")]
 mod replicas;
 mod server;
 

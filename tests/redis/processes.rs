@@ -11,10 +11,10 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use taskhook::backend::redis::{RedisConnection, RedisJournal};
-use taskhook::sim::Workload;
+use taskhook_sim::Workload;
 use tokio::time::Instant;
 
-use super::common::examples::example;
+use super::examples::example;
 use super::replicas::{run_through_a_redis_restart, run_with_disruption, task_ids, Balancer};
 use super::server::RedisServer;
 use super::PATIENCE;

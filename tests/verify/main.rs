@@ -2,8 +2,7 @@
 //! confirm-by-refetch against a fake provider on loopback, and Standard
 //! Webhooks signatures against the specification's test vectors.
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 use std::convert::Infallible;
 use std::io::Write;

@@ -134,7 +134,7 @@ impl Report {
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::sim::Latencies;
+/// use taskhook_sim::Latencies;
 ///
 /// let l = Latencies::new((1..=100).map(Duration::from_millis).collect());
 /// assert_eq!(l.p50(), Some(Duration::from_millis(50)));

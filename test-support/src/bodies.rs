@@ -1,20 +1,17 @@
-//! The request bodies of the benchmarks, shared by `benches/parse.rs`,
-//! `benches/stack.rs` and `examples/bench_server.rs` (each includes this
-//! file with `#[path]`; Cargo does not build `benches/support/` as a
-//! benchmark of its own).
-#![allow(dead_code)]
+//! The request bodies of the benchmarks (`benches/parse.rs`,
+//! `benches/stack.rs`, the bench server and the memory tools).
 
 use serde_json::Value;
 
 /// `completed-image-url-string.json`: a small body (about 300 bytes).
-pub(crate) fn small() -> Vec<u8> {
+pub fn small() -> Vec<u8> {
     include_bytes!("../../tests/fixtures/completed-image-url-string.json").to_vec()
 }
 
 /// `completed-extra-fields.json` with more result images, until it is at
 /// least `min_len` bytes long (1,027 bytes for 1,024; its task id is
 /// `task_01KE11111111111111111EXTRA`).
-pub(crate) fn grown(min_len: usize) -> Vec<u8> {
+pub fn grown(min_len: usize) -> Vec<u8> {
     let fixture = include_bytes!("../../tests/fixtures/completed-extra-fields.json");
     let mut json: Value = serde_json::from_slice(fixture).expect("fixture is JSON");
     let first = json["data"]["result"]["images"][0].clone();

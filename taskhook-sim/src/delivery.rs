@@ -37,7 +37,7 @@ const MAX_RESPONSE_BODY: usize = 64 * 1024;
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::sim::Schedule;
+/// use taskhook_sim::Schedule;
 ///
 /// let fast = Schedule::provider().time_factor(0.01);
 /// assert_eq!(fast.scaled_timeout(), Duration::from_millis(100));
@@ -77,7 +77,7 @@ impl Schedule {
     /// cannot be run is a configuration error, reported when it is made.
     ///
     /// ```
-    /// use taskhook::sim::Schedule;
+    /// use taskhook_sim::Schedule;
     ///
     /// let schedule = Schedule::provider().time_factor(0.01);
     /// ```
@@ -97,7 +97,7 @@ impl Schedule {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::sim::Schedule;
+    /// use taskhook_sim::Schedule;
     ///
     /// let schedule = Schedule::provider().timeout(Duration::from_secs(5));
     /// ```
@@ -112,7 +112,7 @@ impl Schedule {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::sim::Schedule;
+    /// use taskhook_sim::Schedule;
     ///
     /// // No retries at all.
     /// let schedule = Schedule::provider().retry_delays([]);

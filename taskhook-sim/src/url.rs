@@ -27,11 +27,11 @@ pub const PROVIDER_DOMAIN: &str = "apimart.ai";
 /// host); the provider's rules are [`UrlPolicy`]'s job.
 ///
 /// ```
-/// use taskhook::sim::callback_url;
+/// use taskhook_sim::callback_url;
 ///
 /// assert_eq!(callback_url("https://x.com/api/")?, "https://x.com/api/callback");
 /// assert_eq!(callback_url("https://x.com?k=v#top")?, "https://x.com/callback?k=v");
-/// # Ok::<(), taskhook::sim::UrlError>(())
+/// # Ok::<(), taskhook_sim::UrlError>(())
 /// ```
 pub fn callback_url(base: &str) -> Result<Uri, UrlError> {
     let without_fragment = base.split('#').next().unwrap_or_default();
@@ -147,7 +147,7 @@ impl fmt::Display for AddressKind {
 ///
 /// ```
 /// use std::net::IpAddr;
-/// use taskhook::sim::{classify, AddressKind};
+/// use taskhook_sim::{classify, AddressKind};
 ///
 /// let ip: IpAddr = "::ffff:10.1.2.3".parse().unwrap();
 /// assert_eq!(classify(ip), Some(AddressKind::Private));
@@ -249,7 +249,7 @@ fn classify_v6(ip: Ipv6Addr) -> Option<AddressKind> {
 /// and the port rule.
 ///
 /// ```
-/// use taskhook::sim::{callback_url, UrlError, UrlPolicy};
+/// use taskhook_sim::{callback_url, UrlError, UrlPolicy};
 ///
 /// let policy = UrlPolicy::new();
 /// assert!(policy.check(&callback_url("https://hooks.example.com/s3cr3t")?).is_ok());
@@ -289,7 +289,7 @@ impl UrlPolicy {
     /// subdomains). Case and a trailing dot do not matter.
     ///
     /// ```
-    /// use taskhook::sim::UrlPolicy;
+    /// use taskhook_sim::UrlPolicy;
     ///
     /// let policy = UrlPolicy::new().provider_domains(["apimart.ai", "apimart.cn"]);
     /// ```
@@ -313,12 +313,12 @@ impl UrlPolicy {
     /// still refused, and so is the provider's domain.
     ///
     /// ```
-    /// use taskhook::sim::{callback_url, UrlPolicy};
+    /// use taskhook_sim::{callback_url, UrlPolicy};
     ///
     /// let policy = UrlPolicy::new().allow_loopback_for_local_testing();
     /// assert!(policy.check(&callback_url("http://127.0.0.1:54321")?).is_ok());
     /// assert!(policy.check(&callback_url("http://10.0.0.1:54321")?).is_err());
-    /// # Ok::<(), taskhook::sim::UrlError>(())
+    /// # Ok::<(), taskhook_sim::UrlError>(())
     /// ```
     #[must_use]
     pub fn allow_loopback_for_local_testing(mut self) -> Self {
@@ -342,7 +342,7 @@ impl UrlPolicy {
     /// Checks one address against the address rule.
     ///
     /// ```
-    /// use taskhook::sim::UrlPolicy;
+    /// use taskhook_sim::UrlPolicy;
     ///
     /// assert!(UrlPolicy::new().check_ip("100.64.0.1".parse().unwrap()).is_err());
     /// assert!(UrlPolicy::new().check_ip("2606:4700::1".parse().unwrap()).is_ok());

@@ -1,7 +1,7 @@
-//! A simulator of the provider's sending side (feature `sim`): the callback
-//! URL rule, the URL checks, delivery with the provider's timeout and
-//! retries, and a workload with fault injection. For demos, end-to-end tests
-//! and benchmarks of a receiver.
+//! A simulator of the provider's sending side: the callback URL rule, the
+//! URL checks, delivery with the provider's timeout and retries, and a
+//! workload with fault injection. For demos, end-to-end tests and
+//! benchmarks of a receiver ([taskhook]'s, or yours in any language).
 //!
 //! - [`callback_url`] builds `<base>/callback` from the `webhook` base URL,
 //!   as the provider does (one slash, query kept, fragment dropped).
@@ -24,6 +24,8 @@
 //!   and returns a [`Report`]: every push of every task, a [`Summary`] of
 //!   counts, ack [`Latencies`] and throughput. [`Progress`] is a live view
 //!   for a progress bar.
+//!
+//! [taskhook]: https://docs.rs/taskhook
 //!
 //! # Decisions where the provider's docs are silent
 //!
@@ -53,7 +55,7 @@
 //!
 //! ```
 //! use axum::{routing::post, Router};
-//! use taskhook::sim::{Schedule, Simulator, UrlPolicy, Workload};
+//! use taskhook_sim::{Schedule, Simulator, UrlPolicy, Workload};
 //! use taskhook::{PayloadLayer, TaskEvent};
 //! use tower::ServiceBuilder;
 //!
@@ -93,4 +95,4 @@ pub use self::delivery::{Attempt, AttemptResult, Outcome, Push, PushKind, Schedu
 pub use self::report::{Latencies, Report, Summary, TaskRecord};
 pub use self::simulator::{Progress, RunError, Simulator};
 pub use self::url::{callback_url, classify, AddressKind, UrlError, UrlPolicy, PROVIDER_DOMAIN};
-pub use self::workload::{DuplicateKind, Mix, Task, TaskKind, Workload};
+pub use self::workload::{DuplicateKind, InvalidPayload, Mix, Task, TaskKind, Workload};

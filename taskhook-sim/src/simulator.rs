@@ -33,7 +33,7 @@ pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::sim::{Schedule, Simulator, UrlPolicy};
+/// use taskhook_sim::{Schedule, Simulator, UrlPolicy};
 ///
 /// let simulator = Simulator::new()
 ///     .url_policy(UrlPolicy::new().allow_loopback_for_local_testing())
@@ -65,7 +65,7 @@ impl Simulator {
     /// this machine).
     ///
     /// ```
-    /// use taskhook::sim::{Simulator, UrlPolicy};
+    /// use taskhook_sim::{Simulator, UrlPolicy};
     ///
     /// let simulator = Simulator::new().url_policy(UrlPolicy::new().allow_loopback_for_local_testing());
     /// ```
@@ -78,7 +78,7 @@ impl Simulator {
     /// Sets the timeout, the retry delays and the time factor.
     ///
     /// ```
-    /// use taskhook::sim::{Schedule, Simulator};
+    /// use taskhook_sim::{Schedule, Simulator};
     ///
     /// let simulator = Simulator::new().schedule(Schedule::provider().time_factor(0.01));
     /// ```
@@ -91,7 +91,7 @@ impl Simulator {
     /// Sets the most HTTP requests in flight at once (default 64, at least 1).
     ///
     /// ```
-    /// use taskhook::sim::Simulator;
+    /// use taskhook_sim::Simulator;
     ///
     /// let simulator = Simulator::new().concurrency(256);
     /// ```
@@ -282,7 +282,7 @@ impl From<UrlError> for RunError {
 /// share the counters.
 ///
 /// ```
-/// use taskhook::sim::Simulator;
+/// use taskhook_sim::Simulator;
 ///
 /// let simulator = Simulator::new();
 /// let progress = simulator.progress();

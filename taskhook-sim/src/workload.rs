@@ -1,13 +1,11 @@
 //! Workloads: task payloads built like the provider's samples, and the
 //! duplicate pushes injected on top.
 
+use std::fmt;
 use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
-
-use crate::event::PayloadError;
-use crate::TaskEvent;
 
 /// The kinds of task a [`Workload`] generates, after the provider's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -71,7 +69,7 @@ impl TaskKind {
 /// cancelled 10.
 ///
 /// ```
-/// use taskhook::sim::{Mix, TaskKind};
+/// use taskhook_sim::{Mix, TaskKind};
 ///
 /// // Only videos.
 /// let videos = Mix::only(TaskKind::Video);
@@ -96,7 +94,7 @@ impl Mix {
     /// Sets the weight of `kind` (0 for none).
     ///
     /// ```
-    /// use taskhook::sim::{Mix, TaskKind};
+    /// use taskhook_sim::{Mix, TaskKind};
     ///
     /// let more_video = Mix::default().weight(TaskKind::Video, 50);
     /// ```
@@ -163,7 +161,7 @@ impl Task {
     /// no [`urls`](Self::urls).
     ///
     /// ```
-    /// use taskhook::sim::Task;
+    /// use taskhook_sim::Task;
     ///
     /// let broken = Task::new("task_broken", "{not json");
     /// assert_eq!(broken.payload().as_ref(), b"{not json");
@@ -178,24 +176,33 @@ impl Task {
         }
     }
 
-    /// A task from a payload of your own (a sample file, an edge case). The
-    /// id and the result URLs are read with [`TaskEvent::from_slice`].
+    /// A task from a payload of your own (a sample file, an edge case): the
+    /// task-status JSON, enveloped (`{"code":200,"data":{...}}`) or not. The
+    /// id is `data.id`; the result URLs are every `url` (a string or an
+    /// array of strings) of the media lists under `data.result`.
     ///
     /// ```
-    /// use taskhook::sim::{DuplicateKind, Task};
+    /// use taskhook_sim::{DuplicateKind, Task};
     ///
     /// let task = Task::from_payload(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#)?
     ///     .duplicate(DuplicateKind::Concurrent);
     /// assert_eq!(task.id(), "task_01");
-    /// # Ok::<(), taskhook::event::PayloadError>(())
+    /// # Ok::<(), taskhook_sim::InvalidPayload>(())
     /// ```
-    pub fn from_payload(payload: impl Into<Bytes>) -> Result<Self, PayloadError> {
+    pub fn from_payload(payload: impl Into<Bytes>) -> Result<Self, InvalidPayload> {
         let payload = payload.into();
-        let event = TaskEvent::from_slice(&payload)?;
+        let json: Value = serde_json::from_slice(&payload)
+            .map_err(|e| InvalidPayload(format!("not JSON: {e}")))?;
+        let data = json.get("data").unwrap_or(&json);
+        let id = data
+            .get("id")
+            .and_then(Value::as_str)
+            .filter(|id| !id.is_empty())
+            .ok_or_else(|| InvalidPayload("no task id (`data.id`, a string)".to_owned()))?;
         Ok(Self {
-            id: event.id().to_owned(),
+            id: id.to_owned(),
             kind: None,
-            urls: event.urls().map(|u| u.url().to_owned()).collect(),
+            urls: result_urls(data),
             payload,
             duplicates: Vec::new(),
         })
@@ -205,7 +212,7 @@ impl Task {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::sim::{DuplicateKind, Task};
+    /// use taskhook_sim::{DuplicateKind, Task};
     ///
     /// let task = Task::new("task_01", "{}")
     ///     .duplicate(DuplicateKind::Immediate)
@@ -254,7 +261,7 @@ impl Task {
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook::sim::Workload;
+/// use taskhook_sim::Workload;
 ///
 /// let workload = Workload::new(1000)
 ///     .seed(7)
@@ -296,7 +303,7 @@ impl Workload {
     /// Sets the seed of the generator.
     ///
     /// ```
-    /// use taskhook::sim::Workload;
+    /// use taskhook_sim::Workload;
     ///
     /// assert_ne!(Workload::new(5).seed(1).generate(), Workload::new(5).seed(2).generate());
     /// ```
@@ -309,7 +316,7 @@ impl Workload {
     /// Sets the share of each kind of task.
     ///
     /// ```
-    /// use taskhook::sim::{Mix, TaskKind, Workload};
+    /// use taskhook_sim::{Mix, TaskKind, Workload};
     ///
     /// let workload = Workload::new(10).mix(Mix::only(TaskKind::Audio));
     /// assert!(workload.generate().iter().all(|t| t.kind() == Some(TaskKind::Audio)));
@@ -324,7 +331,7 @@ impl Workload {
     /// right after its first push ends.
     ///
     /// ```
-    /// use taskhook::sim::Workload;
+    /// use taskhook_sim::Workload;
     ///
     /// let every_task_twice = Workload::new(10).immediate_duplicates(1.0);
     /// ```
@@ -338,7 +345,7 @@ impl Workload {
     /// at the same moment.
     ///
     /// ```
-    /// use taskhook::sim::Workload;
+    /// use taskhook_sim::Workload;
     ///
     /// let workload = Workload::new(10).concurrent_duplicates(0.5);
     /// ```
@@ -353,7 +360,7 @@ impl Workload {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::sim::Workload;
+    /// use taskhook_sim::Workload;
     ///
     /// let workload = Workload::new(10).later_duplicates(0.1, Duration::from_secs(600));
     /// ```
@@ -531,3 +538,36 @@ impl Rng {
         x < p
     }
 }
+
+/// The `url`s of the media items under `data.result` (each a string or an
+/// array of strings), in order.
+fn result_urls(data: &Value) -> Vec<String> {
+    let Some(result) = data.get("result").and_then(Value::as_object) else {
+        return Vec::new();
+    };
+    let items = result.values().filter_map(Value::as_array).flatten();
+    let urls = items.filter_map(|item| item.get("url"));
+    urls.flat_map(|url| match url {
+        Value::String(url) => vec![url.clone()],
+        Value::Array(urls) => urls
+            .iter()
+            .filter_map(Value::as_str)
+            .map(str::to_owned)
+            .collect(),
+        _ => Vec::new(),
+    })
+    .collect()
+}
+
+/// A payload [`Task::from_payload`] could not read: not JSON, or without a
+/// task id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InvalidPayload(String);
+
+impl fmt::Display for InvalidPayload {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid task payload: {}", self.0)
+    }
+}
+
+impl std::error::Error for InvalidPayload {}

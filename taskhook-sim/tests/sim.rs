@@ -1,9 +1,7 @@
 //! The provider simulator: the URL rule and checks as tables, then delivery
 //! against scripted receivers on loopback under paused tokio time.
-#![cfg(feature = "sim")]
 
-#[path = "../common/mod.rs"]
-mod common;
+use taskhook_test_support as common;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
@@ -15,11 +13,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::Router;
 use bytes::Bytes;
 use http::StatusCode;
-use taskhook::sim::{
+use taskhook::{PayloadLayer, TaskEvent, TaskStatus};
+use taskhook_sim::{
     callback_url, AddressKind, AttemptResult, DuplicateKind, Mix, Outcome, PushKind, RunError,
     Schedule, Simulator, Task, TaskKind, UrlError, UrlPolicy, Workload,
 };
-use taskhook::{PayloadLayer, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
 use tokio::time::Instant;
 
@@ -526,7 +524,7 @@ fn one_task() -> Task {
     Task::from_payload(common::fixture("completed-image-url-array")).unwrap()
 }
 
-fn statuses(push: &taskhook::sim::Push) -> Vec<Option<u16>> {
+fn statuses(push: &taskhook_sim::Push) -> Vec<Option<u16>> {
     push.attempts
         .iter()
         .map(|a| a.result.status().map(|s| s.as_u16()))

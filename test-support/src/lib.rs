@@ -1,17 +1,22 @@
-//! Helpers shared by the integration tests: servers on loopback and a raw
-//! HTTP/1.1 client that shows exactly what went over the wire.
-#![allow(dead_code, unreachable_pub)]
+//! Helpers shared by taskhook's tests, benchmarks and tools (not
+//! published): the sample payloads of `tests/fixtures/`, the benchmark
+//! bodies, servers on loopback, a raw HTTP/1.1 client that shows exactly
+//! what went over the wire, and a one-call exchange with a tower service.
 
-pub mod examples;
+pub mod bodies;
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
-/// A sample payload from `tests/fixtures/`.
+/// The directory of the sample payloads: `tests/fixtures/` of the
+/// `taskhook` crate (they ship with it).
+pub const FIXTURES: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures");
+
+/// The sample payload `tests/fixtures/<name>.json`; panics if it is not there.
 pub fn fixture(name: &str) -> Vec<u8> {
-    let path = format!("{}/tests/fixtures/{name}.json", env!("CARGO_MANIFEST_DIR"));
+    let path = format!("{FIXTURES}/{name}.json");
     std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"))
 }
 
@@ -26,12 +31,16 @@ pub async fn serve_axum(router: axum::Router) -> SocketAddr {
 /// An HTTP response as read off the socket.
 #[derive(Debug)]
 pub struct RawResponse {
+    /// The status code.
     pub status: u16,
+    /// The status line and the headers.
     pub head: String,
+    /// The body (de-chunked), lossily decoded as UTF-8.
     pub body: String,
 }
 
 impl RawResponse {
+    /// The value of header `name` (case-insensitive), trimmed.
     pub fn header(&self, name: &str) -> Option<&str> {
         self.head.lines().find_map(|line| {
             let (k, v) = line.split_once(':')?;
@@ -39,6 +48,7 @@ impl RawResponse {
         })
     }
 
+    /// The body as JSON; panics if it is not.
     pub fn json(&self) -> serde_json::Value {
         serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {}", self.body))
     }
@@ -148,11 +158,15 @@ pub fn callback(id: &str) -> http::Request<http_body_util::Full<bytes::Bytes>> {
 }
 
 /// What a stack answered to [`send`].
+#[derive(Debug)]
 pub struct Answer {
+    /// The status code.
     pub status: http::StatusCode,
+    /// The `retry-after` header.
     pub retry_after: Option<String>,
     /// The `taskhook-duplicate` header.
     pub duplicate: Option<String>,
+    /// The body as JSON (`Null` if it is not).
     pub json: serde_json::Value,
 }
 
