@@ -64,8 +64,8 @@
 //! The [`DedupStore`] trait (claim / complete / release / wait) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
 //! expire on their own. The in-process stores, the default
-//! [`CompactStore`](crate::backend::CompactStore) and the
-//! [`MokaStore`](crate::backend::MokaStore), measure deadlines on
+//! [`CompactStore`](crate::backend::CompactStore) and the `MokaStore`
+//! (feature `moka`), both in [`backend`](crate::backend), measure deadlines on
 //! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
 //! and claim timeouts in tests. The layer needs a
 //! tokio runtime (timers, and a task for a call whose client left).
