@@ -77,7 +77,7 @@
 //!     .timeout(Duration::from_secs(3)) // past it, `503`: the provider retries
 //!     .retry_after(Duration::from_secs(30)) // of the `503`s
 //!     .compare_urls(false); // the default: id and status must agree, links may differ
-//! let stats = refetch.stats();
+//! let counted = refetch.clone(); // shares the counters, for `stats()` later
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(refetch)
@@ -96,7 +96,8 @@
 //!     .body(r#"{"code":200,"data":{"id":"task_99","status":"completed"}}"#.to_owned())
 //!     .unwrap();
 //! assert_eq!(service.oneshot(forged).await?.status(), StatusCode::FORBIDDEN);
-//! assert_eq!((stats.confirmed(), stats.forged()), (1, 1));
+//! let stats = counted.stats();
+//! assert_eq!((stats.confirmed, stats.forged), (1, 1));
 //! # Ok(()) }
 //! ```
 
