@@ -35,7 +35,8 @@ use axum::Router;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
-use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
+use taskhook::fast_ack::journal::MemoryJournal;
+use taskhook::fast_ack::FastAckLayer;
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tower::ServiceBuilder;
 

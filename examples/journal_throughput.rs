@@ -30,7 +30,8 @@ use http::{Request, Response, StatusCode};
 use http_body_util::Full;
 use taskhook::backend::redb::RedbJournal;
 use taskhook::body::BufferedBody;
-use taskhook::fast_ack::{FastAckLayer, MemoryJournal};
+use taskhook::fast_ack::journal::MemoryJournal;
+use taskhook::fast_ack::FastAckLayer;
 use taskhook::PayloadLayer;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 

@@ -505,7 +505,7 @@ mod tests {
             Rejection::refused(&Refusal::Starting, after),
             Rejection::refused(&Refusal::ShuttingDown, after),
             Rejection::refused(
-                &Refusal::Journal(crate::fast_ack::JournalError::other("x")),
+                &Refusal::Journal(crate::fast_ack::journal::JournalError::other("x")),
                 after,
             ),
             Rejection::accept_failed(after),

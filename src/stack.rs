@@ -87,9 +87,8 @@ use tower_service::Service;
 use crate::backend::CompactStore;
 use crate::body::BufferedBody;
 use crate::dedup::{ById, Dedup, DedupLayer};
-use crate::fast_ack::{
-    FastAck, FastAckBuilder, FastAckHandle, FastAckLayer, Journal, ResponseStatus,
-};
+use crate::fast_ack::journal::Journal;
+use crate::fast_ack::{FastAck, FastAckBuilder, FastAckHandle, FastAckLayer, ResponseStatus};
 use crate::payload::{Payload, PayloadLayer};
 
 /// The service [`CallbackStack::build`] makes: payload → dedup → fast-ack →

@@ -46,7 +46,7 @@ const IN_FLIGHT: u32 = 1 << 31;
 /// (the claim's number while in flight, the completion's number once done).
 /// At 1,000,000 keys that is about 52 bytes of resident memory
 /// per key with the table's free slots, against about 407 for the
-/// [`MokaStore`](super::MokaStore); a dedup decision takes 0.1 to 0.4 µs
+/// `MokaStore` (feature `moka`); a dedup decision takes 0.1 to 0.4 µs
 /// where the moka store takes 1 to 3 µs (`BENCHMARKS.md`). It is the default
 /// store of [`DedupLayer::new`](crate::DedupLayer::new).
 ///
@@ -64,7 +64,7 @@ const IN_FLIGHT: u32 = 1 << 31;
 ///   let a duplicate run beside its first request.
 /// - **Compact keys**: a key is stored as a 128-bit hash (SipHash-1-3 with a
 ///   128-bit output, under a random per-store key), as in the
-///   [`MokaStore`](super::MokaStore): two distinct ids collide with
+///   `MokaStore`: two distinct ids collide with
 ///   probability about n² / 2¹²⁹ (10⁻²⁷ at a million ids) and the secret key
 ///   keeps a sender from forging a collision.
 /// - **Exact expiry on tokio time**: deadlines are whole seconds since the

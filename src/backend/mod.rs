@@ -4,7 +4,7 @@
 //! - [`CompactStore`], in process memory, the default
 //!   [`DedupStore`](crate::dedup::DedupStore): a sharded table of 24-byte
 //!   entries, about 52 bytes per remembered id at 1,000,000 ids.
-//! - [`MokaStore`] (feature `moka`), in process memory, on a moka cache: exact LRU
+//! - `MokaStore` (feature `moka`), in process memory, on a moka cache: exact LRU
 //!   eviction, about 400 bytes per remembered id and 5 to 30 times slower
 //!   (`BENCHMARKS.md`).
 //! - `redis` (feature `redis`): `RedisStore` and `RedisJournal`, shared by

@@ -12,7 +12,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 use super::layer::Config;
-use super::metrics::{Counter, DedupMetrics};
+use super::stats::{Counter, Counters};
 use super::{Claim, DedupKey, DedupStore};
 use crate::body::ResponseBody;
 use crate::detach::Detach;
@@ -105,7 +105,7 @@ pub(super) fn run<S, St, ReqBody, ResBody>(
     key: Option<DedupKey>,
     event: TaskEvent,
     store: Arc<St>,
-    metrics: DedupMetrics,
+    counters: Arc<Counters>,
     config: Config,
 ) -> impl Future<Output = Result<Response<ResponseBody<ResBody>>, S::Error>> + Send + 'static
 where
@@ -121,7 +121,7 @@ where
             tracing::trace!(id = event.id(), "no dedup key: passed through");
             return Ok(inner.call(req).await?.map(ResponseBody::new));
         };
-        let token = match acquire(&*store, &key, event.id(), &metrics, &config).await {
+        let token = match acquire(&*store, &key, event.id(), &counters, &config).await {
             Acquired::Claimed(token) => token,
             Acquired::Bypass => return Ok(inner.call(req).await?.map(ResponseBody::new)),
             Acquired::Answer(response) => return Ok(response),
@@ -141,7 +141,7 @@ where
                 key,
                 token,
                 event,
-                metrics,
+                counters,
             }),
             outcome: Outcome::Release("panicked or cancelled"),
         };
@@ -182,26 +182,26 @@ async fn acquire<St: DedupStore, B>(
     store: &St,
     key: &DedupKey,
     id: &str,
-    metrics: &DedupMetrics,
+    counters: &Counters,
     config: &Config,
 ) -> Acquired<St::Token, B> {
     let mut deadline: Option<Option<Instant>> = None;
     loop {
         let error = match store.claim(key).await {
             Ok(Claim::Acquired(token)) => {
-                metrics.incr(Counter::First);
+                counters.incr(Counter::First);
                 tracing::debug!(id, %key, "dedup: claimed");
                 return Acquired::Claimed(token);
             }
             Ok(Claim::Done) => {
-                metrics.incr(Counter::DuplicateDone);
+                counters.incr(Counter::DuplicateDone);
                 tracing::debug!(id, %key, "dedup: duplicate of a processed callback");
                 return Acquired::Answer(response::duplicate(Some(id), "done"));
             }
             Ok(Claim::InFlight) => {
                 // `None` inside: a wait bound too large to be an instant.
                 let deadline = *deadline.get_or_insert_with(|| {
-                    metrics.incr(Counter::DuplicateInFlight);
+                    counters.incr(Counter::DuplicateInFlight);
                     tracing::debug!(id, %key, "dedup: in flight elsewhere, waiting");
                     Instant::now().checked_add(config.wait_timeout)
                 });
@@ -220,7 +220,7 @@ async fn acquire<St: DedupStore, B>(
                     Some(Ok(())) => continue,
                     Some(Err(error)) => error,
                     None => {
-                        metrics.incr(Counter::WaitTimeout);
+                        counters.incr(Counter::WaitTimeout);
                         tracing::debug!(id, %key, "dedup: still in flight after the wait bound");
                         return Acquired::Answer(
                             Rejection::duplicate_in_flight(config.retry_after).into_response(),
@@ -230,7 +230,7 @@ async fn acquire<St: DedupStore, B>(
             }
             Err(error) => error,
         };
-        metrics.incr(Counter::StoreError);
+        counters.incr(Counter::StoreError);
         if config.fail_open {
             tracing::warn!(id, %key, %error, "dedup: store failed, passing through (fail-open)");
             return Acquired::Bypass;
@@ -255,7 +255,7 @@ struct Held<St: DedupStore> {
     token: St::Token,
     /// The callback (cheap to clone), for its id in logs.
     event: TaskEvent,
-    metrics: DedupMetrics,
+    counters: Arc<Counters>,
 }
 
 impl<St: DedupStore> Held<St> {
@@ -268,13 +268,13 @@ impl<St: DedupStore> Held<St> {
         match (result, outcome) {
             (Ok(()), Outcome::Done) => tracing::debug!(id, %key, "dedup: done"),
             (Ok(()), Outcome::Release(reason)) => {
-                self.metrics.incr(Counter::Released);
+                self.counters.incr(Counter::Released);
                 tracing::debug!(id, %key, reason, "dedup: released");
             }
             (Err(error), _) => {
                 // The claim expires on its own after the store's claim
                 // timeout; until then duplicates wait or get a 503.
-                self.metrics.incr(Counter::StoreError);
+                self.counters.incr(Counter::StoreError);
                 tracing::warn!(id, %key, %error, ?outcome, "dedup: store failed to record the outcome");
             }
         }

@@ -4,7 +4,8 @@ use std::time::Duration;
 
 use tower_layer::Layer;
 
-use super::{ById, Dedup, DedupMetrics, DedupStore, KeyExtractor};
+use super::stats::Counters;
+use super::{ById, Dedup, DedupStats, DedupStore, KeyExtractor};
 use crate::backend::CompactStore;
 use crate::response::DEFAULT_RETRY_AFTER;
 
@@ -35,16 +36,17 @@ impl Default for Config {
 /// Applies [`Dedup`] to a service: run the inner service once per key (by
 /// default the task id), answer duplicates with `200`.
 ///
-/// The store and the [`metrics`](Self::metrics) are created once, here, and
-/// shared by every service the layer makes: apply one layer value to every
-/// route that must share its memory of task ids.
+/// The store and the counters (read with [`stats`](Self::stats)) are
+/// created once, here, and shared by every service the layer makes and by
+/// the layer's clones: apply one layer value to every route that must share
+/// its memory of task ids.
 ///
 /// See the [module docs](crate::dedup) for the behaviour, and its
 /// [example](crate::dedup#example) for the settings.
 pub struct DedupLayer<K = ById, St = CompactStore> {
     key: K,
     store: Arc<St>,
-    metrics: DedupMetrics,
+    counters: Arc<Counters>,
     config: Config,
 }
 
@@ -79,7 +81,7 @@ impl<St: DedupStore> DedupLayer<ById, St> {
         Self {
             key: ById,
             store: Arc::new(store),
-            metrics: DedupMetrics::new(),
+            counters: Arc::default(),
             config: Config::default(),
         }
     }
@@ -92,7 +94,7 @@ impl<K, St> DedupLayer<K, St> {
         DedupLayer {
             key,
             store: self.store,
-            metrics: self.metrics,
+            counters: self.counters,
             config: self.config,
         }
     }
@@ -142,9 +144,10 @@ impl<K, St> DedupLayer<K, St> {
         self
     }
 
-    /// The counters of this layer, shared by every service it makes.
-    pub fn metrics(&self) -> DedupMetrics {
-        self.metrics.clone()
+    /// A snapshot of the counters of this layer, shared by every service it
+    /// makes and by its clones, read now.
+    pub fn stats(&self) -> DedupStats {
+        self.counters.snapshot()
     }
 
     /// The store of this layer.
@@ -158,7 +161,7 @@ impl<K: Clone, St> Clone for DedupLayer<K, St> {
         Self {
             key: self.key.clone(),
             store: Arc::clone(&self.store),
-            metrics: self.metrics.clone(),
+            counters: Arc::clone(&self.counters),
             config: self.config,
         }
     }
@@ -169,7 +172,7 @@ impl<K: fmt::Debug, St: fmt::Debug> fmt::Debug for DedupLayer<K, St> {
         f.debug_struct("DedupLayer")
             .field("key", &self.key)
             .field("store", &self.store)
-            .field("metrics", &self.metrics)
+            .field("stats", &self.stats())
             .field("wait_timeout", &self.config.wait_timeout)
             .field("retry_after", &self.config.retry_after)
             .field(
@@ -189,7 +192,7 @@ impl<S, K: Clone, St> Layer<S> for DedupLayer<K, St> {
             inner,
             self.key.clone(),
             Arc::clone(&self.store),
-            self.metrics.clone(),
+            Arc::clone(&self.counters),
             self.config,
         )
     }

@@ -52,8 +52,9 @@
 //!
 //! # Observability
 //!
-//! [`DedupLayer::metrics`] hands out [`DedupMetrics`], counters shared by
-//! every service of the layer. `tracing` events at `debug` level (`warn` for
+//! [`DedupLayer::stats`] (and [`Dedup::stats`]) read a [`DedupStats`]
+//! snapshot of the counters shared by the layer, its clones and every
+//! service it makes. `tracing` events at `debug` level (`warn` for
 //! store failures) carry the task id as the `id` field and the key as `key`:
 //! `dedup: claimed`, `dedup: duplicate of a processed callback`,
 //! `dedup: in flight elsewhere, waiting`, `dedup: released` (with a `reason`),
@@ -64,8 +65,8 @@
 //! The [`DedupStore`] trait (claim / complete / release / wait) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
 //! expire on their own. The in-process stores, the default
-//! [`CompactStore`](crate::backend::CompactStore) and the
-//! [`MokaStore`](crate::backend::MokaStore), measure deadlines on
+//! [`CompactStore`](crate::backend::CompactStore) and the `MokaStore`
+//! (feature `moka`), both in [`backend`](crate::backend), measure deadlines on
 //! [`tokio::time::Instant`], so `tokio::time::pause` and `advance` drive TTLs
 //! and claim timeouts in tests. The layer needs a
 //! tokio runtime (timers, and a task for a call whose client left).
@@ -88,7 +89,7 @@
 //!     .retry_after(Duration::from_secs(30)) // of the `503`s
 //!     .remember_client_errors(true) // the default: a `4xx` marks the id done
 //!     .fail_open(false); // the default: a store failure is `503`, not a second run
-//! let metrics = dedup.metrics();
+//! let counted = dedup.clone(); // shares the counters, for `stats()` later
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(dedup)
@@ -110,20 +111,21 @@
 //! let again = service.oneshot(push()).await?;
 //! assert_eq!(again.status(), StatusCode::OK);
 //! assert_eq!(again.headers()[&DUPLICATE_HEADER], "done");
-//! assert_eq!((metrics.first(), metrics.duplicate_done()), (1, 1));
+//! let stats = counted.stats();
+//! assert_eq!((stats.first, stats.duplicate_done), (1, 1));
 //! # Ok(()) }
 //! ```
 
 pub mod future;
 mod key;
 mod layer;
-mod metrics;
 mod service;
+mod stats;
 mod store;
 
 pub use self::key::{ById, ByIdAndStatus, DedupKey, KeyExtractor};
 pub use self::layer::DedupLayer;
-pub use self::metrics::DedupMetrics;
 pub use self::service::Dedup;
+pub use self::stats::DedupStats;
 pub use self::store::{Claim, DedupStore};
 pub use crate::response::DUPLICATE_HEADER;

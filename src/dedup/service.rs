@@ -7,7 +7,8 @@ use tower_service::Service;
 
 use super::future::{self, ResponseFuture};
 use super::layer::Config;
-use super::{ById, DedupLayer, DedupMetrics, DedupStore, KeyExtractor};
+use super::stats::Counters;
+use super::{ById, DedupLayer, DedupStats, DedupStore, KeyExtractor};
 use crate::backend::CompactStore;
 use crate::body::ResponseBody;
 use crate::response::Rejection;
@@ -23,7 +24,7 @@ pub struct Dedup<S, K = ById, St = CompactStore> {
     inner: S,
     key: K,
     store: Arc<St>,
-    metrics: DedupMetrics,
+    counters: Arc<Counters>,
     config: Config,
 }
 
@@ -48,21 +49,22 @@ impl<S, K, St> Dedup<S, K, St> {
         inner: S,
         key: K,
         store: Arc<St>,
-        metrics: DedupMetrics,
+        counters: Arc<Counters>,
         config: Config,
     ) -> Self {
         Self {
             inner,
             key,
             store,
-            metrics,
+            counters,
             config,
         }
     }
 
-    /// The counters of this service (shared with its layer).
-    pub fn metrics(&self) -> DedupMetrics {
-        self.metrics.clone()
+    /// A snapshot of the counters of this service (shared with its layer),
+    /// read now.
+    pub fn stats(&self) -> DedupStats {
+        self.counters.snapshot()
     }
 
     inner_service_accessors!();
@@ -74,7 +76,7 @@ impl<S: Clone, K: Clone, St> Clone for Dedup<S, K, St> {
             inner: self.inner.clone(),
             key: self.key.clone(),
             store: Arc::clone(&self.store),
-            metrics: self.metrics.clone(),
+            counters: Arc::clone(&self.counters),
             config: self.config,
         }
     }
@@ -86,7 +88,7 @@ impl<S: fmt::Debug, K: fmt::Debug, St: fmt::Debug> fmt::Debug for Dedup<S, K, St
             .field("inner", &self.inner)
             .field("key", &self.key)
             .field("store", &self.store)
-            .field("metrics", &self.metrics)
+            .field("stats", &self.stats())
             .field("config", &self.config)
             .finish()
     }
@@ -134,7 +136,7 @@ where
             key,
             event,
             Arc::clone(&self.store),
-            self.metrics.clone(),
+            Arc::clone(&self.counters),
             self.config,
         ))
     }

@@ -88,7 +88,7 @@ pub struct DeadLetter {
 
 impl DeadLetter {
     /// Rebuilds a dead letter from its journal entry, for a durable
-    /// [`Journal`](super::Journal) that reads it back at start-up.
+    /// [`Journal`](super::journal::Journal) that reads it back at start-up.
     ///
     /// # Errors
     ///

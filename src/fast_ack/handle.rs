@@ -244,7 +244,7 @@ impl FastAckHandle {
     /// with `Retry-After`, so the provider sends them again later, to this
     /// or another instance), lets the workers finish the queue, the running
     /// attempts and the retries until `timeout` has passed, then stops them,
-    /// [syncs](super::Journal::sync) the journal and reports what was left.
+    /// [syncs](super::journal::Journal::sync) the journal and reports what was left.
     ///
     /// What is left stays pending in the journal (a durable journal runs it
     /// after the next start). Calling it again reports the same state.

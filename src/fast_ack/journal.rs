@@ -1,5 +1,136 @@
-//! The [`Journal`] between accepting an event and processing it, and
-//! [`MemoryJournal`], its in-memory implementation.
+//! The journal of the fast-ack layer: where an event is written before it
+//! is acknowledged, and marked done once it has been processed.
+//!
+//! [`FastAckLayer`](super::FastAckLayer) answers `202 Accepted` before the
+//! handler runs, so the event must be somewhere that outlives the answer:
+//! the journal. This module holds what an implementation needs:
+//!
+//! - [`Journal`], the trait the layer calls;
+//! - [`Record`], what the layer appends (the task id and the encoded
+//!   request, opaque to the journal), and [`Entry`], a record under the
+//!   sequence number the journal gave it;
+//! - [`Appended`], what an append did (a sequence number, or a duplicate
+//!   for a journal that also deduplicates by task id);
+//! - [`JournalError`], and [`BoxFuture`], the future every method returns;
+//! - [`MemoryJournal`], the in-memory journal the layer uses by default.
+//!
+//! A journal is chosen once, with
+//! [`FastAckBuilder::journal`](super::FastAckBuilder::journal) (or
+//! [`CallbackStack::journal`](crate::CallbackStack::journal)). Besides the
+//! memory journal, which loses what it holds with the process, the crate
+//! has two durable ones: `backend::redb::RedbJournal` (feature `redb`, a
+//! file with group commit) and `backend::redis::RedisJournal` (feature
+//! `redis`, shared by several replicas).
+//!
+//! # How the layer calls a journal
+//!
+//! - At start-up, [`dead_letters`](Journal::dead_letters), then
+//!   [`pending`](Journal::pending): those entries (accepted before a
+//!   restart and not finished) are queued in sequence order before any new
+//!   event is accepted; until then new events get `503 starting`.
+//! - For every request, [`append_one`](Journal::append_one) (by default
+//!   [`append`](Journal::append) with a batch of one), from many requests at
+//!   once. The `202` waits for it; an error is answered `503`, so the
+//!   provider retries. An entry appended while the layer stopped is taken
+//!   back with [`withdraw`](Journal::withdraw) (and answered `503`).
+//! - Once the handler is done with an event,
+//!   [`complete`](Journal::complete), or [`dead_letter`](Journal::dead_letter)
+//!   after its last failed attempt (or a `4xx` kept as a dead letter); a
+//!   dead letter replayed, dismissed or dropped from the full list is
+//!   removed with [`remove_dead_letter`](Journal::remove_dead_letter)
+//!   (a replay is appended again first, under a new sequence number).
+//! - Every [`take_over_interval`](Journal::take_over_interval), if the
+//!   journal has one, [`take_over`](Journal::take_over): a journal shared
+//!   by several processes hands over the entries of one that died.
+//! - At [`shutdown`](super::FastAckHandle::shutdown), once the workers have
+//!   stopped, [`sync`](Journal::sync).
+//!
+//! A call that fails after the event was accepted (marking it done or dead)
+//! is logged and counted (`journal_errors` in
+//! [`Stats`](super::Stats)), and the entry stays pending: a durable journal
+//! runs it again after a restart. Events are processed at least once, never
+//! lost.
+//!
+//! # What a journal must guarantee
+//!
+//! - **Durable before `Ok`.** The layer answers `2xx` on the strength of an
+//!   append, and after a `2xx` the provider never sends the event again: an
+//!   append completes only once its records are as durable as the journal
+//!   promises.
+//! - **Sequence numbers** increase in order of arrival and are never reused
+//!   by one journal; [`pending`](Journal::pending) and
+//!   [`dead_letters`](Journal::dead_letters) answer in sequence order.
+//! - **Concurrent calls.** Every method takes `&self` and is called from
+//!   many tasks at once. A durable journal groups the appends that arrive
+//!   together into one commit and one disk sync (group commit).
+//! - **Bounded time.** A backend that does not answer is an error, not a
+//!   wait: an append holds a provider's request, the other calls a worker.
+//! - **No false comfort.** A journal that cannot be sure a write is durable
+//!   answers an error; after a failed sync it keeps failing until it has
+//!   been recovered.
+//! - **Idempotent cleanup.** Completing or removing an unknown sequence
+//!   number is not an error.
+//!
+//! The [`Journal`] trait documents each method, with a minimal
+//! implementation as its example.
+//!
+//! # Example
+//!
+//! A [`MemoryJournal`] shared with the layer (its clones share the entries)
+//! shows an event's life in the journal: pending from the `202` until the
+//! handler is done with it.
+//!
+//! ```
+//! use std::convert::Infallible;
+//! use std::sync::Arc;
+//! use std::time::Duration;
+//! use http::{Request, Response, StatusCode};
+//! use taskhook::body::BufferedBody;
+//! use taskhook::fast_ack::journal::{Journal, MemoryJournal};
+//! use taskhook::fast_ack::FastAckLayer;
+//! use taskhook::PayloadLayer;
+//! use tokio::sync::Notify;
+//! use tower::{service_fn, ServiceBuilder, ServiceExt};
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let journal = MemoryJournal::new();
+//! let (fast_ack, handle) = FastAckLayer::builder().journal(journal.clone()).build();
+//!
+//! // A handler that waits until it is told to finish.
+//! let go = Arc::new(Notify::new());
+//! let handler = service_fn({
+//!     let go = Arc::clone(&go);
+//!     move |_: Request<BufferedBody>| {
+//!         let go = Arc::clone(&go);
+//!         async move {
+//!             go.notified().await;
+//!             Ok::<_, Infallible>(Response::new(String::new()))
+//!         }
+//!     }
+//! });
+//! let service = ServiceBuilder::new()
+//!     .layer(PayloadLayer::new())
+//!     .layer(fast_ack)
+//!     .service(handler);
+//! handle.started().await;
+//!
+//! let push = Request::post("/callback")
+//!     .body(r#"{"code":200,"data":{"id":"task_01","status":"completed"}}"#.to_owned())?;
+//! assert_eq!(service.oneshot(push).await?.status(), StatusCode::ACCEPTED);
+//!
+//! // Acknowledged and not processed yet: pending in the journal.
+//! let pending = journal.pending().await?;
+//! assert_eq!(pending.len(), 1);
+//! assert_eq!(pending[0].task_id(), Some("task_01"));
+//!
+//! // Processed: completed, nothing left to replay after a restart.
+//! go.notify_one();
+//! assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+//! assert!(journal.is_empty());
+//! # Ok(())
+//! # }
+//! ```
 
 use std::collections::BTreeMap;
 use std::error::Error as StdError;
@@ -223,9 +354,8 @@ pub enum Appended {
 ///
 /// ```
 /// use std::sync::atomic::{AtomicU64, Ordering};
-/// use taskhook::fast_ack::{
-///     Appended, BoxFuture, DeadLetter, Entry, Journal, JournalError, Record,
-/// };
+/// use taskhook::fast_ack::DeadLetter;
+/// use taskhook::fast_ack::journal::{Appended, BoxFuture, Entry, Journal, JournalError, Record};
 ///
 /// #[derive(Debug, Default)]
 /// struct Forgetful(AtomicU64);
@@ -484,7 +614,7 @@ impl From<std::io::Error> for JournalError {
 /// matters. Clones share the same entries.
 ///
 /// ```
-/// use taskhook::fast_ack::{Appended, Journal, MemoryJournal, Record};
+/// use taskhook::fast_ack::journal::{Appended, Journal, MemoryJournal, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let journal = MemoryJournal::new();

@@ -34,7 +34,7 @@ pub struct FastAckLayer {
 
 impl FastAckLayer {
     /// A layer with the default settings: a
-    /// [`MemoryJournal`](super::MemoryJournal), capacity 1,024, 4 workers,
+    /// [`MemoryJournal`](super::journal::MemoryJournal), capacity 1,024, 4 workers,
     /// [`RetryPolicy::new`], 1,024 dead letters, refusals dead-lettered,
     /// `Retry-After: 10`.
     pub fn new() -> Self {
@@ -103,7 +103,7 @@ impl FastAckBuilder {
     }
 
     /// Sets the journal written before every `2xx` (default: a
-    /// [`MemoryJournal`](super::MemoryJournal), lost with the process).
+    /// [`MemoryJournal`](super::journal::MemoryJournal), lost with the process).
     pub fn journal(self, journal: impl Journal) -> Self {
         let journal: Arc<dyn Journal> = Arc::new(journal);
         self.configure(|c| c.journal = journal)

@@ -12,9 +12,10 @@
 //! 2. reserves a slot in the bounded queue: none free, `503 queue_full` with
 //!    `Retry-After`, and nothing is written anywhere;
 //! 3. appends the request (method, URI, version, headers, body) to the
-//!    [`Journal`] and waits for it: an error is `503 journal_unavailable`
-//!    (a journal that also deduplicates may answer
-//!    [`Appended::Duplicate`]: `200` with `{"status":"duplicate"}` and `taskhook-duplicate: journaled`);
+//!    [`Journal`](journal::Journal) and waits for it: an error is
+//!    `503 journal_unavailable` (a journal that also deduplicates may answer
+//!    [`Appended::Duplicate`](journal::Appended::Duplicate): `200` with
+//!    `{"status":"duplicate"}` and `taskhook-duplicate: journaled`);
 //! 4. puts the job in the reserved slot and answers `202 Accepted` with
 //!    `{"status":"accepted","id":"..","seq":N}`.
 //!
@@ -32,7 +33,7 @@
 //! was accepted:
 //!
 //! - a `1xx`, `2xx` or `3xx` answer finishes the event: it is
-//!   [complete](Journal::complete) in the journal and counted `processed`;
+//!   [complete](journal::Journal::complete) in the journal and counted `processed`;
 //! - a `4xx` is the handler refusing an event the provider was told is safe
 //!   (an extractor's rejection, a validation error): not retried (the answer
 //!   would be the same), counted `refused`, never `processed`, and kept as a
@@ -52,11 +53,11 @@
 //! memory grow without bound; new events get `503` until it recovers.
 //!
 //! At start-up the workers first run the journal's
-//! [pending](Journal::pending) entries (accepted before a restart and not
+//! [pending](journal::Journal::pending) entries (accepted before a restart and not
 //! finished), in order of arrival; until those are queued, new events get
 //! `503 starting`. [`FastAckHandle::shutdown`] stops intake (`503
 //! shutting_down`), drains the queue, the running attempts and the retries
-//! up to a deadline, [syncs](Journal::sync) the journal and reports what was
+//! up to a deadline, [syncs](journal::Journal::sync) the journal and reports what was
 //! left; what is left stays pending in the journal.
 //!
 //! # What the handler sees
@@ -85,10 +86,11 @@
 //!   copy what the handler needs into a header in front of the stack, or
 //!   decide on it in front of the stack (as the verification layers do).
 //!
-//! With the default [`MemoryJournal`] an event answered `2xx` is lost if the
-//! process dies before it is processed. A durable journal closes that gap:
-//! the [`Journal`] trait takes batches and is called concurrently so that it
-//! can commit many events with one disk sync.
+//! With the default [`MemoryJournal`](journal::MemoryJournal) an event
+//! answered `2xx` is lost if the process dies before it is processed. A
+//! durable journal closes that gap: [`journal`] says what a journal must
+//! guarantee and how this layer calls it (in batches, concurrently, so that
+//! it can commit many events with one disk sync).
 //!
 //! # Tracing
 //!
@@ -178,7 +180,8 @@
 //! use std::time::Duration;
 //! use http::{Request, Response, StatusCode};
 //! use taskhook::body::BufferedBody;
-//! use taskhook::fast_ack::{FastAckLayer, MemoryJournal, RetryPolicy};
+//! use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+//! use taskhook::fast_ack::journal::MemoryJournal;
 //! use taskhook::{PayloadLayer, TaskEvent};
 //! use tower::{service_fn, ServiceBuilder, ServiceExt};
 //!
@@ -242,7 +245,7 @@ mod dead_letter;
 pub mod future;
 mod handle;
 mod job;
-mod journal;
+pub mod journal;
 mod layer;
 mod queue;
 mod retry;
@@ -254,7 +257,6 @@ mod worker;
 pub use self::dead_letter::{DeadLetter, Failure};
 pub use self::handle::{FastAckHandle, ReplayError, ShutdownReport, Stats};
 pub use self::job::Attempt;
-pub use self::journal::{Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record};
 pub use self::layer::{FastAckBuilder, FastAckLayer};
 pub use self::retry::RetryPolicy;
 pub use self::service::{FastAck, ResponseStatus};

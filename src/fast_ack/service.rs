@@ -120,7 +120,7 @@ pub struct FastAck<S> {
 }
 
 impl<S> FastAck<S> {
-    /// Wraps `inner` with a [`FastAckLayer::new`] (a [`MemoryJournal`](super::MemoryJournal)
+    /// Wraps `inner` with a [`FastAckLayer::new`] (a [`MemoryJournal`](super::journal::MemoryJournal)
     /// and the default settings).
     ///
     /// Spawns the workers on the current tokio runtime, or on the first

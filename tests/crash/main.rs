@@ -22,7 +22,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 mod examples;
 
 use taskhook::backend::redb::RedbJournal;
-use taskhook::fast_ack::Journal;
+use taskhook::fast_ack::journal::Journal;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 

@@ -12,7 +12,7 @@ use crate::support::{always, is_duplicate, send, stack, Act};
 #[tokio::test]
 async fn duplicate_after_success_is_absorbed() {
     let layer = DedupLayer::new();
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, always(StatusCode::OK));
 
     let (status, headers, body) = send(&service, "task_01").await.unwrap();
@@ -34,13 +34,37 @@ async fn duplicate_after_success_is_absorbed() {
     assert_eq!(status, StatusCode::OK);
     assert!(!is_duplicate(&headers));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!((metrics.first(), metrics.duplicate_done()), (2, 3));
+    let stats = counted.stats();
+    assert_eq!((stats.first, stats.duplicate_done), (2, 3));
+}
+
+/// `stats()` is a snapshot: read at the call, the same through the layer,
+/// its clones and its services, and serialisable for an admin route.
+#[tokio::test]
+async fn stats_are_a_snapshot_shared_by_the_layer_and_its_services() {
+    let layer = DedupLayer::new();
+    let counted = layer.clone();
+    let service = tower::Layer::layer(&layer, tower::service_fn(|_: ()| async { Ok::<_, ()>(()) }));
+    let (stack, _) = stack(layer, always(StatusCode::OK));
+
+    let before = counted.stats();
+    send(&stack, "task_01").await.unwrap();
+    send(&stack, "task_01").await.unwrap();
+    assert_eq!((before.first, before.duplicate_done), (0, 0));
+    let after = counted.stats();
+    assert_eq!((after.first, after.duplicate_done), (1, 1));
+    assert_eq!(service.stats(), after);
+
+    let json = serde_json::to_value(after).unwrap();
+    assert_eq!(json["first"], 1);
+    assert_eq!(json["duplicate_done"], 1);
+    assert_eq!(json["store_errors"], 0);
 }
 
 #[tokio::test]
 async fn retry_after_a_5xx_runs_again() {
     let layer = DedupLayer::new();
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |n| {
         Act::Answer(if n == 0 {
             StatusCode::INTERNAL_SERVER_ERROR
@@ -61,7 +85,8 @@ async fn retry_after_a_5xx_runs_again() {
     let (_, headers, _) = send(&service, "task_01").await.unwrap();
     assert!(is_duplicate(&headers));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!((metrics.first(), metrics.released()), (2, 1));
+    let stats = counted.stats();
+    assert_eq!((stats.first, stats.released), (2, 1));
 }
 
 #[tokio::test]

@@ -13,7 +13,7 @@ use crate::support::{is_duplicate, send, stack, until_calls, Act};
 #[tokio::test(start_paused = true)]
 async fn the_in_flight_wait_is_bounded_then_503_with_retry_after() {
     let layer = DedupLayer::new().retry_after(Duration::from_secs(20));
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |_| {
         Act::Slow(Duration::from_secs(30), StatusCode::OK)
     });
@@ -29,7 +29,7 @@ async fn the_in_flight_wait_is_bounded_then_503_with_retry_after() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "20");
     assert!(body.contains(r#""code":"duplicate_in_flight""#), "{body}");
-    assert_eq!(metrics.wait_timeouts(), 1);
+    assert_eq!(counted.stats().wait_timeouts, 1);
 
     // The first one still succeeds, and later pushes are duplicates.
     assert_eq!(first.await.unwrap().unwrap().0, StatusCode::OK);

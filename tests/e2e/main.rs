@@ -22,7 +22,10 @@ use axum::routing::post_service;
 use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
-use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
+use taskhook::fast_ack::journal::{
+    Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record,
+};
+use taskhook::fast_ack::{DeadLetter, FastAckLayer, RetryPolicy};
 use taskhook::{DedupLayer, FastAckHandle, PayloadLayer, TaskEvent};
 use taskhook_sim::{
     AttemptResult, DuplicateKind, Outcome, Report, Schedule, Simulator, Task, UrlPolicy, Workload,
@@ -504,18 +507,12 @@ async fn an_outer_body_limit_behind_axum_is_a_413_not_a_503() {
 /// than the provider's 10 s timeout.
 #[derive(Clone)]
 struct StallingJournal {
-    inner: taskhook::fast_ack::MemoryJournal,
+    inner: MemoryJournal,
     stalled: Arc<AtomicBool>,
 }
 
-impl taskhook::fast_ack::Journal for StallingJournal {
-    fn append(
-        &self,
-        records: Vec<taskhook::fast_ack::Record>,
-    ) -> taskhook::fast_ack::BoxFuture<
-        '_,
-        Result<Vec<taskhook::fast_ack::Appended>, taskhook::fast_ack::JournalError>,
-    > {
+impl Journal for StallingJournal {
+    fn append(&self, records: Vec<Record>) -> BoxFuture<'_, Result<Vec<Appended>, JournalError>> {
         Box::pin(async move {
             if !self.stalled.swap(true, Ordering::SeqCst) {
                 tokio::time::sleep(Duration::from_secs(15)).await;
@@ -523,38 +520,19 @@ impl taskhook::fast_ack::Journal for StallingJournal {
             self.inner.append(records).await
         })
     }
-    fn complete(
-        &self,
-        seq: u64,
-    ) -> taskhook::fast_ack::BoxFuture<'_, Result<(), taskhook::fast_ack::JournalError>> {
+    fn complete(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         self.inner.complete(seq)
     }
-    fn pending(
-        &self,
-    ) -> taskhook::fast_ack::BoxFuture<
-        '_,
-        Result<Vec<taskhook::fast_ack::Entry>, taskhook::fast_ack::JournalError>,
-    > {
+    fn pending(&self) -> BoxFuture<'_, Result<Vec<Entry>, JournalError>> {
         self.inner.pending()
     }
-    fn dead_letter(
-        &self,
-        letter: &taskhook::fast_ack::DeadLetter,
-    ) -> taskhook::fast_ack::BoxFuture<'_, Result<(), taskhook::fast_ack::JournalError>> {
+    fn dead_letter(&self, letter: &DeadLetter) -> BoxFuture<'_, Result<(), JournalError>> {
         self.inner.dead_letter(letter)
     }
-    fn dead_letters(
-        &self,
-    ) -> taskhook::fast_ack::BoxFuture<
-        '_,
-        Result<Vec<taskhook::fast_ack::DeadLetter>, taskhook::fast_ack::JournalError>,
-    > {
+    fn dead_letters(&self) -> BoxFuture<'_, Result<Vec<DeadLetter>, JournalError>> {
         self.inner.dead_letters()
     }
-    fn remove_dead_letter(
-        &self,
-        seq: u64,
-    ) -> taskhook::fast_ack::BoxFuture<'_, Result<(), taskhook::fast_ack::JournalError>> {
+    fn remove_dead_letter(&self, seq: u64) -> BoxFuture<'_, Result<(), JournalError>> {
         self.inner.remove_dead_letter(seq)
     }
 }
@@ -566,7 +544,7 @@ impl taskhook::fast_ack::Journal for StallingJournal {
 #[tokio::test(start_paused = true)]
 async fn an_ack_that_times_out_after_the_event_was_queued_is_not_processed_twice() {
     let journal = StallingJournal {
-        inner: taskhook::fast_ack::MemoryJournal::new(),
+        inner: MemoryJournal::new(),
         stalled: Arc::new(AtomicBool::new(false)),
     };
     let receiver = Receiver::start(

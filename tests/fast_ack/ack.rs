@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use taskhook::fast_ack::{FastAckLayer, Journal, MemoryJournal};
+use taskhook::fast_ack::journal::{Journal, MemoryJournal};
+use taskhook::fast_ack::FastAckLayer;
 use taskhook::PayloadLayer;
 use tokio::sync::{mpsc, Notify, Semaphore};
 use tower::ServiceBuilder;

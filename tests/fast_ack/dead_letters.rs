@@ -12,7 +12,8 @@ use std::time::Duration;
 
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
-use taskhook::fast_ack::{DeadLetter, Failure, FastAckLayer, Journal, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::journal::{Journal, MemoryJournal};
+use taskhook::fast_ack::{DeadLetter, Failure, FastAckLayer, RetryPolicy};
 use taskhook::PayloadLayer;
 use tower::{Service, ServiceBuilder, ServiceExt};
 

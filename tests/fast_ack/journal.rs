@@ -9,10 +9,10 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use taskhook::fast_ack::{
-    Appended, BoxFuture, DeadLetter, Entry, FastAckLayer, Journal, JournalError, MemoryJournal,
-    Record,
+use taskhook::fast_ack::journal::{
+    Appended, BoxFuture, Entry, Journal, JournalError, MemoryJournal, Record,
 };
+use taskhook::fast_ack::{DeadLetter, FastAckLayer};
 use tower::{ServiceBuilder, ServiceExt};
 
 use crate::common::{callback, send, until};

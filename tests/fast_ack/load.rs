@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use taskhook::fast_ack::{FastAckLayer, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::journal::MemoryJournal;
+use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
 
 use crate::common::send;
 use crate::support::{handler, stack, status, task_id};

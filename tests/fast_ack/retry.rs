@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::{Response, StatusCode};
-use taskhook::fast_ack::{Attempt, DeadLetter, Failure, FastAckLayer, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::journal::MemoryJournal;
+use taskhook::fast_ack::{Attempt, DeadLetter, Failure, FastAckLayer, RetryPolicy};
 use tokio::time::Instant;
 use tower::BoxError;
 

@@ -5,7 +5,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use http::StatusCode;
-use taskhook::fast_ack::{Entry, FastAckLayer, Journal, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::journal::{Entry, Journal, MemoryJournal};
+use taskhook::fast_ack::{FastAckLayer, RetryPolicy};
 use tokio::time::Instant;
 
 use crate::common::{send, until};

@@ -16,9 +16,8 @@ use taskhook::backend::{
     MokaStore,
 };
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
-use taskhook::fast_ack::{
-    Appended, DeadLetter, Failure, FastAckLayer, Journal, Record, RetryPolicy,
-};
+use taskhook::fast_ack::journal::{Appended, Journal, Record};
+use taskhook::fast_ack::{DeadLetter, Failure, FastAckLayer, RetryPolicy};
 use taskhook::{DedupLayer, FastAckHandle, PayloadLayer};
 use tokio::sync::Semaphore;
 use tower::{Service, ServiceBuilder};

@@ -27,9 +27,8 @@ use taskhook::backend::{
 };
 use taskhook::body::BufferedBody;
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
-use taskhook::fast_ack::{
-    Appended, Failure, FastAckLayer, Journal, JournalError, Record, RetryPolicy,
-};
+use taskhook::fast_ack::journal::{Appended, Journal, JournalError, Record};
+use taskhook::fast_ack::{Failure, FastAckLayer, RetryPolicy};
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tower::{service_fn, BoxError, Service, ServiceBuilder};
 

@@ -5,7 +5,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, OnceLock};
 
 use taskhook::backend::redb::RedbJournal;
-use taskhook::fast_ack::Journal;
+use taskhook::fast_ack::journal::Journal;
 use tracing::field::{Field, Visit};
 use tracing::Level;
 

@@ -14,7 +14,8 @@ use axum::handler::{Handler, HandlerWithoutStateExt};
 use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, MemoryJournal, RetryPolicy};
+use taskhook::fast_ack::journal::MemoryJournal;
+use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, RetryPolicy};
 use taskhook::{CallbackStack, DedupLayer, PayloadLayer, TaskEvent};
 use tower::{ServiceBuilder, ServiceExt};
 

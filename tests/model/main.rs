@@ -32,7 +32,8 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use proptest::prelude::*;
 use taskhook::dedup::{Claim, DedupKey, DedupStore};
-use taskhook::fast_ack::{Appended, DeadLetter, Entry, Failure, Journal, MemoryJournal, Record};
+use taskhook::fast_ack::journal::{Appended, Entry, Journal, MemoryJournal, Record};
+use taskhook::fast_ack::{DeadLetter, Failure};
 use taskhook::{backend::CompactStore, backend::MokaStore};
 
 /// 64 cases unless `PROPTEST_CASES` says otherwise.

@@ -23,7 +23,8 @@ use http::{Request, Response, StatusCode};
 use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 use taskhook::body::BufferedBody;
 use taskhook::dedup::{Claim, DedupKey, DedupStore, DUPLICATE_HEADER};
-use taskhook::fast_ack::{Appended, FastAckLayer, Journal, Record};
+use taskhook::fast_ack::journal::{Appended, Journal, Record};
+use taskhook::fast_ack::FastAckLayer;
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -58,7 +59,7 @@ fn record(task: &str) -> Record {
 /// A record as the fast-ack layer writes it (an encoded request), taken
 /// from an in-memory journal.
 async fn encoded_record(task: &str) -> Record {
-    let journal = taskhook::fast_ack::MemoryJournal::new();
+    let journal = taskhook::fast_ack::journal::MemoryJournal::new();
     let (layer, handle) = FastAckLayer::builder().journal(journal.clone()).build();
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())

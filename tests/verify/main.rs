@@ -19,7 +19,7 @@ use http_body::Body;
 use http_body_util::{BodyExt, Full};
 use taskhook::body::BufferedBody;
 use taskhook::verify::refetch::{
-    ConfirmError, ConfirmTask, Confirmation, HttpConfirm, RefetchLayer, RefetchStats,
+    ConfirmError, ConfirmTask, Confirmation, HttpConfirm, RefetchLayer,
 };
 use taskhook::verify::{
     ClientIp, ForwardedHeader, IpAllowLayer, PathSecret, PathTokenLayer, PeerAddr,
@@ -513,14 +513,15 @@ fn refetching<C: ConfirmTask>(
             Response = Response<impl Body<Data = Bytes, Error = impl std::fmt::Debug>>,
             Error = Infallible,
         > + Clone,
-    RefetchStats,
+    RefetchLayer<C>,
 ) {
-    let stats = layer.stats();
+    let counted = layer.clone(); // shares the counters
+
     let service = ServiceBuilder::new()
         .layer(PayloadLayer::new())
         .layer(layer)
         .service(service_fn(echo::<BufferedBody>));
-    (service, stats)
+    (service, counted)
 }
 
 fn error_code(body: &str) -> String {
@@ -535,7 +536,7 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
 
     let (addr, fake) = fake_provider().await;
     let confirm = HttpConfirm::new(&format!("http://{addr}/"), API_KEY).unwrap();
-    let (service, stats) = refetching(RefetchLayer::new(confirm));
+    let (service, counted) = refetching(RefetchLayer::new(confirm));
 
     // Confirmed: the handler gets the event and the provider's state.
     let (status, _, body) = send(service.clone(), push("task_done", "completed")).await;
@@ -556,8 +557,9 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
         assert_eq!(error_code(&body), "not_confirmed");
         assert!(!body.contains(id) && !body.contains("failed"), "{body}");
     }
+    let stats = counted.stats();
     assert_eq!(
-        (stats.confirmed(), stats.forged(), stats.unavailable()),
+        (stats.confirmed, stats.forged, stats.unavailable),
         (1, 4, 0)
     );
     // Each refusal is logged with the task id; the API key never is.
@@ -593,11 +595,11 @@ async fn refetch_confirms_real_pushes_and_catches_forged_ones() {
 async fn refetch_compares_urls_when_asked() {
     let (addr, _) = fake_provider().await;
     let confirm = HttpConfirm::new(&format!("http://{addr}"), API_KEY).unwrap();
-    let (service, stats) = refetching(RefetchLayer::new(confirm).compare_urls(true));
+    let (service, counted) = refetching(RefetchLayer::new(confirm).compare_urls(true));
     // The push links to evil.example, the provider to cdn.example.
     let (status, _, _) = send(service, push("task_done", "completed")).await;
     assert_eq!(status, StatusCode::FORBIDDEN);
-    assert_eq!(stats.forged(), 1);
+    assert_eq!(counted.stats().forged, 1);
 }
 
 #[tokio::test]
@@ -650,7 +652,7 @@ async fn provider_trouble_is_503_with_retry_after() {
     ];
     for (base, key, id, pushed, code) in cases {
         let confirm = HttpConfirm::new(&base, key).unwrap();
-        let (service, stats) =
+        let (service, counted) =
             refetching(RefetchLayer::new(confirm).retry_after(Duration::from_secs(30)));
         let (status, headers, body) = send(service, push(id, pushed)).await;
         assert_eq!(
@@ -660,7 +662,8 @@ async fn provider_trouble_is_503_with_retry_after() {
         );
         assert_eq!(headers["retry-after"], "30");
         assert_eq!(error_code(&body), code);
-        assert_eq!((stats.unavailable(), stats.forged()), (1, 0));
+        let stats = counted.stats();
+        assert_eq!((stats.unavailable, stats.forged), (1, 0));
     }
 }
 
@@ -676,12 +679,12 @@ impl ConfirmTask for Silent {
 #[tokio::test(start_paused = true)]
 async fn refetch_timeout_is_503() {
     let started = tokio::time::Instant::now();
-    let (service, stats) = refetching(RefetchLayer::new(Silent).timeout(Duration::from_secs(3)));
+    let (service, counted) = refetching(RefetchLayer::new(Silent).timeout(Duration::from_secs(3)));
     let (status, headers, body) = send(service, push("task_done", "completed")).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "10");
     assert_eq!(error_code(&body), "confirmation_timeout");
-    assert_eq!(stats.unavailable(), 1);
+    assert_eq!(counted.stats().unavailable, 1);
     assert!(started.elapsed() >= Duration::from_secs(3));
     assert!(started.elapsed() < Duration::from_secs(4));
 }

@@ -8,7 +8,8 @@ use bytes::{BufMut, Bytes, BytesMut};
 use http::StatusCode;
 use redb::TableDefinition;
 
-use crate::fast_ack::{DeadLetter, Entry, Failure, JournalError, Record};
+use crate::fast_ack::journal::{Entry, JournalError, Record};
+use crate::fast_ack::{DeadLetter, Failure};
 
 /// Pending entries by sequence number.
 pub(super) const ENTRIES: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("entries");

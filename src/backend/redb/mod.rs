@@ -1,7 +1,7 @@
 //! A durable journal and dedup store in a redb file (feature
 //! `redb`): nothing acknowledged is lost when the process dies.
 //!
-//! - [`RedbJournal`]: the fast-ack [`Journal`](crate::fast_ack::Journal).
+//! - [`RedbJournal`]: the fast-ack [`Journal`](crate::fast_ack::journal::Journal).
 //!   The layer answers `2xx` only once the event's append is committed with
 //!   a disk sync; concurrent appends share one transaction and one sync
 //!   (group commit). Pending entries are replayed in order at start-up,
@@ -32,8 +32,8 @@
 //! runs redb's integrity check (every page against its checksum) and
 //! decodes every entry and dead letter; a file damaged in any other way
 //! than a torn commit (truncated, bytes flipped, not a journal) is an error,
-//! [`JournalError::Corrupt`](crate::fast_ack::JournalError::Corrupt) or
-//! [`JournalError::Io`](crate::fast_ack::JournalError::Io), rather than a
+//! [`JournalError::Corrupt`](crate::fast_ack::journal::JournalError::Corrupt) or
+//! [`JournalError::Io`](crate::fast_ack::journal::JournalError::Io), rather than a
 //! journal that silently lost acknowledged entries.
 //!
 //! # Example

@@ -6,7 +6,7 @@ use std::fmt;
 use super::RedbJournal;
 use crate::backend::{MokaStore, MokaToken};
 use crate::dedup::{Claim, DedupKey, DedupStore};
-use crate::fast_ack::JournalError;
+use crate::fast_ack::journal::JournalError;
 
 /// A [`DedupStore`] that remembers done task ids across restarts: a
 /// [`MokaStore`] in front (the fast path, and the in-flight claims), the

@@ -23,7 +23,7 @@ use super::codec::{
     encode_record, entry_task_id, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, META,
     NEXT_SEQ, PENDING_IDS,
 };
-use crate::fast_ack::{Appended, JournalError, Record};
+use crate::fast_ack::journal::{Appended, JournalError, Record};
 
 /// At most this many expired done keys are purged per commit, so a purge
 /// never makes one commit slow.

@@ -9,7 +9,7 @@
 //!   [`DedupLayer`](crate::DedupLayer). Claims are one atomic script
 //!   (`SET NX PX` with a random owner token); complete and release only
 //!   touch the caller's own claim; done keys live for the TTL.
-//! - [`RedisJournal`]: the [`Journal`](crate::fast_ack::Journal) of the
+//! - [`RedisJournal`]: the [`Journal`](crate::fast_ack::journal::Journal) of the
 //!   [`FastAckLayer`](crate::FastAckLayer), on a Redis stream with one
 //!   consumer group: the task id is claimed and the event appended in one
 //!   script, so one task id is accepted once across replicas; the entries

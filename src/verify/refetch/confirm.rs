@@ -6,7 +6,7 @@ use crate::TaskEvent;
 /// Fetches the authoritative state of a pushed task, for
 /// [`Refetch`](super::Refetch).
 ///
-/// [`HttpConfirm`](super::HttpConfirm) (feature `refetch`) asks the
+/// `HttpConfirm` (feature `refetch`) asks the
 /// provider's `GET /v1/tasks/{id}`; implement this for another transport or
 /// another provider. The layer bounds every call with its own timeout, so an
 /// implementation need not.

@@ -3,6 +3,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use serde::Serialize;
 use tower_layer::Layer;
 
 use super::{ConfirmTask, Refetch};
@@ -19,6 +20,8 @@ pub(super) struct Settings {
     pub(super) compare_urls: bool,
 }
 
+/// The live counters behind [`RefetchStats`], shared (in an `Arc`) by a
+/// layer and its services.
 #[derive(Debug, Default)]
 pub(super) struct Counters {
     pub(super) confirmed: AtomicU64,
@@ -30,10 +33,28 @@ impl Counters {
     pub(super) fn add(counter: &AtomicU64) {
         counter.fetch_add(1, Ordering::Relaxed);
     }
+
+    /// The counters as they are now.
+    pub(super) fn snapshot(&self) -> RefetchStats {
+        let get = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
+        RefetchStats {
+            confirmed: get(&self.confirmed),
+            forged: get(&self.forged),
+            unavailable: get(&self.unavailable),
+        }
+    }
 }
 
-/// Counts of what a [`RefetchLayer`] decided, shared by every service it
-/// made. Cheap to clone; read it from a metrics exporter.
+/// A snapshot of what a [`RefetchLayer`] decided, from
+/// [`RefetchLayer::stats`] or [`Refetch::stats`].
+///
+/// The counters are shared by the layer, its clones and every service it
+/// makes, and each call reads them at that moment. To read them after the
+/// layer went into a stack, keep a clone of the layer (it shares the
+/// counters).
+///
+/// `Serialize` gives an admin route its JSON (`{"confirmed":..,..}`), as
+/// [`fast_ack::Stats`](crate::fast_ack::Stats) does for the fast-ack layer.
 ///
 /// ```
 /// use taskhook::verify::refetch::{ConfirmError, ConfirmTask, Confirmation, RefetchLayer};
@@ -47,39 +68,21 @@ impl Counters {
 /// }
 ///
 /// let layer = RefetchLayer::new(NeverHeardOfIt);
-/// let stats = layer.stats();
-/// assert_eq!(stats.forged(), 0);
+/// let stats_of = layer.clone(); // shares the counters
+/// // ... serve requests with `layer` ...
+/// assert_eq!(stats_of.stats().forged, 0);
 /// ```
-#[derive(Clone)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+#[non_exhaustive]
 pub struct RefetchStats {
-    counters: Arc<Counters>,
-}
-
-impl RefetchStats {
     /// Pushes the provider confirmed (passed on to the inner service).
-    pub fn confirmed(&self) -> u64 {
-        self.counters.confirmed.load(Ordering::Relaxed)
-    }
-
+    pub confirmed: u64,
     /// Pushes the provider contradicted or did not know: refused with `403`.
-    pub fn forged(&self) -> u64 {
-        self.counters.forged.load(Ordering::Relaxed)
-    }
-
-    /// Pushes answered `503` because the provider could not confirm yet.
-    pub fn unavailable(&self) -> u64 {
-        self.counters.unavailable.load(Ordering::Relaxed)
-    }
-}
-
-impl fmt::Debug for RefetchStats {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RefetchStats")
-            .field("confirmed", &self.confirmed())
-            .field("forged", &self.forged())
-            .field("unavailable", &self.unavailable())
-            .finish()
-    }
+    pub forged: u64,
+    /// Pushes answered `503` because the provider could not confirm yet
+    /// (unreachable, a 5xx or 429, our API key refused, the timeout, or a
+    /// final push the provider still shows running).
+    pub unavailable: u64,
 }
 
 /// Applies [`Refetch`] to a service: every pushed event is confirmed with
@@ -136,11 +139,10 @@ impl<C> RefetchLayer<C> {
         self
     }
 
-    /// The counters of this layer's decisions.
+    /// A snapshot of the counters of this layer's decisions, shared by
+    /// every service it makes and by its clones, read now.
     pub fn stats(&self) -> RefetchStats {
-        RefetchStats {
-            counters: Arc::clone(&self.counters),
-        }
+        self.counters.snapshot()
     }
 }
 

@@ -6,7 +6,7 @@
 //! callback URL can post a "completed" task with links of their choosing.
 //! [`Refetch`] takes the [`TaskEvent`](crate::TaskEvent) the payload layer
 //! parsed, asks a [`ConfirmTask`] for the authoritative state of that task id
-//! (the ready-made [`HttpConfirm`], feature `refetch`, calls the provider's
+//! (the ready-made `HttpConfirm`, feature `refetch`, calls the provider's
 //! `GET {base}/v1/tasks/{id}`), and compares.
 //!
 //! | outcome | answer | why |
@@ -32,7 +32,7 @@
 //!
 //! The one dangerous misconfiguration is a base URL or account that makes
 //! the provider answer 404 for real tasks: every push would be refused for
-//! good. Check the configuration at startup with [`HttpConfirm::fetch`] on
+//! good. Check the configuration at startup with `HttpConfirm::fetch` on
 //! a task id you know. An API key the provider refuses (401/403) is treated
 //! as our fault: `503`, logged as an error.
 //!
@@ -77,7 +77,7 @@
 //!     .timeout(Duration::from_secs(3)) // past it, `503`: the provider retries
 //!     .retry_after(Duration::from_secs(30)) // of the `503`s
 //!     .compare_urls(false); // the default: id and status must agree, links may differ
-//! let stats = refetch.stats();
+//! let counted = refetch.clone(); // shares the counters, for `stats()` later
 //! let service = ServiceBuilder::new()
 //!     .layer(PayloadLayer::new())
 //!     .layer(refetch)
@@ -96,7 +96,8 @@
 //!     .body(r#"{"code":200,"data":{"id":"task_99","status":"completed"}}"#.to_owned())
 //!     .unwrap();
 //! assert_eq!(service.oneshot(forged).await?.status(), StatusCode::FORBIDDEN);
-//! assert_eq!((stats.confirmed(), stats.forged()), (1, 1));
+//! let stats = counted.stats();
+//! assert_eq!((stats.confirmed, stats.forged), (1, 1));
 //! # Ok(()) }
 //! ```
 

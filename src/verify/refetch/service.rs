@@ -7,7 +7,7 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::{Counters, Settings};
-use super::{ConfirmTask, RefetchLayer};
+use super::{ConfirmTask, RefetchLayer, RefetchStats};
 use crate::body::ResponseBody;
 use crate::response::Rejection;
 use crate::TaskEvent;
@@ -51,6 +51,12 @@ impl<S, C> Refetch<S, C> {
             settings,
             counters,
         }
+    }
+
+    /// A snapshot of the counters of this service's decisions (shared with
+    /// its layer), read now.
+    pub fn stats(&self) -> RefetchStats {
+        self.counters.snapshot()
     }
 
     inner_service_accessors!();

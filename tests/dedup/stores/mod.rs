@@ -86,7 +86,7 @@ async fn duplicate_after_success_and_retry_after_5xx<St: TestStore>() {
 
 async fn concurrent_identical_ids_run_once<St: TestStore>() {
     let layer = DedupLayer::with_store(St::with_defaults());
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |_| {
         Act::Slow(Duration::from_millis(300), StatusCode::OK)
     });
@@ -103,10 +103,11 @@ async fn concurrent_identical_ids_run_once<St: TestStore>() {
     }
     assert_eq!(calls.load(Ordering::SeqCst), 1);
     assert_eq!(duplicates, 63);
-    assert_eq!(metrics.first(), 1);
-    assert_eq!(metrics.duplicate_done(), 63);
-    assert_eq!(metrics.duplicate_in_flight(), 63);
-    assert_eq!(metrics.wait_timeouts(), 0);
+    let stats = counted.stats();
+    assert_eq!(stats.first, 1);
+    assert_eq!(stats.duplicate_done, 63);
+    assert_eq!(stats.duplicate_in_flight, 63);
+    assert_eq!(stats.wait_timeouts, 0);
 }
 
 async fn concurrent_identical_ids_run_once_across_threads<St: TestStore>() {
@@ -126,7 +127,7 @@ async fn concurrent_identical_ids_run_once_across_threads<St: TestStore>() {
 
 async fn a_dropped_response_future_does_not_cancel_the_handler<St: TestStore>() {
     let layer = DedupLayer::with_store(St::with_defaults());
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |n| {
         if n == 0 {
             Act::Slow(Duration::from_secs(10), StatusCode::OK)
@@ -149,12 +150,12 @@ async fn a_dropped_response_future_does_not_cancel_the_handler<St: TestStore>() 
     assert_eq!(status, StatusCode::OK);
     assert!(is_duplicate(&headers));
     assert_eq!(calls.load(Ordering::SeqCst), 1);
-    assert_eq!(metrics.released(), 0);
+    assert_eq!(counted.stats().released, 0);
 }
 
 async fn a_handler_failing_after_its_client_left_releases_its_key<St: TestStore>() {
     let layer = DedupLayer::with_store(St::with_defaults());
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |n| {
         if n == 0 {
             Act::Slow(Duration::from_secs(3), StatusCode::INTERNAL_SERVER_ERROR)
@@ -171,7 +172,7 @@ async fn a_handler_failing_after_its_client_left_releases_its_key<St: TestStore>
     assert!(!is_duplicate(&headers));
     assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(calls.load(Ordering::SeqCst), 2);
-    assert_eq!(metrics.released(), 1);
+    assert_eq!(counted.stats().released, 1);
 }
 
 async fn forget_clears_only_done_keys<St: TestStore>() {
@@ -252,7 +253,7 @@ async fn waiters_get_the_outcome_or_run_after_a_release<St: TestStore>() {
 
     // Released: exactly one waiter runs.
     let layer = DedupLayer::with_store(St::with_defaults());
-    let metrics = layer.metrics();
+    let counted = layer.clone(); // shares the counters
     let (service, calls) = stack(layer, |n| {
         let status = if n == 0 {
             StatusCode::SERVICE_UNAVAILABLE
@@ -282,7 +283,8 @@ async fn waiters_get_the_outcome_or_run_after_a_release<St: TestStore>() {
         ran += usize::from(!is_duplicate(&headers));
     }
     assert_eq!((ran, calls.load(Ordering::SeqCst)), (1, 2));
-    assert_eq!((metrics.first(), metrics.released()), (2, 1));
+    let stats = counted.stats();
+    assert_eq!((stats.first, stats.released), (2, 1));
 
     // Still in flight after the bound: 503.
     let (service, calls) = stack(DedupLayer::with_store(St::with_defaults()), |_| {

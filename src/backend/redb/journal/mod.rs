@@ -20,7 +20,8 @@ use super::codec::{
 };
 use super::faults::FaultInjection;
 use super::writer::{Command, Counters, Op, Outcome};
-use crate::fast_ack::{Appended, BoxFuture, DeadLetter, Entry, Journal, JournalError, Record};
+use crate::fast_ack::journal::{Appended, BoxFuture, Entry, Journal, JournalError, Record};
+use crate::fast_ack::DeadLetter;
 
 pub use self::open::RedbJournalBuilder;
 
@@ -99,7 +100,8 @@ pub(crate) const DEFAULT_CACHE_SIZE: usize = 64 * 1024 * 1024;
 ///
 /// ```
 /// use taskhook::backend::redb::RedbJournal;
-/// use taskhook::fast_ack::{Appended, FastAckLayer, Journal, Record};
+/// use taskhook::fast_ack::FastAckLayer;
+/// use taskhook::fast_ack::journal::{Appended, Journal, Record};
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let dir = std::env::temp_dir().join(format!("taskhook-doc-{}", std::process::id()));

@@ -21,7 +21,8 @@ use crate::backend::redb::codec::{
 };
 use crate::backend::redb::faults::{Backend, FaultInjection};
 use crate::backend::redb::writer::{Counters, Dedup, Writer};
-use crate::fast_ack::{DeadLetter, Entry, JournalError};
+use crate::fast_ack::journal::{Entry, JournalError};
+use crate::fast_ack::DeadLetter;
 
 /// Builds a [`RedbJournal`].
 ///
@@ -119,11 +120,11 @@ impl RedbJournalBuilder {
 
     /// Sets whether the journal deduplicates by task id (default `true`).
     ///
-    /// When on, an [`append`](crate::fast_ack::Journal::append) of a record
+    /// When on, an [`append`](crate::fast_ack::journal::Journal::append) of a record
     /// whose task id is pending in the journal (appended, neither completed,
     /// withdrawn nor dead-lettered) or was completed within the
     /// [`done_time_to_live`](Self::done_time_to_live) answers
-    /// [`Appended::Duplicate`](crate::fast_ack::Appended::Duplicate) and
+    /// [`Appended::Duplicate`](crate::fast_ack::journal::Appended::Duplicate) and
     /// appends nothing (the fast-ack layer answers `200` with
     /// `taskhook-duplicate: journaled`), in the same transaction as the appends
     /// around it. So a duplicate pushed after a restart is absorbed whatever
@@ -146,7 +147,7 @@ impl RedbJournalBuilder {
     }
 
     /// Sets how long a completed task id is remembered, so that a push of it
-    /// answers [`Appended::Duplicate`](crate::fast_ack::Appended::Duplicate)
+    /// answers [`Appended::Duplicate`](crate::fast_ack::journal::Appended::Duplicate)
     /// (default 24 h, the dedup stores' default time to live). The done ids are
     /// kept in the file with their expiry, which follows the wall clock across
     /// restarts; expired ones are purged a few hundred per commit. Zero

@@ -14,9 +14,8 @@ use redis::{Script, Value};
 use super::store::millis;
 use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
 use crate::backend::defaults::DEFAULT_TIME_TO_LIVE;
-use crate::fast_ack::{
-    Appended, BoxFuture, DeadLetter, Entry, Failure, Journal, JournalError, Record,
-};
+use crate::fast_ack::journal::{Appended, BoxFuture, Entry, Journal, JournalError, Record};
+use crate::fast_ack::{DeadLetter, Failure};
 
 use self::reply::{entry_id, parse_dead_letter, parse_entry, stream_entries, string};
 

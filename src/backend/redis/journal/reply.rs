@@ -9,7 +9,8 @@ use http::StatusCode;
 use redis::Value;
 
 use crate::backend::redis::RedisError;
-use crate::fast_ack::{DeadLetter, Entry, Failure, JournalError, Record};
+use crate::fast_ack::journal::{Entry, JournalError, Record};
+use crate::fast_ack::{DeadLetter, Failure};
 
 pub(super) fn string(value: Option<&Value>) -> Option<String> {
     match value? {
