@@ -3,8 +3,7 @@
 //! their extractors, bodies and status codes are untouched.
 //!
 //! ```sh
-//! cargo run --example axum_existing_app                 # serves 127.0.0.1:8080
-//! cargo run --example axum_existing_app -- --self-test  # checks itself, exits
+//! cargo run --example axum_existing_app    # serves 127.0.0.1:8080 until Ctrl-C
 //! ```
 //!
 //! The stack is built around the handler by `CallbackStack` and mounted
@@ -12,11 +11,20 @@
 //! callback route alone (it answers a method other than `POST` with `405`
 //! and `Allow: POST` itself). The handler takes `State`, given with
 //! `Handler::with_state`.
+//!
+//! To try from another terminal:
+//!
+//! ```sh
+//! curl -i http://127.0.0.1:8080/items --data apples    # 201, no JSON rule here
+//! curl -i http://127.0.0.1:8080/items                  # ["apples"]
+//! curl -i http://127.0.0.1:8080/callback -H 'content-type: application/json' \
+//!     --data-binary @tests/fixtures/completed-video.json  # 202, then 200 + taskhook-duplicate
+//! curl -i http://127.0.0.1:8080/results                # the result URLs the handler kept
+//! curl -i http://127.0.0.1:8080/callback               # 405, Allow: POST
+//! ```
+//!
+//! `cargo test --example axum_existing_app` does the same against `app()`.
 
-mod support;
-
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
@@ -25,7 +33,6 @@ use axum::handler::Handler;
 use axum::routing::get;
 use axum::{Json, Router};
 use http::StatusCode;
-use taskhook::dedup::DUPLICATE_HEADER;
 use taskhook::{CallbackStack, FastAckHandle, TaskEvent};
 use tokio::net::TcpListener;
 
@@ -94,102 +101,93 @@ fn app() -> (Router, FastAckHandle) {
     (app, handle)
 }
 
-async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
-    // Intake opens once the workers have started (until then: 503 starting).
-    handle.started().await;
-    use support::{expect, expect_status, get, post_json, send, SAMPLE, SAMPLE_ID};
-
-    // The other routes behave as before.
-    expect_status("GET /", &get(addr, "/").await?, StatusCode::OK)?;
-    let added = send(
-        addr,
-        http::Method::POST,
-        "/items",
-        Some("text/plain"),
-        "apples",
-    )
-    .await?;
-    expect_status("POST /items with a text body", &added, StatusCode::CREATED)?;
-    let items = get(addr, "/items").await?;
-    expect(items.body == r#"["apples"]"#, "GET /items lists it")?;
-
-    // The callback route has the stack.
-    let first = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("POST /callback", &first, StatusCode::ACCEPTED)?;
-    let again = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("the same task again", &again, StatusCode::OK)?;
-    expect(
-        again.headers.get(&DUPLICATE_HEADER).is_some(),
-        "answered as a duplicate",
-    )?;
-    let no_id = post_json(addr, "/callback", r#"{"code":200,"data":{}}"#).await?;
-    expect_status(
-        "a callback without a task id",
-        &no_id,
-        StatusCode::BAD_REQUEST,
-    )?;
-    let wrong_method = get(addr, "/callback").await?;
-    expect_status(
-        "GET /callback (a callback is a POST)",
-        &wrong_method,
-        StatusCode::METHOD_NOT_ALLOWED,
-    )?;
-    expect(
-        wrong_method
-            .headers
-            .get(http::header::ALLOW)
-            .is_some_and(|v| v == "POST"),
-        "GET /callback answers Allow: POST",
-    )?;
-
-    support::processed(handle, 1).await?;
-    let results = get(addr, "/results").await?;
-    expect(
-        results.body.contains(".mp4"),
-        format!("the handler stored the result URLs of {SAMPLE_ID}"),
-    )?;
-    expect(
-        handle.stats().accepted == 1,
-        "one event accepted for two pushes",
-    )
-}
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let self_test_mode = support::self_test_requested();
-    let listen = if self_test_mode {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:8080"
-    };
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("bind {listen}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Ok(addr) = listener.local_addr() else {
-        return ExitCode::FAILURE;
-    };
+async fn main() -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:8080").await?;
+    println!("listening on {}", listener.local_addr()?);
     let (app, handle) = app();
-    let server = axum::serve(listener, app).with_graceful_shutdown(support::shutdown_signal());
-    if self_test_mode {
-        tokio::spawn(std::future::IntoFuture::into_future(server));
-        let result = self_test(addr, &handle).await;
-        handle.shutdown(Duration::from_secs(5)).await;
-        return support::finish(result);
-    }
-    println!("listening on {addr}");
-    if let Err(error) = server.await {
-        eprintln!("server: {error}");
-    }
-    // The server stopped on a signal: finish the accepted callbacks.
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
+    // The server stopped on Ctrl-C: finish the accepted callbacks.
     let report = handle.shutdown(Duration::from_secs(20)).await;
     eprintln!(
         "shutdown: drained={} left={}",
         report.drained,
         report.left()
     );
-    ExitCode::SUCCESS
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use taskhook::dedup::DUPLICATE_HEADER;
+    use taskhook_test_support::{exchange, fixture, post, serve_axum, until, RawResponse};
+
+    /// `what`, or a failure after 10 s.
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 10 s"))
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> RawResponse {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        within(path, exchange(addr, &head, &[])).await
+    }
+
+    async fn post_json(addr: SocketAddr, body: &[u8]) -> RawResponse {
+        let answer = post(addr, "/callback", Some("application/json"), body);
+        within("POST /callback", answer).await
+    }
+
+    #[tokio::test]
+    async fn the_other_routes_are_untouched_and_the_callback_is_processed_once() {
+        let (app, handle) = super::app();
+        let addr = serve_axum(app).await;
+        // Intake opens once the workers have started (until then: 503).
+        within("the workers' start", handle.started()).await;
+
+        // The other routes behave as before.
+        assert_eq!(get(addr, "/").await.status, 200);
+        let added = post(addr, "/items", Some("text/plain"), b"apples");
+        assert_eq!(within("POST /items", added).await.status, 201);
+        assert_eq!(get(addr, "/items").await.body, r#"["apples"]"#);
+
+        // The callback route has the stack.
+        let sample = fixture("completed-video");
+        assert_eq!(post_json(addr, &sample).await.status, 202);
+        let again = post_json(addr, &sample).await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert!(
+            again.header(DUPLICATE_HEADER.as_str()).is_some(),
+            "{again:?}"
+        );
+        let no_id = post_json(addr, br#"{"code":200,"data":{}}"#).await;
+        assert_eq!(no_id.status, 400, "{no_id:?}");
+        let wrong_method = get(addr, "/callback").await;
+        assert_eq!(wrong_method.status, 405, "{wrong_method:?}");
+        assert_eq!(wrong_method.header("allow"), Some("POST"));
+
+        // Processed in the background, once for two pushes.
+        within(
+            "processing",
+            until("processed", || handle.stats().processed >= 1),
+        )
+        .await;
+        let results = get(addr, "/results").await.json();
+        let url = "video_task_01KBS40K78KGHZ9SDBWQSGSXRK.mp4";
+        assert!(
+            results[0].as_str().is_some_and(|u| u.ends_with(url)),
+            "{results}"
+        );
+        assert_eq!(handle.stats().accepted, 1);
+        assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+    }
 }

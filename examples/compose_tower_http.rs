@@ -3,8 +3,20 @@
 //! that keeps the status-code policy.
 //!
 //! ```sh
-//! RUST_LOG=tower_http=debug cargo run --example compose_tower_http
-//! cargo run --example compose_tower_http -- --self-test
+//! RUST_LOG=tower_http=debug cargo run --example compose_tower_http   # 127.0.0.1:8080
+//! ```
+//!
+//! Then, from another terminal: a callback (`202`), a body over the limit
+//! (`413`), and a client that stops sending its body (`503` with
+//! `Retry-After` after 8 s; `cargo test --example compose_tower_http`
+//! checks all three against `app()`, with a shorter timeout):
+//!
+//! ```sh
+//! curl -i http://127.0.0.1:8080/callback -H 'content-type: application/json' \
+//!     --data-binary @tests/fixtures/completed-video.json
+//! head -c 2000000 /dev/zero | curl -i http://127.0.0.1:8080/callback --data-binary @-
+//! (printf 'POST /callback HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n{'; sleep 10) \
+//!     | nc 127.0.0.1 8080
 //! ```
 //!
 //! From the outside in (the first layer added to a `ServiceBuilder` is the
@@ -44,10 +56,6 @@
 //! 5. Then, on `/callback` only: payload → dedup → fast-ack → handler,
 //!    built by `CallbackStack` and mounted with `route_service`.
 
-mod support;
-
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use axum::handler::HandlerWithoutStateExt;
@@ -80,8 +88,8 @@ async fn retry_after_on_503<B>(mut response: Response<B>) -> Response<B> {
     response
 }
 
-/// The app; `timeout` bounds every request (8 s in production, less in the
-/// self-test).
+/// The app; `timeout` bounds every request (8 s in `main`, less in the
+/// test).
 fn app(timeout: Duration) -> (Router, FastAckHandle) {
     let (callback, handle) = CallbackStack::new()
         // The wait for an in-flight duplicate ends before the timeout.
@@ -105,74 +113,8 @@ fn app(timeout: Duration) -> (Router, FastAckHandle) {
     (app, handle)
 }
 
-async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
-    // Intake opens once the workers have started (until then: 503 starting).
-    handle.started().await;
-    use support::{expect, expect_status, get, post_json, raw, SAMPLE};
-
-    expect_status("GET /health", &get(addr, "/health").await?, StatusCode::OK)?;
-    let accepted = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("POST /callback", &accepted, StatusCode::ACCEPTED)?;
-    support::processed(handle, 1).await?;
-
-    // A client that stops sending its body: 503 with Retry-After, not 408.
-    let head = format!(
-        "POST /callback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: 100\r\n\r\n"
-    );
-    let stalled = raw(addr, &head, br#"{"code":200,"#).await?;
-    expect(
-        stalled.starts_with("HTTP/1.1 503"),
-        format!(
-            "a stalled body times out as 503: {:?}",
-            first_line(&stalled)
-        ),
-    )?;
-    expect(
-        stalled.to_ascii_lowercase().contains("retry-after: 10"),
-        "with Retry-After",
-    )?;
-
-    // Over the app-wide limit by Content-Length: tower-http's 413.
-    let head = format!(
-        "POST /callback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\nconnection: close\r\n\r\n",
-        2 * 1024 * 1024
-    );
-    let too_large = raw(addr, &head, b"").await?;
-    expect(
-        too_large.starts_with("HTTP/1.1 413"),
-        format!("2 MiB by Content-Length: {:?}", first_line(&too_large)),
-    )?;
-
-    // Over the limits while streaming (chunked, no length): a 413, not a
-    // 503 (the provider must not retry a body that can never fit).
-    let head = format!(
-        "POST /callback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         transfer-encoding: chunked\r\nconnection: close\r\n\r\n"
-    );
-    let chunk = vec![b' '; 64 * 1024];
-    let mut body = Vec::new();
-    for _ in 0..20 {
-        body.extend_from_slice(format!("{:x}\r\n", chunk.len()).as_bytes());
-        body.extend_from_slice(&chunk);
-        body.extend_from_slice(b"\r\n");
-    }
-    body.extend_from_slice(b"0\r\n\r\n");
-    let streamed = raw(addr, &head, &body).await?;
-    expect(
-        streamed.starts_with("HTTP/1.1 413"),
-        format!("1.25 MiB chunked: {:?}", first_line(&streamed)),
-    )?;
-    Ok(())
-}
-
-fn first_line(head: &str) -> &str {
-    head.lines().next().unwrap_or_default()
-}
-
 #[tokio::main]
-async fn main() -> ExitCode {
+async fn main() -> std::io::Result<()> {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -180,39 +122,78 @@ async fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let self_test_mode = support::self_test_requested();
-    let (listen, timeout) = if self_test_mode {
-        ("127.0.0.1:0", Duration::from_millis(400))
-    } else {
-        ("127.0.0.1:8080", Duration::from_secs(8))
-    };
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("bind {listen}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Ok(addr) = listener.local_addr() else {
-        return ExitCode::FAILURE;
-    };
-    let (app, handle) = app(timeout);
-    let server = axum::serve(listener, app).with_graceful_shutdown(support::shutdown_signal());
-    if self_test_mode {
-        tokio::spawn(std::future::IntoFuture::into_future(server));
-        let result = self_test(addr, &handle).await;
-        handle.shutdown(Duration::from_secs(5)).await;
-        return support::finish(result);
-    }
-    println!("listening on {addr}");
-    if let Err(error) = server.await {
-        eprintln!("server: {error}");
-    }
+    let listener = TcpListener::bind("127.0.0.1:8080").await?;
+    println!("listening on {}", listener.local_addr()?);
+    let (app, handle) = app(Duration::from_secs(8));
+    axum::serve(listener, app)
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await?;
     let report = handle.shutdown(Duration::from_secs(20)).await;
     eprintln!(
         "shutdown: drained={} left={}",
         report.drained,
         report.left()
     );
-    ExitCode::SUCCESS
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use taskhook_test_support::{exchange, fixture, post, post_chunked, serve_axum, until};
+
+    /// `what`, or a failure after 10 s.
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 10 s"))
+    }
+
+    #[tokio::test]
+    async fn a_stalled_body_is_a_503_with_retry_after_and_a_large_one_a_413() {
+        let (app, handle) = super::app(Duration::from_millis(400));
+        let addr = serve_axum(app).await;
+        within("the workers' start", handle.started()).await;
+
+        let head = format!("GET /health HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        let health = exchange(addr, &head, &[]);
+        assert_eq!(within("GET /health", health).await.status, 200);
+        let sample = fixture("completed-video");
+        let accepted = post(addr, "/callback", Some("application/json"), &sample);
+        assert_eq!(within("POST /callback", accepted).await.status, 202);
+        let processed = until("processed", || handle.stats().processed == 1);
+        within("processing", processed).await;
+
+        // A client that stops sending its body: 503 with Retry-After, not 408.
+        let head = format!(
+            "POST /callback HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+             content-length: 100\r\n\r\n"
+        );
+        let stalled = within("a stalled body", exchange(addr, &head, &[b"{"])).await;
+        assert_eq!(stalled.status, 503, "{stalled:?}");
+        assert_eq!(stalled.header("retry-after"), Some("10"), "{stalled:?}");
+
+        // Over the app-wide limit by Content-Length: tower-http's 413.
+        let head = format!(
+            "POST /callback HTTP/1.1\r\nhost: {addr}\r\ncontent-length: 2097152\r\n\
+             connection: close\r\n\r\n"
+        );
+        let too_large = within("2 MiB by length", exchange(addr, &head, &[])).await;
+        assert_eq!(too_large.status, 413, "{too_large:?}");
+        assert_eq!(too_large.body, "length limit exceeded", "{too_large:?}");
+
+        // Over the limits while streaming (chunked, no length): a 413, not a
+        // 503 (the provider must not retry a body that can never fit).
+        let body = vec![b' '; 1280 * 1024];
+        let streamed = post_chunked(addr, "/callback", &body, 64 * 1024);
+        let streamed = within("1.25 MiB chunked", streamed).await;
+        assert_eq!(streamed.status, 413, "{streamed:?}");
+        // The payload layer's own, tighter limit, in JSON.
+        assert_eq!(streamed.json()["error"]["code"], "payload_too_large");
+        assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+    }
 }

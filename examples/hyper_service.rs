@@ -3,22 +3,24 @@
 //! connection with hyper's HTTP/1 builder and shut down gracefully.
 //!
 //! ```sh
-//! cargo run --example hyper_service                 # serves 127.0.0.1:8080
-//! cargo run --example hyper_service -- --self-test  # checks itself, exits
+//! cargo run --example hyper_service    # serves 127.0.0.1:8080 until Ctrl-C
+//! curl -i http://127.0.0.1:8080/callback -H 'content-type: application/json' \
+//!     --data-binary @tests/fixtures/completed-video.json   # 202, then 200 (duplicate)
+//! curl -i http://127.0.0.1:8080/callback                   # 405 (the stack's)
+//! curl -i http://127.0.0.1:8080/elsewhere                  # 404 (the router's)
 //! ```
+//!
+//! `cargo test --example hyper_service` sends the same to `app()`, served by
+//! `serve` on a free port.
 //!
 //! The stack (payload → dedup → fast-ack → handler) is built once, as one
 //! cloneable service; the routing service clones it per request and calls
-//! it only for `POST /callback`. The handler is a `tower::service_fn` over
+//! it only for `/callback`. The handler is a `tower::service_fn` over
 //! `Request<BufferedBody>` that reads the parsed `TaskEvent` from the
 //! extensions (no framework extractor needed). Every other route answers on
 //! its own, with the body type unified by `http_body_util::Either`.
 
-mod support;
-
 use std::convert::Infallible;
-use std::net::SocketAddr;
-use std::process::ExitCode;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -110,7 +112,7 @@ where
                 // little rather than spin. (`taskhook::server`, feature
                 // `server`, does all of this, with timeouts.)
                 Err(_) => {
-                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
                     continue;
                 }
             },
@@ -126,72 +128,75 @@ where
     let _ = tokio::time::timeout(Duration::from_secs(5), graceful.shutdown()).await;
 }
 
-async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
-    // Intake opens once the workers have started (until then: 503 starting).
-    handle.started().await;
-    use support::{expect, expect_status, get, post_json, SAMPLE};
-
-    expect_status("GET /health", &get(addr, "/health").await?, StatusCode::OK)?;
-    let first = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("POST /callback", &first, StatusCode::ACCEPTED)?;
-    let again = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("the same task again", &again, StatusCode::OK)?;
-    expect(
-        again.headers.contains_key("taskhook-duplicate"),
-        "answered as a duplicate",
-    )?;
-    let malformed = post_json(addr, "/callback", "{\"code\":200,").await?;
-    expect_status("a malformed body", &malformed, StatusCode::BAD_REQUEST)?;
-    expect_status(
-        "GET /callback",
-        &get(addr, "/callback").await?,
-        StatusCode::METHOD_NOT_ALLOWED,
-    )?;
-    expect_status(
-        "GET /elsewhere",
-        &get(addr, "/elsewhere").await?,
-        StatusCode::NOT_FOUND,
-    )?;
-    support::processed(handle, 1).await
-}
-
 #[tokio::main]
-async fn main() -> ExitCode {
-    let self_test_mode = support::self_test_requested();
-    let listen = if self_test_mode {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:8080"
-    };
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("bind {listen}: {error}");
-            return ExitCode::FAILURE;
-        }
-    };
-    let Ok(addr) = listener.local_addr() else {
-        return ExitCode::FAILURE;
-    };
+async fn main() -> std::io::Result<()> {
+    let listener = TcpListener::bind("127.0.0.1:8080").await?;
+    println!("listening on {}", listener.local_addr()?);
     let (app, handle) = app();
-    if self_test_mode {
-        let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-        let server = tokio::spawn(serve(listener, app, async {
-            let _ = stop_rx.await;
-        }));
-        let result = self_test(addr, &handle).await;
-        handle.shutdown(Duration::from_secs(5)).await;
-        let _ = stop_tx.send(());
-        let _ = server.await;
-        return support::finish(result);
-    }
-    println!("listening on {addr}");
-    serve(listener, app, support::shutdown_signal()).await;
+    serve(listener, app, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await;
     let report = handle.shutdown(Duration::from_secs(20)).await;
     eprintln!(
         "shutdown: drained={} left={}",
         report.drained,
         report.left()
     );
-    ExitCode::SUCCESS
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::net::SocketAddr;
+    use std::time::Duration;
+
+    use taskhook_test_support::{exchange, fixture, post, until, RawResponse};
+    use tokio::net::TcpListener;
+
+    /// `what`, or a failure after 10 s.
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 10 s"))
+    }
+
+    async fn get(addr: SocketAddr, path: &str) -> RawResponse {
+        let head = format!("GET {path} HTTP/1.1\r\nhost: {addr}\r\nconnection: close\r\n\r\n");
+        within(path, exchange(addr, &head, &[])).await
+    }
+
+    async fn post_json(addr: SocketAddr, body: &[u8]) -> RawResponse {
+        let answer = post(addr, "/callback", Some("application/json"), body);
+        within("POST /callback", answer).await
+    }
+
+    #[tokio::test]
+    async fn the_stack_answers_on_callback_and_the_router_elsewhere() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (app, handle) = super::app();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::serve(listener, app, async {
+            let _ = stopped.await;
+        }));
+        within("the workers' start", handle.started()).await;
+
+        assert_eq!(get(addr, "/health").await.status, 200);
+        let sample = fixture("completed-video");
+        assert_eq!(post_json(addr, &sample).await.status, 202);
+        let again = post_json(addr, &sample).await;
+        assert_eq!(again.status, 200, "{again:?}");
+        assert!(again.header("taskhook-duplicate").is_some(), "{again:?}");
+        assert_eq!(post_json(addr, b"{\"code\":200,").await.status, 400);
+        assert_eq!(get(addr, "/callback").await.status, 405);
+        assert_eq!(get(addr, "/elsewhere").await.status, 404);
+        let processed = until("processed", || handle.stats().processed == 1);
+        within("processing", processed).await;
+
+        assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+        let _ = stop.send(());
+        within("the server's stop", server).await.unwrap();
+    }
 }

@@ -2,21 +2,22 @@
 //! gRPC over HTTP/2, the provider's callbacks over HTTP/1.1.
 //!
 //! ```sh
-//! cargo run --example tonic_server                 # serves 127.0.0.1:8080
-//! cargo run --example tonic_server -- --self-test  # checks itself, exits
+//! cargo run --example tonic_server    # serves 127.0.0.1:8080 until Ctrl-C
+//! curl -i http://127.0.0.1:8080/callback -H 'content-type: application/json' \
+//!     --data-binary @tests/fixtures/completed-video.json     # 202 over HTTP/1.1
 //! ```
+//!
+//! `cargo test --example tonic_server` posts the callback and asks the
+//! health service (`Check`: `SERVING`) with tonic's client, on one port.
 //!
 //! The gRPC service is tonic-health's `grpc.health.v1.Health` (it needs no
 //! code generation); yours is added the same way. The callback route is an
 //! axum router with the stack (payload → dedup → fast-ack → handler, built
 //! by `CallbackStack`, mounted with `route_service`), turned into tonic
-//! `Routes`; the server accepts HTTP/1.1 (`accept_http1`) because the provider posts over it.
-//! The gRPC services are untouched by the stack.
+//! `Routes`; the server accepts HTTP/1.1 (`accept_http1`) because the
+//! provider posts over it. The gRPC services are untouched by the stack.
 
-mod support;
-
-use std::net::SocketAddr;
-use std::process::ExitCode;
+use std::future::Future;
 use std::time::Duration;
 
 use axum::handler::HandlerWithoutStateExt;
@@ -40,90 +41,88 @@ fn routes() -> (Routes, FastAckHandle, tonic_health::server::HealthReporter) {
     (Routes::from(http).add_service(health), handle, reporter)
 }
 
-async fn self_test(addr: SocketAddr, handle: &FastAckHandle) -> Result<(), String> {
-    // Intake opens once the workers have started (until then: 503 starting).
-    handle.started().await;
-    use support::{expect, expect_status, post_json, SAMPLE};
+/// Serves `routes` on `listener`, HTTP/1.1 and HTTP/2, until `shutdown`.
+async fn serve(
+    listener: TcpListener,
+    routes: Routes,
+    shutdown: impl Future<Output = ()>,
+) -> Result<(), tonic::transport::Error> {
+    Server::builder()
+        .accept_http1(true)
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(TcpIncoming::from(listener), shutdown)
+        .await
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let listener = TcpListener::bind("127.0.0.1:8080").await?;
+    println!("listening on {}", listener.local_addr()?);
+    // The reporter changes a service's health (`set_not_serving`, ...);
+    // the server's own (`""`) starts as SERVING.
+    let (routes, handle, _reporter) = routes();
+    serve(listener, routes, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
+    let report = handle.shutdown(Duration::from_secs(20)).await;
+    eprintln!(
+        "shutdown: drained={} left={}",
+        report.drained,
+        report.left()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::future::Future;
+    use std::time::Duration;
+
+    use taskhook_test_support::{fixture, post, until};
+    use tokio::net::TcpListener;
     use tonic_health::pb::health_check_response::ServingStatus;
     use tonic_health::pb::health_client::HealthClient;
     use tonic_health::pb::HealthCheckRequest;
 
-    let first = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("POST /callback over HTTP/1.1", &first, StatusCode::ACCEPTED)?;
-    let again = post_json(addr, "/callback", SAMPLE).await?;
-    expect_status("the same task again", &again, StatusCode::OK)?;
-    let malformed = post_json(addr, "/callback", "[]").await?;
-    expect_status(
-        "a body that is not an object",
-        &malformed,
-        StatusCode::BAD_REQUEST,
-    )?;
-    support::processed(handle, 1).await?;
+    /// `what`, or a failure after 10 s.
+    async fn within<T>(what: &str, future: impl Future<Output = T>) -> T {
+        tokio::time::timeout(Duration::from_secs(10), future)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: nothing within 10 s"))
+    }
 
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect()
-        .await
-        .map_err(|e| format!("gRPC connect: {e}"))?;
-    let answer = HealthClient::new(channel)
-        .check(HealthCheckRequest {
-            service: String::new(),
-        })
-        .await
-        .map_err(|e| format!("gRPC Health/Check: {e}"))?;
-    expect(
-        answer.into_inner().status == ServingStatus::Serving as i32,
-        "gRPC Health/Check on the same port: SERVING",
-    )
-}
+    #[tokio::test]
+    async fn grpc_and_the_callback_share_one_port() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let (routes, handle, _reporter) = super::routes();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let server = tokio::spawn(super::serve(listener, routes, async {
+            let _ = stopped.await;
+        }));
+        within("the workers' start", handle.started()).await;
 
-#[tokio::main]
-async fn main() -> ExitCode {
-    let self_test_mode = support::self_test_requested();
-    let listen = if self_test_mode {
-        "127.0.0.1:0"
-    } else {
-        "127.0.0.1:8080"
-    };
-    let listener = match TcpListener::bind(listen).await {
-        Ok(listener) => listener,
-        Err(error) => {
-            eprintln!("bind {listen}: {error}");
-            return ExitCode::FAILURE;
+        // The callback, over HTTP/1.1.
+        let sample = fixture("completed-video");
+        for (body, status) in [(&sample[..], 202), (&sample, 200), (b"[]", 400)] {
+            let answer = post(addr, "/callback", Some("application/json"), body);
+            let answer = within("POST /callback", answer).await;
+            assert_eq!(answer.status, status, "{answer:?}");
         }
-    };
-    let Ok(addr) = listener.local_addr() else {
-        return ExitCode::FAILURE;
-    };
-    let (routes, handle, _reporter) = routes();
-    let (stop_tx, stop_rx) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(
-        Server::builder()
-            .accept_http1(true)
-            .add_routes(routes)
-            .serve_with_incoming_shutdown(TcpIncoming::from(listener), async {
-                let _ = stop_rx.await;
-            }),
-    );
-    let result = if self_test_mode {
-        Some(self_test(addr, &handle).await)
-    } else {
-        println!("listening on {addr}");
-        support::shutdown_signal().await;
-        None
-    };
-    let report = handle.shutdown(Duration::from_secs(20)).await;
-    let _ = stop_tx.send(());
-    let _ = tokio::time::timeout(Duration::from_secs(5), server).await;
-    match result {
-        Some(result) => support::finish(result),
-        None => {
-            eprintln!(
-                "shutdown: drained={} left={}",
-                report.drained,
-                report.left()
-            );
-            ExitCode::SUCCESS
-        }
+        let processed = until("processed", || handle.stats().processed == 1);
+        within("processing", processed).await;
+
+        // gRPC, over HTTP/2, on the same port.
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap();
+        let channel = within("gRPC connect", channel.connect()).await.unwrap();
+        let mut health = HealthClient::new(channel);
+        let check = health.check(HealthCheckRequest::default());
+        let answer = within("Health/Check", check).await.unwrap().into_inner();
+        assert_eq!(answer.status, ServingStatus::Serving as i32);
+
+        assert!(handle.shutdown(Duration::from_secs(5)).await.drained);
+        let _ = stop.send(());
+        within("the server's stop", server).await.unwrap().unwrap();
     }
 }
