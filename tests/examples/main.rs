@@ -1,7 +1,7 @@
-//! Runs every example's binary: the receiver against its command-line
-//! contract (driven by the simulator, stopped with SIGTERM), the others in
-//! their `--self-test` mode (serve on a free loopback port, post callbacks
-//! to themselves, check the answers, exit).
+//! Runs the tool examples' binaries: the receiver against its command-line
+//! contract (driven by the simulator, stopped with SIGTERM), the demo, and
+//! the memory measures on a small count. (The examples of use test
+//! themselves: `test = true`, their own `#[test]`s.)
 //!
 //! The binaries are built once per test run with `cargo build --examples`
 //! into this test's own target directory, profile and features: when
@@ -303,70 +303,6 @@ fn demo_fails_when_tasks_are_lost() {
     let table = String::from_utf8(out.stdout).unwrap();
     assert_eq!(out.status.code(), Some(1), "{table}");
     assert!(!table.contains("\nlost             0 "), "{table}");
-}
-
-// ---------------------------------------------------------------------------
-// The examples of use, in their self-test mode
-
-/// Runs `name --self-test` and checks that every step passed.
-fn self_test(name: &str) -> String {
-    let out = run_to_end(name, &["--self-test"], Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(out.status.success(), "{name}:\n{stdout}\n{stderr}");
-    assert!(stdout.ends_with("self-test ok\n"), "{name}:\n{stdout}");
-    stdout
-}
-
-#[test]
-fn axum_existing_app_keeps_other_routes_untouched() {
-    let out = self_test("axum_existing_app");
-    assert!(
-        out.contains("ok  POST /items with a text body: 201"),
-        "{out}"
-    );
-    assert!(
-        out.contains("ok  GET /callback (a callback is a POST): 405"),
-        "{out}"
-    );
-    assert!(
-        out.contains("ok  GET /callback answers Allow: POST"),
-        "{out}"
-    );
-}
-
-#[test]
-fn compose_tower_http_times_out_as_503_and_limits_as_413() {
-    let out = self_test("compose_tower_http");
-    assert!(out.contains("a stalled body times out as 503"), "{out}");
-    assert!(out.contains("ok  with Retry-After"), "{out}");
-    assert!(out.contains("1.25 MiB chunked: \"HTTP/1.1 413"), "{out}");
-}
-
-#[test]
-fn hyper_service_serves_the_stack_without_a_framework() {
-    let out = self_test("hyper_service");
-    assert!(out.contains("ok  POST /callback: 202"), "{out}");
-    assert!(out.contains("ok  GET /elsewhere: 404"), "{out}");
-}
-
-#[test]
-fn tonic_server_serves_grpc_and_the_callback_on_one_port() {
-    let out = self_test("tonic_server");
-    assert!(out.contains("SERVING"), "{out}");
-    assert!(
-        out.contains("ok  POST /callback over HTTP/1.1: 202"),
-        "{out}"
-    );
-}
-
-#[test]
-fn quickstart_shows_the_samples_and_the_rejections() {
-    let out = run_to_end("quickstart", &[], Duration::from_secs(60));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    assert!(out.status.success(), "{stdout}");
-    assert!(stdout.contains("-> HTTP/1.1 200 OK ok"), "{stdout}");
-    assert!(stdout.contains("-> HTTP/1.1 400 Bad Request"), "{stdout}");
 }
 
 #[cfg(target_os = "linux")]
