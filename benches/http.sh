@@ -8,7 +8,7 @@
 #   LAT_RATE=2000 bash benches/http.sh   # the latency run at 2,000 req/s
 #   STALL_SECS=10 bash benches/http.sh   # a longer measure of the cores' own stalls
 #
-# The server (examples/bench_server.rs, release, one thread) is pinned to
+# The server (taskhook-tools/src/bin/bench_server.rs, release, one thread) is pinned to
 # core 0 and the load generator to core 1. Throughput: wrk, 1 thread, 32
 # connections, benches/http.lua (the 1 KB body with a unique task id per
 # request, or the same id every time for 100 % duplicates). Each round
@@ -18,7 +18,7 @@
 # queue is not a request served). Each line also shows the server's CPU
 # time per request and how busy wrk kept its own core: near 100 %, wrk is
 # the bottleneck, and the server's CPU per request is the fairer measure.
-# Latency: examples/openloop.rs at half the median bare rate, against bare
+# Latency: taskhook-tools/src/bin/openloop.rs at half the median bare rate, against bare
 # and against stack (unique ids), after a measure of how often the cores
 # themselves stall (openloop --stalls). `uptime` is printed
 # before and after each run: other work on the machine skews the figures.
@@ -39,8 +39,8 @@ if ! command -v wrk >/dev/null; then
     apt-get install -y wrk >/dev/null || { apt-get update >/dev/null && apt-get install -y wrk >/dev/null; }
 fi
 
-cargo build -q --release --example bench_server --example openloop
-bin="${CARGO_TARGET_DIR:-target}/release/examples"
+cargo build -q --release -p taskhook-tools --bin bench_server --bin openloop
+bin="${CARGO_TARGET_DIR:-target}/release"
 tmp=$(mktemp -d)
 server_pid=
 cleanup() {

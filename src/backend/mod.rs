@@ -17,11 +17,11 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use taskhook::backend::MokaStore;
+//! use taskhook::backend::CompactStore;
 //! use taskhook::{DedupLayer, PayloadLayer};
 //! use tower::ServiceBuilder;
 //!
-//! let store = MokaStore::builder()
+//! let store = CompactStore::builder()
 //!     .max_capacity(100_000)
 //!     .time_to_live(Duration::from_secs(6 * 3600))
 //!     .build();

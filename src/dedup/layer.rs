@@ -69,9 +69,9 @@ impl<St: DedupStore> DedupLayer<ById, St> {
     ///
     /// ```
     /// use std::time::Duration;
-    /// use taskhook::{DedupLayer, backend::MokaStore};
+    /// use taskhook::{DedupLayer, backend::CompactStore};
     ///
-    /// let store = MokaStore::builder()
+    /// let store = CompactStore::builder()
     ///     .max_capacity(100_000)
     ///     .time_to_live(Duration::from_secs(6 * 3600))
     ///     .build();

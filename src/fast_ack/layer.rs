@@ -120,8 +120,8 @@ impl FastAckBuilder {
     /// event is alive; so an event with a small body costs several times
     /// that body. Raise the capacity to ride out a longer outage of the
     /// handler, lower it to bound memory; `BENCHMARKS.md` ("Memory per held
-    /// event") has the figures and `examples/fast_ack_memory.rs` measures
-    /// them.
+    /// event") has the figures, measured by the `fast_ack_memory` tool of
+    /// the repository.
     pub fn capacity(self, events: usize) -> Self {
         self.configure(|c| c.capacity = events)
     }

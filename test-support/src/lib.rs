@@ -4,11 +4,17 @@
 //! what went over the wire, and a one-call exchange with a tower service.
 
 pub mod bodies;
+pub mod redis;
+pub mod replicas;
 
 use std::net::SocketAddr;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+
+/// A bound for eventual conditions: generous, only hit when the code is
+/// wrong.
+pub const PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
 
 /// The directory of the sample payloads: `tests/fixtures/` of the
 /// `taskhook` crate (they ship with it).

@@ -7,7 +7,6 @@
 //! processed once) and nothing is lost; a 4xx makes the provider give up.
 //!
 //! The URL rules are tested as tables in `tests/sim`.
-#![cfg(feature = "axum")]
 
 use taskhook_test_support as common;
 

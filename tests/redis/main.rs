@@ -1,17 +1,11 @@
 //! The Redis backend against a real `redis-server` (started by each test on
-//! a free port, see `server.rs`): atomic claims, ownership, TTLs, the
+//! a free port, `taskhook_test_support::redis`): atomic claims, ownership, TTLs, the
 //! journal's atomic append and duplicates, takeover of a dead replica's
 //! entries, dead letters after too many deliveries, Redis down or frozen
 //! (503 within the timeout bound), Redis restarted (nothing acknowledged
-//! lost).
+//! lost). The same with receiver processes: `taskhook-tools/tests/replicas.rs`.
 
-#[cfg(all(feature = "axum", unix))]
-#[path = "../common/examples.rs"]
-mod examples;
-#[cfg(all(feature = "axum", unix))]
-mod processes;
 mod replicas;
-mod server;
 
 use std::collections::HashSet;
 use std::convert::Infallible;
@@ -30,11 +24,8 @@ use tokio::sync::Notify;
 use tokio::time::Instant;
 use tower::{service_fn, ServiceBuilder, ServiceExt};
 
-use self::server::RedisServer;
-
-/// A bound for eventual conditions: generous, only hit when the code is
-/// wrong.
-pub(crate) const PATIENCE: Duration = Duration::from_secs(10);
+use taskhook_test_support::redis::RedisServer;
+use taskhook_test_support::PATIENCE;
 
 async fn connect(server: &RedisServer) -> RedisConnection {
     RedisConnection::builder(server.url())

@@ -1,13 +1,7 @@
-//! Runs the tool examples' binaries: the receiver against its command-line
-//! contract (driven by the simulator, stopped with SIGTERM), the demo, and
-//! the memory measures on a small count. (The examples of use test
-//! themselves: `test = true`, their own `#[test]`s.)
-//!
-//! The binaries are built once per test run with `cargo build --examples`
-//! into this test's own target directory, profile and features: when
-//! `cargo test` has just built the examples (it does by default) that is a
-//! no-op, and a test run alone (`--test examples`) still gets fresh ones.
-#![cfg(feature = "axum")]
+//! Runs the tools' binaries (built by Cargo for this test,
+//! `CARGO_BIN_EXE_*`): the receiver against its command-line contract
+//! (driven by the simulator, stopped with SIGTERM), the demo, and the
+//! memory measures on a small count.
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader, Read};
@@ -16,10 +10,16 @@ use std::time::Duration;
 
 use taskhook_sim::{Schedule, Simulator, UrlPolicy, Workload};
 
-use self::examples::example;
-
-#[path = "../common/examples.rs"]
-mod examples;
+/// The path of the tool `name`.
+fn binary(name: &str) -> &'static str {
+    match name {
+        "receiver" => env!("CARGO_BIN_EXE_receiver"),
+        "demo" => env!("CARGO_BIN_EXE_demo"),
+        "dedup_memory" => env!("CARGO_BIN_EXE_dedup_memory"),
+        "fast_ack_memory" => env!("CARGO_BIN_EXE_fast_ack_memory"),
+        other => panic!("no tool {other}"),
+    }
+}
 
 /// Kills the child when dropped (a failed assertion must not leave a
 /// server running).
@@ -35,7 +35,7 @@ impl Drop for Running {
 /// Runs an example to completion with `args`, at most `limit` long.
 fn run_to_end(name: &str, args: &[&str], limit: Duration) -> Output {
     let mut child = Running(
-        Command::new(example(name))
+        Command::new(binary(name))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -74,7 +74,7 @@ fn run_to_end(name: &str, args: &[&str], limit: Duration) -> Output {
 /// Starts the receiver with `args` and reads its first stdout line.
 fn start_receiver(args: &[&str]) -> (Running, String) {
     let mut child = Running(
-        Command::new(example("receiver"))
+        Command::new(env!("CARGO_BIN_EXE_receiver"))
             .args(args)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -1,8 +1,8 @@
 //! Measures the memory the dedup store needs per remembered task id.
 //!
 //! ```sh
-//! cargo run --release --example dedup_memory            # 1,000,000 keys
-//! cargo run --release --example dedup_memory -- 200000  # another count
+//! cargo run --release -p taskhook-tools --bin dedup_memory            # 1,000,000 keys
+//! cargo run --release -p taskhook-tools --bin dedup_memory -- 200000  # another count
 //! ```
 //!
 //! Linux only (it reads `VmRSS` from `/proc/self/status`). Each measurement
@@ -28,9 +28,7 @@ use moka::policy::EvictionPolicy;
 use taskhook::dedup::{Claim, DedupKey};
 use taskhook::{backend::CompactStore, backend::MokaStore, dedup::DedupStore};
 
-#[path = "support/modes.rs"]
-mod modes;
-use modes::rss_bytes;
+use taskhook_tools::memory::{self as modes, rss_bytes};
 
 const MODES: [&str; 4] = ["store", "compact", "string-key", "hashed-key"];
 

@@ -3,8 +3,8 @@
 //! bodies it receives.
 //!
 //! ```sh
-//! cargo run --release --example fast_ack_memory            # 50,000 events
-//! cargo run --release --example fast_ack_memory -- 10000   # another count
+//! cargo run --release -p taskhook-tools --bin fast_ack_memory            # 50,000 events
+//! cargo run --release -p taskhook-tools --bin fast_ack_memory -- 10000   # another count
 //! ```
 //!
 //! Linux only (it reads `VmRSS` from `/proc/self/status`). Each mode runs in
@@ -41,9 +41,7 @@ use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
 use tower::ServiceBuilder;
 
 use taskhook_test_support::bodies;
-#[path = "support/modes.rs"]
-mod modes;
-use modes::rss_bytes;
+use taskhook_tools::memory::{self as modes, rss_bytes};
 
 const MODES: [&str; 3] = ["fast_ack", "hold_bytes", "hold_copies"];
 

@@ -3,7 +3,7 @@
 //! and measures each request's latency from the time it was scheduled.
 //!
 //! ```sh
-//! cargo run --release --example openloop -- URL RATE SECONDS BODY_FILE [CONNECTIONS]
+//! cargo run --release -p taskhook-tools --bin openloop -- URL RATE SECONDS BODY_FILE [CONNECTIONS]
 //! ```
 //!
 //! Request `i` is scheduled at `start + i / RATE`. A dispatcher hands it, at
@@ -25,7 +25,7 @@
 //! generator has a core of its own (`taskset -c 1`).
 //!
 //! ```sh
-//! cargo run --release --example openloop -- --stalls SECONDS
+//! cargo run --release -p taskhook-tools --bin openloop -- --stalls SECONDS
 //! ```
 //!
 //! measures the machine instead: for `SECONDS` it reads the clock in a
@@ -70,7 +70,7 @@ fn main() {
         eprintln!("usage: openloop URL RATE SECONDS BODY_FILE [CONNECTIONS]");
         std::process::exit(2);
     }
-    let url: hyper::Uri = args[0]
+    let url: http::Uri = args[0]
         .parse()
         .unwrap_or_else(|e| fail(&format!("URL: {e}")));
     let rate: f64 = args[1]

@@ -2,9 +2,9 @@
 //! handler, or the same app with the full taskhook stack.
 //!
 //! ```sh
-//! cargo run --release --example bench_server -- bare 127.0.0.1:0
-//! cargo run --release --example bench_server -- stack 127.0.0.1:0
-//! cargo run --release --example bench_server -- body > body.json
+//! cargo run --release -p taskhook-tools --bin bench_server -- bare 127.0.0.1:0
+//! cargo run --release -p taskhook-tools --bin bench_server -- stack 127.0.0.1:0
+//! cargo run --release -p taskhook-tools --bin bench_server -- body > body.json
 //! ```
 //!
 //! - `bare`: `POST /callback` is an axum handler that reads the body and

@@ -1,7 +1,8 @@
-//! Three receiver processes (`examples/receiver.rs --redis URL`) share one
+//! Three receiver processes (`receiver --redis URL`) share one
 //! Redis behind a load balancer that spreads the simulator's connections at
 //! random: one receiver is killed (SIGKILL) mid-run and not restarted; in
 //! another run Redis itself is killed and restarted mid-run.
+#![cfg(all(feature = "redis", unix))]
 
 use std::collections::{HashMap, HashSet};
 use std::io::{BufRead, BufReader};
@@ -14,10 +15,11 @@ use taskhook::backend::redis::{RedisConnection, RedisJournal};
 use taskhook_sim::Workload;
 use tokio::time::Instant;
 
-use super::examples::example;
-use super::replicas::{run_through_a_redis_restart, run_with_disruption, task_ids, Balancer};
-use super::server::RedisServer;
-use super::PATIENCE;
+use taskhook_test_support::redis::RedisServer;
+use taskhook_test_support::replicas::{
+    run_through_a_redis_restart, run_with_disruption, task_ids, Balancer,
+};
+use taskhook_test_support::PATIENCE;
 
 /// A receiver process, killed on drop.
 struct Receiver {
@@ -29,7 +31,7 @@ struct Receiver {
 impl Receiver {
     fn start(index: usize, redis: &str, dir: &Path, claim_idle_ms: u64, delay_ms: u64) -> Self {
         let log = dir.join(format!("replica-{index}.jsonl"));
-        let mut child = Command::new(example("receiver"))
+        let mut child = Command::new(env!("CARGO_BIN_EXE_receiver"))
             .args(["--listen", "127.0.0.1:0", "--redis", redis])
             .arg("--replica")
             .arg(format!("replica-{index}"))

@@ -3,7 +3,7 @@
 //! a real provider) run against.
 //!
 //! ```sh
-//! cargo run --release --example receiver -- --listen 127.0.0.1:8080 \
+//! cargo run --release -p taskhook-tools --bin receiver -- --listen 127.0.0.1:8080 \
 //!     --processed-log processed.jsonl --handler-delay-ms 20 --fail-rate 0.1
 //! ```
 //!
@@ -25,26 +25,7 @@
 //! - the handler waits `--handler-delay-ms`, answers `500` with probability
 //!   `--fail-rate`, and otherwise appends the event to `--processed-log`.
 //!
-//! # Flags
-//!
-//! | flag | default | meaning |
-//! |---|---|---|
-//! | `--listen ADDR` | `127.0.0.1:8080` | address to listen on; port `0` picks a free port |
-//! | `--header-timeout-ms N` | `5000` | a client must send a request's whole header within `N` ms of connecting or of the previous answer, or the connection is closed (so idle keep-alive connections close too; an HTTP/2 connection without a request for `N` ms gets a `GOAWAY`) |
-//! | `--max-connections N` | `1024` | connections served at once; more wait in the listen backlog |
-//! | `--processed-log PATH` | none | append one JSON line per successful handler run |
-//! | `--handler-delay-ms N` | `0` | the handler's work time, in milliseconds |
-//! | `--fail-rate F` | `0` | probability (`0..=1`) that a handler run answers `500` |
-//! | `--drain-secs N` | `25` | on SIGINT/SIGTERM, how long to wait for the queue to drain |
-//! | `--journal PATH` | none (in memory) | keep the fast-ack journal and the done task ids in this redb file (feature `redb`): every `2xx` is on disk first, pending events are replayed at start-up, duplicates are recognised after a restart |
-//! | `--redis URL` | none | share dedup and the queue with other replicas through Redis (build with `--features redis`) |
-//! | `--replica NAME` | unique per process | with `--redis`: this replica's consumer name (stable across restarts resumes its own entries) |
-//! | `--claim-idle-ms N` | `60000` | with `--redis`: take over another replica's entries after this long without its heartbeat |
-//! | `--dedup-claim-ms N` | `10000` | with `--redis`: a dedup claim of a replica that died expires after this long |
-//! | `--help` | | print the flags |
-//!
-//! Every flag is declared once, in the `FLAGS` table below (`--flag VALUE`
-//! or `--flag=VALUE`).
+//! The flags, with their defaults: `receiver --help`.
 //!
 //! # Contract
 //!
@@ -88,17 +69,16 @@
 //! provider's retry is not held up. Run Redis with `appendonly yes` and `appendfsync always`
 //! (README, "Running several replicas").
 //!
-//! The functions that build the stack are shared with `examples/demo.rs`.
+//! The functions that build the stack are shared with the demo
+//! (`src/bin/demo.rs`) and the hostile-input tests.
 
 use std::convert::Infallible;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::ExitCode;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
 use axum::extract::State;
 use axum::handler::Handler;
@@ -111,24 +91,32 @@ use taskhook::{CallbackStack, FastAckHandle, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
 use tower::{BoxError, Service};
 
+use crate::cli::{parse_flags, parse_number, parse_positive, parse_probability, usage, Flag};
+use crate::Rng;
+
 // ---------------------------------------------------------------------------
 // Flags: every one in this table, parsed by `Config::from_args`.
 
 /// What the command line configures.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct Config {
-    pub(crate) listen: SocketAddr,
-    pub(crate) limits: ServerLimits,
-    pub(crate) processed_log: Option<PathBuf>,
-    pub(crate) handler_delay: Duration,
-    pub(crate) fail_rate: f64,
-    pub(crate) drain: Duration,
-    pub(crate) journal: Option<PathBuf>,
+pub struct Config {
+    /// `--listen`: the address to listen on.
+    pub listen: SocketAddr,
+    /// `--header-timeout-ms`, `--max-connections`: the server's limits.
+    pub limits: ServerLimits,
+    /// `--processed-log`: one JSON line per successful handler run.
+    pub processed_log: Option<PathBuf>,
+    /// `--handler-delay-ms`: the handler's work time.
+    pub handler_delay: Duration,
+    /// `--fail-rate`: the probability that a handler run answers `500`.
+    pub fail_rate: f64,
+    /// `--drain-secs`: how long to drain at shutdown.
+    pub drain: Duration,
+    /// `--journal`: the redb file of the journal (in memory without).
+    pub journal: Option<PathBuf>,
     /// `--redis URL` and its settings: a dedup store and journal shared by
     /// replicas.
-    pub(crate) redis: RedisOptions,
-    // Later issues add their flags here and in `FLAGS`: `--secret TOKEN`
-    // (the verify layers).
+    pub redis: RedisOptions,
 }
 
 impl Default for Config {
@@ -146,14 +134,19 @@ impl Default for Config {
     }
 }
 
-/// The `--redis` settings, shared with `examples/demo.rs`.
+/// The `--redis` settings, shared with the demo.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RedisOptions {
-    pub(crate) url: Option<String>,
-    pub(crate) prefix: Option<String>,
-    pub(crate) replica: Option<String>,
-    pub(crate) claim_idle: Option<Duration>,
-    pub(crate) dedup_claim: Duration,
+pub struct RedisOptions {
+    /// `--redis`: the Redis URL (none: no Redis).
+    pub url: Option<String>,
+    /// The key prefix (the demo's: one per run).
+    pub prefix: Option<String>,
+    /// `--replica`: this replica's consumer name.
+    pub replica: Option<String>,
+    /// `--claim-idle-ms`: when a silent replica's entries are taken over.
+    pub claim_idle: Option<Duration>,
+    /// `--dedup-claim-ms`: when a dead replica's dedup claims expire.
+    pub dedup_claim: Duration,
 }
 
 impl Default for RedisOptions {
@@ -169,21 +162,12 @@ impl Default for RedisOptions {
 }
 
 /// `--redis URL`: refused when built without the feature.
-pub(crate) fn set_redis_url(options: &mut RedisOptions, url: &str) -> Result<(), String> {
+pub fn set_redis_url(options: &mut RedisOptions, url: &str) -> Result<(), String> {
     if !cfg!(feature = "redis") {
         return Err("built without the redis feature (--features redis)".to_owned());
     }
     options.url = Some(url.to_owned());
     Ok(())
-}
-
-/// One command-line flag: its name, the name of its value, its help, and
-/// how its value sets the config `C`.
-pub(crate) struct Flag<C> {
-    pub(crate) name: &'static str,
-    pub(crate) value: &'static str,
-    pub(crate) help: &'static str,
-    pub(crate) set: fn(&mut C, &str) -> Result<(), String>,
 }
 
 const FLAGS: &[Flag<Config>] = &[
@@ -255,9 +239,9 @@ const FLAGS: &[Flag<Config>] = &[
     Flag {
         name: "--journal",
         value: "PATH",
-        help: "keep the journal and the done task ids in this redb file (feature redb) [default: in memory]",
+        help: "keep the journal and the done task ids in this redb file [default: in memory]",
         set: |c, v| {
-            c.journal = Some(journal_path(v)?);
+            c.journal = Some(PathBuf::from(v));
             Ok(())
         },
     },
@@ -296,39 +280,10 @@ const FLAGS: &[Flag<Config>] = &[
     },
 ];
 
-/// The value of `--journal`: a path, when built with the `redb` feature.
-pub(crate) fn journal_path(value: &str) -> Result<PathBuf, String> {
-    if cfg!(feature = "redb") {
-        Ok(PathBuf::from(value))
-    } else {
-        Err("a durable journal needs the `redb` feature (--features axum,redb)".to_owned())
-    }
-}
-
-pub(crate) fn parse_number(value: &str) -> Result<u64, String> {
-    value
-        .parse()
-        .map_err(|e| format!("not a whole number: {e}"))
-}
-
-pub(crate) fn parse_positive(value: &str) -> Result<u64, String> {
-    match parse_number(value)? {
-        0 => Err("must be at least 1".to_owned()),
-        n => Ok(n),
-    }
-}
-
-pub(crate) fn parse_probability(value: &str) -> Result<f64, String> {
-    match value.parse::<f64>() {
-        Ok(p) if (0.0..=1.0).contains(&p) => Ok(p),
-        _ => Err("not a probability between 0 and 1".to_owned()),
-    }
-}
-
 impl Config {
     /// Parses the arguments (without the program name): `Ok(None)` for
     /// `--help`.
-    pub(crate) fn from_args<I>(args: I) -> Result<Option<Self>, String>
+    pub fn from_args<I>(args: I) -> Result<Option<Self>, String>
     where
         I: IntoIterator<Item = String>,
     {
@@ -336,56 +291,13 @@ impl Config {
     }
 
     /// The usage text.
-    pub(crate) fn usage() -> String {
+    pub fn usage() -> String {
         usage(
             "A callback receiver with the full taskhook stack on POST /callback.",
             "receiver",
             FLAGS,
         )
     }
-}
-
-/// Parses `--flag VALUE` and `--flag=VALUE` arguments into a default `C`:
-/// `Ok(None)` for `--help` or `-h`.
-pub(crate) fn parse_flags<C, I>(flags: &[Flag<C>], args: I) -> Result<Option<C>, String>
-where
-    C: Default,
-    I: IntoIterator<Item = String>,
-{
-    let mut config = C::default();
-    let mut args = args.into_iter();
-    while let Some(arg) = args.next() {
-        if arg == "--help" || arg == "-h" {
-            return Ok(None);
-        }
-        let (name, inline) = match arg.split_once('=') {
-            Some((name, value)) => (name, Some(value.to_owned())),
-            None => (arg.as_str(), None),
-        };
-        let flag = flags
-            .iter()
-            .find(|f| f.name == name)
-            .ok_or_else(|| format!("unknown argument {arg:?} (see --help)"))?;
-        let value = match inline {
-            Some(value) => value,
-            None => args
-                .next()
-                .ok_or_else(|| format!("{name} needs a value {}", flag.value))?,
-        };
-        (flag.set)(&mut config, &value).map_err(|e| format!("{name} {value:?}: {e}"))?;
-    }
-    Ok(Some(config))
-}
-
-/// The usage text of a program taking `flags`.
-pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String {
-    let mut text = format!("{about}\n\nusage: {program} [FLAGS]\n\nflags:\n");
-    for flag in flags {
-        let left = format!("{} {}", flag.name, flag.value);
-        text.push_str(&format!("  {left:<24} {}\n", flag.help));
-    }
-    text.push_str(&format!("  {:<24} print this help\n", "--help"));
-    text
 }
 
 // ---------------------------------------------------------------------------
@@ -395,7 +307,7 @@ pub(crate) fn usage<C>(about: &str, program: &str, flags: &[Flag<C>]) -> String 
 /// in-memory journal, or with the journal in the redb file `journal`
 /// (`--journal`), which also remembers the done task ids across restarts.
 /// Also answers the handle on the fast-ack state.
-pub(crate) fn journaled_app<H, B>(
+pub fn journaled_app<H, B>(
     fast_ack: FastAckBuilder,
     journal: Option<&Path>,
     handler: H,
@@ -410,18 +322,11 @@ where
 {
     let stack = CallbackStack::new().fast_ack(fast_ack);
     let stack = match journal {
-        #[cfg(feature = "redb")]
         Some(path) => {
             let journal = taskhook::backend::redb::RedbJournal::open(path).map_err(|error| {
                 std::io::Error::other(format!("journal {}: {error}", path.display()))
             })?;
             stack.journal(journal)
-        }
-        #[cfg(not(feature = "redb"))]
-        Some(_) => {
-            return Err(std::io::Error::other(
-                "a durable journal needs the `redb` feature",
-            ))
         }
         None => stack,
     };
@@ -430,7 +335,7 @@ where
 }
 
 /// The app: the stack at `/callback` (it answers other methods `405`).
-pub(crate) fn router<S>(callback: S) -> Router
+pub fn router<S>(callback: S) -> Router
 where
     S: Service<Request<axum::body::Body>, Error = Infallible> + Clone + Send + Sync + 'static,
     S::Response: axum::response::IntoResponse,
@@ -444,7 +349,7 @@ where
 /// resolves, then stops accepting and lets the open connections finish for
 /// up to 5 s: an idle one is closed at once, one in a request closes after
 /// its answer.
-pub(crate) async fn serve_with(
+pub async fn serve_with(
     listener: TcpListener,
     app: Router,
     limits: ServerLimits,
@@ -517,39 +422,6 @@ impl ProcessedLog {
     }
 }
 
-/// SplitMix64 over an atomic: enough randomness to fail some runs.
-#[derive(Debug)]
-pub(crate) struct Rng(AtomicU64);
-
-impl Rng {
-    /// Seeded from the clock.
-    pub(crate) fn from_time() -> Self {
-        let nanos = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos() as u64);
-        Self::new(nanos)
-    }
-
-    pub(crate) fn new(seed: u64) -> Self {
-        Self(AtomicU64::new(seed))
-    }
-
-    pub(crate) fn next_u64(&self) -> u64 {
-        let mut z = self
-            .0
-            .fetch_add(0x9e37_79b9_7f4a_7c15, Ordering::Relaxed)
-            .wrapping_add(0x9e37_79b9_7f4a_7c15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    /// `true` with probability `p`.
-    pub(crate) fn chance(&self, p: f64) -> bool {
-        p > 0.0 && ((self.next_u64() >> 11) as f64 / (1u64 << 53) as f64) < p
-    }
-}
-
 /// The receiver's app and the handle on its fast-ack state.
 async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
     let log = match &config.processed_log {
@@ -593,7 +465,7 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
 /// `RedisJournal` shared by every replica that uses the same Redis (and
 /// prefix). Without a URL, an error.
 #[cfg(feature = "redis")]
-pub(crate) async fn redis_app<H, B>(
+pub async fn redis_app<H, B>(
     config: &RedisOptions,
     fast_ack: FastAckBuilder,
     handler: H,
@@ -641,7 +513,7 @@ where
 }
 
 // ---------------------------------------------------------------------------
-// main
+// Running it.
 
 /// Installs the SIGINT (Ctrl-C) and SIGTERM handlers now, and answers a
 /// future that resolves with the name of the first signal received.
@@ -667,7 +539,10 @@ fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = &'stat
     }
 }
 
-async fn run(config: Config) -> std::io::Result<bool> {
+/// Runs the receiver until SIGINT or SIGTERM, then drains (see the
+/// contract above): `Ok(false)` when the drain deadline left events
+/// unfinished.
+pub async fn run(config: Config) -> std::io::Result<bool> {
     let listener = TcpListener::bind(config.listen).await?;
     let addr = listener.local_addr()?;
     let (app, handle) = app(&config).await?;
@@ -731,34 +606,4 @@ async fn run(config: Config) -> std::io::Result<bool> {
         Err(_) => eprintln!("shutdown: the HTTP server panicked"),
     }
     Ok(report.drained)
-}
-
-#[tokio::main]
-async fn main() -> ExitCode {
-    let config = match Config::from_args(std::env::args().skip(1)) {
-        Ok(Some(config)) => config,
-        Ok(None) => {
-            print!("{}", Config::usage());
-            return ExitCode::SUCCESS;
-        }
-        Err(error) => {
-            eprintln!("receiver: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
-        )
-        .with_writer(std::io::stderr)
-        .init();
-    match run(config).await {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(error) => {
-            eprintln!("receiver: {error}");
-            ExitCode::FAILURE
-        }
-    }
 }

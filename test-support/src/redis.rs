@@ -11,7 +11,9 @@ use std::time::{Duration, Instant};
 
 static NEXT: AtomicU32 = AtomicU32::new(0);
 
-pub(crate) struct RedisServer {
+/// A running `redis-server` of the test's own (see the module docs).
+#[derive(Debug)]
+pub struct RedisServer {
     child: Option<Child>,
     port: u16,
     dir: PathBuf,
@@ -21,12 +23,12 @@ pub(crate) struct RedisServer {
 impl RedisServer {
     /// Starts a server; panics with a clear message when `redis-server` is
     /// not on PATH (`.ci/run` installs it).
-    pub(crate) fn start() -> Self {
+    pub fn start() -> Self {
         Self::start_with(&[])
     }
 
     /// Starts a server with `extra` arguments after the defaults (they win).
-    pub(crate) fn start_with(extra: &[&str]) -> Self {
+    pub fn start_with(extra: &[&str]) -> Self {
         let port = {
             let listener = TcpListener::bind("127.0.0.1:0").expect("a free port");
             listener.local_addr().expect("its address").port()
@@ -47,18 +49,19 @@ impl RedisServer {
         server
     }
 
-    pub(crate) fn url(&self) -> String {
+    /// The URL to connect to: `redis://127.0.0.1:PORT/`.
+    pub fn url(&self) -> String {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
     /// The server's process id, while it runs.
-    pub(crate) fn pid(&self) -> Option<u32> {
+    pub fn pid(&self) -> Option<u32> {
         self.child.as_ref().map(Child::id)
     }
 
     /// Kills the server at once (SIGKILL): what it acknowledged is in its
     /// append-only file, fsynced.
-    pub(crate) fn kill(&mut self) {
+    pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -66,12 +69,12 @@ impl RedisServer {
     }
 
     /// Freezes the server (SIGSTOP): connections stay open, nothing answers.
-    pub(crate) fn freeze(&self) {
+    pub fn freeze(&self) {
         self.signal("-STOP");
     }
 
     /// Thaws a frozen server (SIGCONT).
-    pub(crate) fn thaw(&self) {
+    pub fn thaw(&self) {
         self.signal("-CONT");
     }
 
@@ -87,7 +90,7 @@ impl RedisServer {
 
     /// Starts the server again on the same port and directory (after
     /// `kill`), and waits until it accepts connections.
-    pub(crate) fn restart(&mut self) {
+    pub fn restart(&mut self) {
         self.kill();
         let child = Command::new("redis-server")
             .arg("--port")

@@ -1,18 +1,15 @@
-//! Hostile input against the receiver example's stack and server, over HTTP
+//! Hostile input against the receiver's stack and server, over HTTP
 //! on loopback: oversize and lying chunked bodies, deep nesting, invalid
 //! UTF-8, hostile ids, a stalled body, and hundreds of slow connections.
 //!
-//! The stack is the one `examples/receiver.rs` builds (payload → dedup →
+//! The stack is the one `taskhook_tools::receiver` builds (payload → dedup →
 //! fast-ack → handler, mounted by its `router`), served by its `serve_with`
 //! with the header-read timeout and the connection cap: in process, on a
 //! free loopback port, so the test needs no binary.
-#![cfg(feature = "axum")]
 
 use taskhook_test_support as common;
 
-#[allow(dead_code, unreachable_pub)]
-#[path = "../../examples/receiver.rs"]
-mod receiver;
+use taskhook_tools::receiver;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicUsize, Ordering};

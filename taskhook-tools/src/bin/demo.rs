@@ -2,16 +2,15 @@
 //! recommended stack, on loopback, in one process. Nothing to install.
 //!
 //! ```sh
-//! cargo run --release --example demo
-//! cargo run --release --example demo -- --tasks 20000 --fail-rate 0.3 --time-factor 0.05
-//! cargo run --release --example demo -- --help
+//! cargo run --release -p taskhook-tools --bin demo
+//! cargo run --release -p taskhook-tools --bin demo -- --tasks 20000 --fail-rate 0.3 --time-factor 0.05
+//! cargo run --release -p taskhook-tools --bin demo -- --help
 //! ```
 //!
-//! It starts the receiver of `examples/receiver.rs` (payload → dedup →
-//! fast-ack → handler, axum; built with the `redb` feature, the journal and
-//! the done task ids are in a redb file in a new temporary directory,
-//! removed at the end, or in `--journal PATH`; `--journal memory` or a
-//! build without `redb` keeps them in memory) on
+//! It starts the receiver of `taskhook_tools::receiver` (payload → dedup →
+//! fast-ack → handler, axum; the journal and the done task ids are in a
+//! redb file in a new temporary directory, removed at the end, or in
+//! `--journal PATH`; `--journal memory` keeps them in memory) on
 //! `127.0.0.1:0`, then runs [`taskhook_sim`] against it: by default 5,000
 //! tasks shaped like the provider's samples, 3% pushed twice at once
 //! (immediate), 3% twice on two connections at the same moment
@@ -56,7 +55,8 @@
 //! burst over the real schedule (retries 10 s, 30 s, 60 s apart), or use a
 //! durable journal and a larger capacity.
 //!
-//! With `--redis URL` (built with `--features redis`) the receiver's dedup
+//! With `--redis URL` (built with `--features redis`: `cargo run --release -p taskhook-tools
+//! --features redis --bin demo -- --redis URL`) the receiver's dedup
 //! store and journal are a `RedisStore` and a `RedisJournal` on that Redis
 //! (under a key prefix of the run, so runs do not see each other's task
 //! ids), as with the receiver's `--redis`.
@@ -67,10 +67,6 @@
 //! until the receiver was drained. The run lasts at least as long as the
 //! later duplicates' delay (60 provider-seconds, 3 s at the default
 //! factor), so these are averages over the run, not peak rates.
-
-#[allow(dead_code)]
-#[path = "receiver.rs"]
-mod receiver;
 
 use std::collections::HashMap;
 use std::future::IntoFuture;
@@ -88,7 +84,9 @@ use taskhook::{FastAckHandle, TaskEvent};
 use taskhook_sim::{Progress, Schedule, Simulator, UrlPolicy, Workload};
 use tokio::net::TcpListener;
 
-use self::receiver::{parse_flags, parse_number, parse_probability, usage, Flag, Rng};
+use taskhook_tools::cli::{parse_flags, parse_number, parse_probability, usage, Flag};
+use taskhook_tools::receiver;
+use taskhook_tools::Rng;
 
 /// What the command line configures.
 #[derive(Debug, Clone)]
@@ -143,11 +141,7 @@ impl Default for Config {
             capacity: 1_024,
             attempts: 4,
             replay_rounds: 3,
-            journal: if cfg!(feature = "redb") {
-                JournalChoice::Temporary
-            } else {
-                JournalChoice::Memory
-            },
+            journal: JournalChoice::Temporary,
             redis: receiver::RedisOptions::default(),
         }
     }
@@ -293,12 +287,12 @@ const FLAGS: &[Flag<Config>] = &[
     Flag {
         name: "--journal",
         value: "PATH|memory",
-        help: "the journal and done task ids: a redb file (feature redb), or memory \
-               [default: a file in a new temporary directory with redb, else memory]",
+        help: "the journal and done task ids: a redb file, or memory \
+               [default: a redb file in a new temporary directory]",
         set: |c, v| {
             c.journal = match v {
                 "memory" => JournalChoice::Memory,
-                path => JournalChoice::File(receiver::journal_path(path)?),
+                path => JournalChoice::File(path.into()),
             };
             Ok(())
         },

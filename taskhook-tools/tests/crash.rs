@@ -1,25 +1,20 @@
-//! The receiver example with `--journal`, killed with SIGKILL at random
+//! The receiver with `--journal`, killed with SIGKILL at random
 //! moments while a few thousand callbacks arrive, restarted each time.
 //! At the end: every task id that was answered `2xx` was processed at least
 //! once, nothing is left pending in the journal, and a duplicate of a task
 //! acknowledged before a crash is answered `200` duplicate after it.
 //!
-//! The receiver binary is built once with `cargo build --example receiver
-//! --features axum,redb` into this test's own target directory and
-//! profile. Loopback only, port 0; the seed of the random kill times is
+//! The receiver is the tools' binary (`CARGO_BIN_EXE_receiver`). Loopback only, port 0; the seed of the random kill times is
 //! printed, and `CRASH_SEED` replays it.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-#[path = "../common/examples.rs"]
-mod examples;
 
 use taskhook::backend::redb::RedbJournal;
 use taskhook::fast_ack::journal::Journal;
@@ -29,38 +24,6 @@ use tokio::net::TcpStream;
 const TASKS: usize = 3000;
 const KILLS: usize = 4;
 const SENDERS: usize = 32;
-
-/// Builds the receiver with the journal and copies it to `dir` (the
-/// shared target directory's copy may be rebuilt meanwhile with other
-/// features by another test).
-fn receiver_binary(dir: &Path) -> PathBuf {
-    for _ in 0..3 {
-        let built = build_receiver();
-        let copy = dir.join(built.file_name().expect("a file name"));
-        std::fs::copy(&built, &copy).expect("copy the receiver");
-        let help = Command::new(&copy)
-            .arg("--help")
-            .output()
-            .expect("--help runs");
-        if String::from_utf8_lossy(&help.stdout).contains("--journal PATH")
-            && Command::new(&copy)
-                .args(["--journal", "x", "--listen", "not-an-address"])
-                .output()
-                .is_ok_and(|o| !String::from_utf8_lossy(&o.stderr).contains("redb"))
-        {
-            return copy;
-        }
-    }
-    panic!("could not get a receiver built with the redb feature");
-}
-
-fn build_receiver() -> PathBuf {
-    if let Err(error) = examples::cargo_build(&["--example", "receiver", "--features", "axum,redb"])
-    {
-        panic!("building the receiver failed:\n{error}");
-    }
-    examples::built("receiver")
-}
 
 /// SplitMix64: random kill times, reproducible from the printed seed.
 struct Rng(u64);
@@ -256,12 +219,7 @@ async fn sigkill_at_random_moments_loses_nothing_that_was_acknowledged() {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("crash-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let binary = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || receiver_binary(&dir)
-    })
-    .await
-    .unwrap();
+    let binary = Path::new(env!("CARGO_BIN_EXE_receiver"));
     let (journal, log) = (dir.join("journal.redb"), dir.join("processed.jsonl"));
 
     let ids: Vec<String> = (0..TASKS).map(|i| format!("task_crash_{i:05}")).collect();
@@ -271,7 +229,7 @@ async fn sigkill_at_random_moments_loses_nothing_that_was_acknowledged() {
 
     for life in 0..=KILLS {
         let stderr = dir.join(format!("stderr-{life}.txt"));
-        let mut receiver = Receiver::start(&binary, &journal, &log, &stderr);
+        let mut receiver = Receiver::start(binary, &journal, &log, &stderr);
         let addr = receiver.addr;
 
         // Duplicates of tasks acknowledged in earlier lives: absorbed, not

@@ -4,8 +4,8 @@
 //! ("Journal") come from it.
 //!
 //! ```sh
-//! cargo run --release --example journal_throughput --features redb
-//! cargo run --release --example journal_throughput --features redb -- \
+//! cargo run --release -p taskhook-tools --bin journal_throughput
+//! cargo run --release -p taskhook-tools --bin journal_throughput -- \
 //!     --requests 4000 --concurrency 1,16,64,256 --dir /var/tmp
 //! ```
 //!

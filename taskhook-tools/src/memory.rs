@@ -1,9 +1,7 @@
-//! The harness of the memory examples (`dedup_memory.rs`,
-//! `fast_ack_memory.rs`; each includes this file with `#[path]`, and Cargo
-//! does not build `examples/support/` as an example of its own): every
-//! measurement runs in a fresh child process, this program started again
-//! with a mode, so that no allocation of one measurement is reused by the
-//! next.
+//! The harness of the memory measures (`dedup_memory`, `fast_ack_memory`):
+//! every measurement runs in a fresh child process, this program started
+//! again with a mode, so that no allocation of one measurement is reused by
+//! the next.
 
 use std::process::Command;
 
@@ -11,7 +9,7 @@ use std::process::Command;
 /// in this process (`n`: the second argument, or `default_n`). Otherwise
 /// prints `header(n)` (`n`: the first argument, or `default_n`) and runs
 /// each mode in a child process, in order; panics if one fails.
-pub(crate) fn run(
+pub fn run(
     modes: &[&str],
     default_n: u64,
     header: impl Fn(u64) -> String,
@@ -44,7 +42,7 @@ pub(crate) fn run(
 
 /// This process's resident memory (`VmRSS` in `/proc/self/status`; Linux
 /// only), in bytes.
-pub(crate) fn rss_bytes() -> u64 {
+pub fn rss_bytes() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("Linux /proc");
     let kb: u64 = status
         .lines()
