@@ -47,7 +47,11 @@ pub trait ResponseStatus {
     /// use http::Response;
     /// use taskhook::fast_ack::ResponseStatus;
     ///
-    /// let busy = Response::builder().status(503).header("retry-after", "120").body(()).unwrap();
+    /// let busy = Response::builder()
+    ///     .status(503)
+    ///     .header("retry-after", "120")
+    ///     .body(String::new())
+    ///     .unwrap();
     /// assert_eq!(busy.retry_after(), Some(Duration::from_secs(120)));
     /// ```
     fn retry_after(&self) -> Option<Duration> {

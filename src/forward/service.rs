@@ -172,7 +172,11 @@ where
         // The semaphore is never closed, so this waits for a place and
         // never fails; the timeout starts once the place is held.
         let _place = self.limit.acquire().await.ok();
-        let deadline = Instant::now() + self.timeout;
+        let now = Instant::now();
+        // A timeout too long to add (`Duration::MAX` for "none") is a year.
+        let deadline = now
+            .checked_add(self.timeout)
+            .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
         let response = match tokio::time::timeout_at(deadline, self.client.request(request)).await {
             Ok(Ok(response)) => response,
             Ok(Err(error)) => {

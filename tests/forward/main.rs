@@ -387,6 +387,16 @@ async fn each_answer_of_the_upstream_maps_to_done_refused_or_retry() {
     assert!(message.to_lowercase().contains("refused"), "{message}");
 }
 
+#[tokio::test]
+async fn a_timeout_too_long_to_add_is_no_timeout_not_a_panic() {
+    let upstream = Upstream::start().await;
+    let forward = Forward::builder(upstream.url("/hook"))
+        .timeout(Duration::MAX)
+        .build()
+        .unwrap();
+    assert_eq!(forward_once(&forward).await.0, StatusCode::OK);
+}
+
 #[test]
 fn a_bad_configuration_fails_at_build() {
     let header = |name: &'static str| {
