@@ -17,6 +17,9 @@
 //!   handler, in one call.
 //! - `verify` (feature `verify`): secret path token, IP allowlist,
 //!   confirm-by-refetch and Standard Webhooks signatures.
+//! - `forward` (feature `forward`): `Forward`, the service that sends each
+//!   event to an app at an upstream URL (the handler under fast-ack, for an
+//!   app in any language).
 //! - `server` (feature `server`): a hardened HTTP/1.1 and HTTP/2 server
 //!   to put the route on.
 //!
@@ -64,6 +67,7 @@
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
 //! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
+//! | `forward` | `forward::Forward`: each event forwarded to an upstream URL over a pooled hyper client |
 //! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); implies `moka`; needs Rust 1.89 |
 //! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
@@ -80,6 +84,9 @@ pub mod dedup;
 mod detach;
 pub mod event;
 pub mod fast_ack;
+#[cfg(feature = "forward")]
+#[cfg_attr(docsrs, doc(cfg(feature = "forward")))]
+pub mod forward;
 pub mod payload;
 mod response;
 #[cfg(feature = "server")]

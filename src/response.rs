@@ -42,6 +42,7 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// | `duplicate_in_flight`, `dedup_store_unavailable` | 503 | dedup could not decide now |
 /// | `confirmation_timeout`, `provider_unavailable`, `not_confirmed_yet` | 503 | the provider could not confirm the push now |
 /// | `request_timeout` | 503 | the request did not arrive in time (the server) |
+/// | `upstream_status`, `upstream_timeout`, `upstream_unreachable`, `upstream_connection_error` | 503 | the forwarding service could not deliver the event now (to fast-ack's worker, which retries; `Retry-After` only when the upstream sent one) |
 /// | `payload_layer_missing`, `dedup_behind_fast_ack`, `fast_ack_layer_reused`, `no_tokio_runtime`, `peer_address_missing` | 500 | our misconfiguration, logged at `ERROR`; the provider retries |
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Code {
@@ -64,6 +65,10 @@ pub(crate) enum Code {
     ProviderUnavailable,
     NotConfirmedYet,
     RequestTimeout,
+    UpstreamStatus,
+    UpstreamTimeout,
+    UpstreamUnreachable,
+    UpstreamConnectionError,
     PayloadLayerMissing,
     DedupBehindFastAck,
     FastAckLayerReused,
@@ -92,6 +97,10 @@ impl Code {
             Self::ProviderUnavailable => "provider_unavailable",
             Self::NotConfirmedYet => "not_confirmed_yet",
             Self::RequestTimeout => "request_timeout",
+            Self::UpstreamStatus => "upstream_status",
+            Self::UpstreamTimeout => "upstream_timeout",
+            Self::UpstreamUnreachable => "upstream_unreachable",
+            Self::UpstreamConnectionError => "upstream_connection_error",
             Self::PayloadLayerMissing => "payload_layer_missing",
             Self::DedupBehindFastAck => "dedup_behind_fast_ack",
             Self::FastAckLayerReused => "fast_ack_layer_reused",
@@ -118,7 +127,11 @@ impl Code {
             | Self::ConfirmationTimeout
             | Self::ProviderUnavailable
             | Self::NotConfirmedYet
-            | Self::RequestTimeout => StatusCode::SERVICE_UNAVAILABLE,
+            | Self::RequestTimeout
+            | Self::UpstreamStatus
+            | Self::UpstreamTimeout
+            | Self::UpstreamUnreachable
+            | Self::UpstreamConnectionError => StatusCode::SERVICE_UNAVAILABLE,
             Self::PayloadLayerMissing
             | Self::DedupBehindFastAck
             | Self::FastAckLayerReused
@@ -305,6 +318,72 @@ impl Rejection {
             Code::RequestTimeout,
             "the request was not complete in time",
             retry_after,
+        )
+    }
+
+    // ---- the forwarding service: 503 to fast-ack's worker -----------------------
+
+    /// A failed delivery to the upstream, answered to fast-ack's worker
+    /// (not to the provider): `503`, so the worker retries, with a
+    /// `Retry-After` only when the upstream sent one, because the worker
+    /// waits the larger of its backoff and a `Retry-After` (a default one
+    /// would override the backoff).
+    fn upstream(code: Code, message: String, retry_after: Option<Duration>) -> Self {
+        debug_assert_eq!(code.status(), StatusCode::SERVICE_UNAVAILABLE);
+        Self {
+            retry_after,
+            ..Self::new(code, message)
+        }
+    }
+
+    /// The upstream answered a status that asks for a retry (`5xx`, `408`,
+    /// `429`, a redirect, or a `4xx` the service retries); `excerpt` is the
+    /// start of its body.
+    #[cfg_attr(not(feature = "forward"), allow(dead_code))]
+    pub(crate) fn upstream_status(
+        status: StatusCode,
+        excerpt: &str,
+        retry_after: Option<Duration>,
+    ) -> Self {
+        let mut message = format!("the upstream answered {status}");
+        if status.is_redirection() {
+            message.push_str(" (a redirect is not followed: configure the final URL)");
+        }
+        if !excerpt.is_empty() {
+            message.push_str(": ");
+            message.push_str(excerpt);
+        }
+        Self::upstream(Code::UpstreamStatus, message, retry_after)
+    }
+
+    /// The upstream did not answer within `timeout`.
+    #[cfg_attr(not(feature = "forward"), allow(dead_code))]
+    pub(crate) fn upstream_timeout(timeout: Duration) -> Self {
+        Self::upstream(
+            Code::UpstreamTimeout,
+            format!("the upstream did not answer within {timeout:?}"),
+            None,
+        )
+    }
+
+    /// No connection to the upstream (refused, no route, name not resolved).
+    #[cfg_attr(not(feature = "forward"), allow(dead_code))]
+    pub(crate) fn upstream_unreachable(error: &str) -> Self {
+        Self::upstream(
+            Code::UpstreamUnreachable,
+            format!("the upstream is unreachable: {error}"),
+            None,
+        )
+    }
+
+    /// The connection to the upstream failed during the exchange (reset,
+    /// closed before the answer, a malformed answer).
+    #[cfg_attr(not(feature = "forward"), allow(dead_code))]
+    pub(crate) fn upstream_connection_error(error: &str) -> Self {
+        Self::upstream(
+            Code::UpstreamConnectionError,
+            format!("the exchange with the upstream failed: {error}"),
+            None,
         )
     }
 
@@ -515,6 +594,10 @@ mod tests {
             Rejection::provider_unavailable(after),
             Rejection::not_confirmed_yet(after),
             Rejection::request_timeout(after),
+            Rejection::upstream_status(StatusCode::BAD_GATEWAY, "down", Some(after)),
+            Rejection::upstream_timeout(after).with_retry_after(after),
+            Rejection::upstream_unreachable("refused").with_retry_after(after),
+            Rejection::upstream_connection_error("reset").with_retry_after(after),
             Rejection::payload_layer_missing("DedupLayer"),
             Rejection::dedup_behind_fast_ack(),
             Rejection::fast_ack_layer_reused(),
@@ -539,6 +622,41 @@ mod tests {
                 "{code}"
             );
         }
+    }
+
+    impl Rejection {
+        fn with_retry_after(mut self, after: Duration) -> Self {
+            self.retry_after = Some(after);
+            self
+        }
+    }
+
+    #[test]
+    fn an_upstream_failure_says_when_to_retry_only_if_the_upstream_did() {
+        for rejection in [
+            Rejection::upstream_status(StatusCode::INTERNAL_SERVER_ERROR, "", None),
+            Rejection::upstream_timeout(Duration::from_secs(30)),
+            Rejection::upstream_unreachable("connection refused"),
+            Rejection::upstream_connection_error("connection reset"),
+        ] {
+            let response = rejection.into_response::<String>();
+            assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+            assert!(!response.headers().contains_key(RETRY_AFTER));
+        }
+        let response = Rejection::upstream_status(
+            StatusCode::MOVED_PERMANENTLY,
+            "elsewhere",
+            Some(Duration::from_secs(7)),
+        )
+        .into_response::<String>();
+        assert_eq!(response.headers()[RETRY_AFTER], "7");
+        let message =
+            Rejection::upstream_status(StatusCode::MOVED_PERMANENTLY, "elsewhere", None).message;
+        assert_eq!(
+            message,
+            "the upstream answered 301 Moved Permanently (a redirect is not followed: \
+             configure the final URL): elsewhere"
+        );
     }
 
     #[test]

@@ -179,30 +179,38 @@ impl DeadLetter {
     pub fn failed_at(&self) -> SystemTime {
         self.failed_at
     }
+
+    /// When the event was accepted (see
+    /// [`Attempt::received_at`](super::Attempt::received_at)); a replay
+    /// keeps this time.
+    pub fn received_at(&self) -> SystemTime {
+        self.job.head.received_at
+    }
 }
 
 /// The JSON of a dead letter for an admin route or a log: `seq`, `task_id`
 /// (or `null`), `attempts`, `failure` (`{"kind":"status","status":500,
 /// "body":".."}`, `{"kind":"error","message":".."}` or
-/// `{"kind":"panic","message":".."}`), `failed_at_ms` (milliseconds since
-/// the Unix epoch), `method`, `uri`, and `payload`: the body as JSON (the
+/// `{"kind":"panic","message":".."}`), `failed_at_ms` and `received_at_ms`
+/// (milliseconds since the Unix epoch), `method`, `uri`, and `payload`: the body as JSON (the
 /// payload layer validated it), or as a string when it is not JSON.
 /// Headers are left out: they may carry secrets.
 impl Serialize for DeadLetter {
     fn serialize<S: Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
-        let failed_at_ms = self
-            .failed_at
-            .duration_since(UNIX_EPOCH)
-            .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-            .unwrap_or(0);
+        let millis = |time: SystemTime| {
+            time.duration_since(UNIX_EPOCH)
+                .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+                .unwrap_or(0)
+        };
         let payload = serde_json::from_slice::<serde_json::Value>(self.body())
             .unwrap_or_else(|_| String::from_utf8_lossy(self.body()).into_owned().into());
-        let mut map = serializer.serialize_struct("DeadLetter", 8)?;
+        let mut map = serializer.serialize_struct("DeadLetter", 9)?;
         map.serialize_field("seq", &self.seq())?;
         map.serialize_field("task_id", &self.task_id())?;
         map.serialize_field("attempts", &self.attempts)?;
         map.serialize_field("failure", &self.failure)?;
-        map.serialize_field("failed_at_ms", &failed_at_ms)?;
+        map.serialize_field("failed_at_ms", &millis(self.failed_at))?;
+        map.serialize_field("received_at_ms", &millis(self.received_at()))?;
         map.serialize_field("method", self.method().as_str())?;
         map.serialize_field("uri", &self.uri().to_string())?;
         map.serialize_field("payload", &payload)?;

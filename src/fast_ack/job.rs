@@ -2,6 +2,7 @@
 //! attempt, and its encoding in the journal.
 
 use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::{BufMut, Bytes, BytesMut};
 use http::header::{HeaderName, HeaderValue};
@@ -11,14 +12,17 @@ use super::journal::{Entry, JournalError, Record};
 use crate::body::BufferedBody;
 use crate::{RawPayload, TaskEvent};
 
-/// Everything of a request but its body and extensions: what the journal
-/// keeps. Shared by every attempt.
+/// Everything of a request but its body and extensions, and when it was
+/// accepted: what the journal keeps. Shared by every attempt.
 #[derive(Debug)]
 pub(crate) struct Head {
     pub(crate) method: Method,
     pub(crate) uri: Uri,
     pub(crate) version: Version,
     pub(crate) headers: HeaderMap,
+    /// When the layer accepted the request (journaled with it, so an
+    /// attempt after a restart or a replay sees the original time).
+    pub(crate) received_at: SystemTime,
 }
 
 /// One accepted event on its way through the queue.
@@ -61,6 +65,7 @@ impl Job {
             seq: self.seq,
             number: self.attempts,
             task_id: self.task_id.clone(),
+            received_at: self.head.received_at,
         });
         req
     }
@@ -111,6 +116,7 @@ impl Job {
                 uri: Uri::from_static("/callback"),
                 version: Version::HTTP_11,
                 headers: HeaderMap::new(),
+                received_at: SystemTime::now(),
             }),
             body: Bytes::new(),
             attempts: 0,
@@ -145,6 +151,7 @@ pub struct Attempt {
     seq: u64,
     number: u32,
     task_id: Option<Arc<str>>,
+    received_at: SystemTime,
 }
 
 impl Attempt {
@@ -163,12 +170,28 @@ impl Attempt {
     pub fn task_id(&self) -> Option<&str> {
         self.task_id.as_deref()
     }
+
+    /// When the layer accepted the event (answered it `202`), to the
+    /// millisecond: journaled with the request, so every attempt, one after
+    /// a restart and a replayed dead letter's included, sees the original
+    /// time.
+    ///
+    /// (An entry of the journal format before this time was recorded
+    /// carries none: for it, the time it was read back from the journal.)
+    pub fn received_at(&self) -> SystemTime {
+        self.received_at
+    }
 }
 
-const MAGIC: &[u8; 4] = b"THJ1";
+/// The format written: with the time of acceptance.
+const MAGIC: &[u8; 4] = b"THJ2";
+/// The format before it, still read: without the time of acceptance.
+const MAGIC_V1: &[u8; 4] = b"THJ1";
 
-/// `THJ1`, then method, URI, version, headers and body, each length-prefixed
-/// (`u32`, little endian).
+/// `THJ2`, the time of acceptance (milliseconds since the Unix epoch, `u64`
+/// little endian), then method, URI, version, headers and body, each
+/// length-prefixed (`u32`, little endian). `THJ1` is the same without the
+/// time.
 pub(crate) fn encode(head: &Head, body: &Bytes) -> Bytes {
     let headers: usize = head
         .headers
@@ -177,9 +200,10 @@ pub(crate) fn encode(head: &Head, body: &Bytes) -> Bytes {
         .sum();
     let uri = head.uri.to_string();
     let mut buf = BytesMut::with_capacity(
-        4 + 4 + head.method.as_str().len() + 4 + uri.len() + 1 + 4 + headers + 4 + body.len(),
+        4 + 8 + 4 + head.method.as_str().len() + 4 + uri.len() + 1 + 4 + headers + 4 + body.len(),
     );
     buf.put_slice(MAGIC);
+    buf.put_u64_le(unix_millis(head.received_at));
     put(&mut buf, head.method.as_str().as_bytes());
     put(&mut buf, uri.as_bytes());
     buf.put_u8(match head.version {
@@ -198,6 +222,20 @@ pub(crate) fn encode(head: &Head, body: &Bytes) -> Bytes {
     buf.freeze()
 }
 
+/// Now, to the millisecond: the time of acceptance of a new event, as the
+/// journal keeps it (so a live attempt sees what a replayed one will).
+pub(crate) fn received_now() -> SystemTime {
+    let now = SystemTime::now();
+    let millis = Duration::from_millis(unix_millis(now));
+    UNIX_EPOCH.checked_add(millis).unwrap_or(now)
+}
+
+/// Milliseconds since the Unix epoch (`0` before it, saturated far after).
+fn unix_millis(time: SystemTime) -> u64 {
+    time.duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 fn len32(len: usize) -> u32 {
     // Bodies are bounded by the payload layer far below 4 GiB.
     u32::try_from(len).unwrap_or(u32::MAX)
@@ -210,9 +248,18 @@ fn put(buf: &mut BytesMut, data: &[u8]) {
 
 fn decode(bytes: &Bytes) -> Result<(Head, Bytes), String> {
     let mut reader = Reader { bytes, pos: 0 };
-    if reader.take(4)?[..] != MAGIC[..] {
+    let magic = reader.take(4)?;
+    let received_at = if magic[..] == MAGIC[..] {
+        let b = reader.take(8)?;
+        let millis = u64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]]);
+        UNIX_EPOCH
+            .checked_add(Duration::from_millis(millis))
+            .ok_or_else(|| "the time of acceptance is out of range".to_owned())?
+    } else if magic[..] == MAGIC_V1[..] {
+        SystemTime::now()
+    } else {
         return Err("unknown entry format".into());
-    }
+    };
     let method = Method::from_bytes(&reader.field()?).map_err(|e| e.to_string())?;
     let uri = Uri::from_maybe_shared(reader.field()?).map_err(|e| e.to_string())?;
     let version = match reader.take(1)?[0] {
@@ -240,6 +287,7 @@ fn decode(bytes: &Bytes) -> Result<(Head, Bytes), String> {
             uri,
             version,
             headers,
+            received_at,
         },
         body,
     ))
@@ -287,6 +335,7 @@ mod tests {
             uri: "/hook/callback?x=1".parse().unwrap(),
             version: Version::HTTP_2,
             headers,
+            received_at: UNIX_EPOCH + Duration::from_millis(1_766_361_600_123),
         }
     }
 
@@ -318,6 +367,40 @@ mod tests {
         assert_eq!(req.extensions().get::<RawPayload>().unwrap().bytes(), &body);
         let attempt = req.extensions().get::<Attempt>().unwrap();
         assert_eq!((attempt.seq(), attempt.task_id()), (7, Some("task_1")));
+        assert_eq!(
+            attempt.received_at(),
+            UNIX_EPOCH + Duration::from_millis(1_766_361_600_123),
+            "the time of acceptance is journaled"
+        );
+    }
+
+    #[test]
+    fn the_format_without_the_time_of_acceptance_is_still_read() {
+        let body = b"{}";
+        let mut v1 = b"THJ1".to_vec();
+        for field in [&b"POST"[..], b"/callback"] {
+            v1.extend_from_slice(&(field.len() as u32).to_le_bytes());
+            v1.extend_from_slice(field);
+        }
+        v1.push(2);
+        v1.extend_from_slice(&0u32.to_le_bytes());
+        v1.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        v1.extend_from_slice(body);
+        let before = SystemTime::now();
+        let (head, decoded) = decode(&Bytes::from(v1)).unwrap();
+        assert_eq!((head.method, decoded.as_ref()), (Method::POST, &body[..]));
+        assert!(head.received_at >= before, "read back now");
+    }
+
+    #[test]
+    fn received_now_is_whole_milliseconds() {
+        let now = received_now();
+        let since = now.duration_since(UNIX_EPOCH).unwrap();
+        assert_eq!(since.subsec_nanos() % 1_000_000, 0);
+        let mut head = head();
+        head.received_at = now;
+        let (decoded, _) = decode(&encode(&head, &Bytes::new())).unwrap();
+        assert_eq!(decoded.received_at, now);
     }
 
     #[test]

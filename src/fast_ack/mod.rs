@@ -40,7 +40,8 @@
 //!   [`DeadLetter`] to replay once the handler is fixed
 //!   ([`FastAckBuilder::dead_letter_refusals`] turns that off);
 //! - a `5xx`, an `Err` or a panic fails the attempt: it is retried after an
-//!   exponential backoff with full jitter ([`RetryPolicy`]), and after the
+//!   exponential backoff with full jitter ([`RetryPolicy`]; no sooner than
+//!   a `5xx`'s `Retry-After`, see [`ResponseStatus::retry_after`]), and after the
 //!   last attempt it becomes a [`DeadLetter`]: kept (bounded) with the
 //!   request, the last [`Failure`] (with the first 512 bytes of the answer's
 //!   body, which say why) and the attempt count, recorded in the journal,
@@ -67,7 +68,8 @@
 //! (as this layer saw it: after an axum `nest`, without the prefix),
 //! version, headers and body that were accepted, and in its extensions the
 //! [`TaskEvent`](crate::TaskEvent), the [`RawPayload`](crate::RawPayload)
-//! and the [`Attempt`] (sequence number, attempt number, task id). Nothing
+//! and the [`Attempt`] (sequence number, attempt number, task id, and
+//! when the event was accepted, journaled with it). Nothing
 //! else: the other extensions of the accepted request cannot be journaled,
 //! so they are not passed on live either, and a handler that depends on
 //! one fails on its first call (a `5xx` or `4xx` whose body the dead letter

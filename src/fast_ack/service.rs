@@ -3,8 +3,10 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime};
 
 use bytes::Buf;
+use http::header::RETRY_AFTER;
 use http::{Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::BodyExt;
@@ -14,8 +16,9 @@ use tracing::Instrument;
 
 use super::future::{Admission, ResponseFuture};
 use super::handle::FastAckHandle;
-use super::job::{Head, Job};
+use super::job::{received_now, Head, Job};
 use super::journal::BoxFuture;
+use super::retry::parse_retry_after;
 use super::shared::Shared;
 use super::FastAckLayer;
 use crate::body::{BufferedBody, ResponseBody};
@@ -31,6 +34,29 @@ use crate::{RawPayload, TaskEvent};
 pub trait ResponseStatus {
     /// The response's status code.
     fn status(&self) -> StatusCode;
+
+    /// How long a failed answer (a `5xx`) asks to wait before the next
+    /// attempt: the next one is not made sooner (see [`RetryPolicy`](super::RetryPolicy)).
+    /// The default asks nothing.
+    ///
+    /// For [`http::Response`], its `Retry-After` header: delay-seconds or
+    /// an HTTP date (IMF-fixdate); another value is ignored.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use http::Response;
+    /// use taskhook::fast_ack::ResponseStatus;
+    ///
+    /// let busy = Response::builder()
+    ///     .status(503)
+    ///     .header("retry-after", "120")
+    ///     .body(String::new())
+    ///     .unwrap();
+    /// assert_eq!(busy.retry_after(), Some(Duration::from_secs(120)));
+    /// ```
+    fn retry_after(&self) -> Option<Duration> {
+        None
+    }
 
     /// The start of the body, at most `limit` bytes as lossy UTF-8 (`…`
     /// when cut), for the report of a refused or failed attempt. Read for
@@ -51,6 +77,11 @@ where
 {
     fn status(&self) -> StatusCode {
         Response::status(self)
+    }
+
+    fn retry_after(&self) -> Option<Duration> {
+        let value = self.headers().get(RETRY_AFTER)?;
+        parse_retry_after(value.as_bytes(), SystemTime::now())
     }
 
     fn excerpt(self, limit: usize) -> BoxFuture<'static, String> {
@@ -95,7 +126,7 @@ async fn excerpt<B: Body>(body: B, limit: usize) -> String {
 }
 
 /// How long [`ResponseStatus::excerpt`] reads.
-const EXCERPT_READ_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(1);
+const EXCERPT_READ_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// Answers `202 Accepted` as soon as the event is journaled and queued, and
 /// runs the inner service on it in the background.
@@ -227,6 +258,7 @@ where
                 uri: parts.uri,
                 version: parts.version,
                 headers: parts.headers,
+                received_at: received_now(),
             }),
             body,
             attempts: 0,

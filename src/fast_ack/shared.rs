@@ -401,14 +401,20 @@ impl Shared {
     }
 
     /// An attempt failed (`5xx`, error, panic): retried after the policy's
-    /// delay, or a dead letter after the last attempt.
-    pub(crate) async fn fail(self: &Arc<Self>, job: Job, failure: Failure) {
+    /// delay (no sooner than the answer's `retry_after`, capped by the
+    /// policy), or a dead letter after the last attempt.
+    pub(crate) async fn fail(
+        self: &Arc<Self>,
+        job: Job,
+        failure: Failure,
+        retry_after: Option<Duration>,
+    ) {
         bump(&self.counters.failed_attempts);
         if job.attempts >= self.config.retry.max_attempts() {
             self.dead_letter(job, failure).await;
             return;
         }
-        let delay = self.config.retry.delay(job.attempts);
+        let delay = self.config.retry.delay_after(job.attempts, retry_after);
         tracing::warn!(
             seq = job.seq,
             task_id = job.task_id.as_deref(),

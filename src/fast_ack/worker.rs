@@ -167,7 +167,7 @@ where
                 poll_fn(|cx| service.poll_ready(cx))
                     .await
                     .map_err(|e| e.into().to_string())?;
-                let (status, excerpt) = answer(
+                let (status, retry_after, excerpt) = answer(
                     service
                         .call(request)
                         .await
@@ -177,7 +177,7 @@ where
                     Some(excerpt) => excerpt.await,
                     None => String::new(),
                 };
-                Ok::<_, String>((status, body))
+                Ok::<_, String>((status, retry_after, body))
             }
             .instrument(span.clone()),
         );
@@ -194,43 +194,55 @@ where
         };
         // Report the outcome: the shared state owns what follows.
         match outcome {
-            Ok(Ok((status, body))) if status.is_server_error() => {
+            Ok(Ok((status, retry_after, body))) if status.is_server_error() => {
                 shared
-                    .fail(job, Failure::status(status, body))
+                    .fail(job, Failure::status(status, body), retry_after)
                     .instrument(span)
                     .await;
             }
-            Ok(Ok((status, body))) if status.is_client_error() => {
+            Ok(Ok((status, _, body))) if status.is_client_error() => {
                 shared
                     .refuse(job, Failure::status(status, body))
                     .instrument(span)
                     .await;
             }
-            Ok(Ok((status, _))) => shared.complete(job, status).instrument(span).await,
+            Ok(Ok((status, _, _))) => shared.complete(job, status).instrument(span).await,
             Ok(Err(error)) => {
                 shared
-                    .fail(job, Failure::Error(error))
+                    .fail(job, Failure::Error(error), None)
                     .instrument(span)
                     .await
             }
             Err(panic) => {
                 let failure = Failure::Panic(panic_message(panic));
-                shared.fail(job, failure).instrument(span).await;
+                shared.fail(job, failure, None).instrument(span).await;
             }
         }
     }
 }
 
-/// The status of an answer, and for a refusal or a failure (a `4xx` or a
-/// `5xx`) the read of the start of its body, which says why. (A function
-/// of its own, so the answer is never held across an await: it need not
-/// be `Send`.)
-fn answer<R: ResponseStatus>(response: R) -> (StatusCode, Option<BoxFuture<'static, String>>) {
+/// What the workers need of an answer: its status, for a failure (a
+/// `5xx`) the wait it asks for, and for a refusal or a failure (a `4xx` or
+/// a `5xx`) the read of the start of its body, which says why.
+type Answer = (
+    StatusCode,
+    Option<Duration>,
+    Option<BoxFuture<'static, String>>,
+);
+
+/// The [`Answer`] of a response. (A function of its own, so the response
+/// is never held across an await: it need not be `Send`.)
+fn answer<R: ResponseStatus>(response: R) -> Answer {
     let status = response.status();
-    if status.is_client_error() || status.is_server_error() {
-        (status, Some(response.excerpt(EXCERPT_LIMIT)))
+    let retry_after = if status.is_server_error() {
+        response.retry_after()
     } else {
-        (status, None)
+        None
+    };
+    if status.is_client_error() || status.is_server_error() {
+        (status, retry_after, Some(response.excerpt(EXCERPT_LIMIT)))
+    } else {
+        (status, None, None)
     }
 }
 

@@ -204,3 +204,191 @@ async fn a_failure_keeps_the_start_of_the_answer_body() {
         .to_string()
         .starts_with("the handler answered 502 Bad Gateway: xxx"));
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_failed_answers_retry_after_holds_the_next_attempt_back_capped() {
+    let attempts = Arc::new(Mutex::new(Vec::new()));
+    let policy = RetryPolicy::new()
+        .attempts(5)
+        .base_delay(Duration::from_millis(100))
+        .jitter(false)
+        .max_retry_after(Duration::from_secs(60));
+    let (layer, handle) = FastAckLayer::builder().retry(policy).build();
+    let service = stack(
+        layer,
+        handler({
+            let attempts = Arc::clone(&attempts);
+            move |_req| {
+                let attempts = Arc::clone(&attempts);
+                async move {
+                    let n = {
+                        let mut attempts = attempts.lock().unwrap();
+                        attempts.push(Instant::now());
+                        attempts.len()
+                    };
+                    // 7 s, then an hour (capped at 60 s), then a wait
+                    // shorter than the backoff (400 ms), then done.
+                    let (code, after) = match n {
+                        1 => (StatusCode::SERVICE_UNAVAILABLE, "7"),
+                        2 => (StatusCode::INTERNAL_SERVER_ERROR, "3600"),
+                        3 => (StatusCode::BAD_GATEWAY, "0"),
+                        _ => return status(StatusCode::OK),
+                    };
+                    Ok(Response::builder()
+                        .status(code)
+                        .header("retry-after", after)
+                        .body(String::new())
+                        .unwrap())
+                }
+            }
+        }),
+    );
+    handle.started().await;
+    assert_eq!(
+        send(&service, "task_later").await.status,
+        StatusCode::ACCEPTED
+    );
+    tokio::time::sleep(Duration::from_secs(120)).await;
+    assert_eq!(handle.stats().processed, 1);
+
+    let times = attempts.lock().unwrap().clone();
+    let gaps: Vec<Duration> = times.windows(2).map(|w| w[1] - w[0]).collect();
+    assert_eq!(
+        gaps,
+        [
+            Duration::from_secs(7),
+            Duration::from_secs(60),
+            Duration::from_millis(400)
+        ],
+        "Retry-After over the backoff, capped; the backoff over a shorter one"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refusals_retry_after_is_not_a_retry() {
+    let calls = Arc::new(AtomicU32::new(0));
+    let (layer, handle) = FastAckLayer::builder().build();
+    let service = stack(
+        layer,
+        handler({
+            let calls = Arc::clone(&calls);
+            move |_req| {
+                calls.fetch_add(1, Ordering::SeqCst);
+                async move {
+                    Ok(Response::builder()
+                        .status(StatusCode::UNPROCESSABLE_ENTITY)
+                        .header("retry-after", "1")
+                        .body(String::new())
+                        .unwrap())
+                }
+            }
+        }),
+    );
+    handle.started().await;
+    send(&service, "task_refused").await;
+    until("refused", || handle.stats().refused == 1).await;
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(handle.stats().retried, 0);
+}
+
+#[tokio::test]
+async fn every_attempt_sees_the_time_of_acceptance_also_after_a_restart() {
+    let journal = MemoryJournal::new();
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let recording = |seen: &Arc<Mutex<Vec<(u32, std::time::SystemTime)>>>, code| {
+        let seen = Arc::clone(seen);
+        handler(move |req| {
+            let attempt = req.extensions().get::<Attempt>().unwrap();
+            seen.lock()
+                .unwrap()
+                .push((attempt.number(), attempt.received_at()));
+            async move { status(code) }
+        })
+    };
+
+    // A first process accepts the event, fails it twice, and stops.
+    let (first, first_handle) = FastAckLayer::builder()
+        .journal(journal.clone())
+        .retry(
+            RetryPolicy::new()
+                .attempts(10)
+                .base_delay(Duration::from_millis(1))
+                .jitter(false),
+        )
+        .build();
+    let failing = stack(first, recording(&seen, StatusCode::INTERNAL_SERVER_ERROR));
+    first_handle.started().await;
+    let before = std::time::SystemTime::now();
+    assert_eq!(send(&failing, "task_t").await.status, StatusCode::ACCEPTED);
+    let after = std::time::SystemTime::now();
+    until("two attempts", || seen.lock().unwrap().len() >= 2).await;
+    first_handle.shutdown(Duration::ZERO).await;
+    assert_eq!(journal.len(), 1, "left pending");
+
+    // Well after, the next process runs it from the journal.
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let (second, handle) = FastAckLayer::builder().journal(journal.clone()).build();
+    let _service = stack(second, recording(&seen, StatusCode::OK));
+    handle.started().await;
+    until("processed", || handle.stats().processed == 1).await;
+
+    let seen = seen.lock().unwrap().clone();
+    let received = seen[0].1;
+    // Whole milliseconds, so the journaled time is the live one.
+    let truncated = |t: std::time::SystemTime| {
+        let since = t.duration_since(std::time::UNIX_EPOCH).unwrap();
+        std::time::UNIX_EPOCH + Duration::from_millis(since.as_millis() as u64)
+    };
+    assert!(
+        truncated(before) <= received && received <= after,
+        "{received:?}"
+    );
+    assert!(
+        seen.iter().all(|&(_, at)| at == received),
+        "the same on every attempt: {seen:?}"
+    );
+    assert_eq!(seen.last().unwrap().0, 1, "a new process counts from 1");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_letter_and_its_replay_keep_the_time_of_acceptance() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let failing = Arc::new(AtomicBool::new(true));
+    let (layer, handle) = FastAckLayer::builder()
+        .retry(RetryPolicy::new().attempts(1))
+        .build();
+    let service = stack(
+        layer,
+        handler({
+            let (seen, failing) = (Arc::clone(&seen), Arc::clone(&failing));
+            move |req| {
+                let attempt = req.extensions().get::<Attempt>().unwrap();
+                seen.lock().unwrap().push(attempt.received_at());
+                let code = if failing.load(Ordering::SeqCst) {
+                    StatusCode::INTERNAL_SERVER_ERROR
+                } else {
+                    StatusCode::OK
+                };
+                async move { status(code) }
+            }
+        }),
+    );
+    handle.started().await;
+    send(&service, "task_dead").await;
+    until("dead-lettered", || handle.stats().dead_lettered == 1).await;
+    let letter = handle.dead_letters().remove(0);
+    let received = seen.lock().unwrap()[0];
+    assert_eq!(letter.received_at(), received);
+    let json = serde_json::to_value(&letter).unwrap();
+    let ms = received
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64;
+    assert_eq!(json["received_at_ms"], ms);
+
+    failing.store(false, Ordering::SeqCst);
+    handle.replay(letter.seq()).await.unwrap();
+    until("replayed", || handle.stats().processed == 1).await;
+    assert_eq!(*seen.lock().unwrap(), [received, received]);
+}
