@@ -4,6 +4,7 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::Uri;
 use tokio::sync::OwnedSemaphorePermit;
@@ -45,6 +46,7 @@ pub struct Simulator {
     policy: UrlPolicy,
     schedule: Schedule,
     concurrency: usize,
+    rate: Option<f64>,
     progress: Progress,
 }
 
@@ -56,6 +58,7 @@ impl Simulator {
             policy: UrlPolicy::new(),
             schedule: Schedule::provider(),
             concurrency: DEFAULT_CONCURRENCY,
+            rate: None,
             progress: Progress::default(),
         }
     }
@@ -98,6 +101,23 @@ impl Simulator {
     #[must_use]
     pub fn concurrency(mut self, requests: usize) -> Self {
         self.concurrency = requests.max(1);
+        self
+    }
+
+    /// Starts at most `tasks_per_second` tasks a second, evenly spaced
+    /// (their duplicates and retries follow their own schedule). Default:
+    /// as fast as the concurrency allows; a rate that is not positive and
+    /// finite means that too.
+    ///
+    /// ```
+    /// use taskhook_sim::Simulator;
+    ///
+    /// let simulator = Simulator::new().rate(200.0);
+    /// ```
+    #[must_use]
+    pub fn rate(mut self, tasks_per_second: f64) -> Self {
+        self.rate =
+            (tasks_per_second.is_finite() && tasks_per_second > 0.0).then_some(tasks_per_second);
         self
     }
 
@@ -153,6 +173,10 @@ impl Simulator {
             .collect();
         let mut running = JoinSet::new();
         for (index, task) in tasks.into_iter().enumerate() {
+            if let Some(rate) = self.rate {
+                let due = start + Duration::from_secs_f64(index as f64 / rate);
+                tokio::time::sleep_until(due).await;
+            }
             // Start a task only when its first attempt can go out: this paces
             // the start of tasks instead of spawning them all at once.
             let slot = sender.slot().await;

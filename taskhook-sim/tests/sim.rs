@@ -574,6 +574,27 @@ async fn retries_5xx_and_delivers_on_the_third_attempt() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_rate_spaces_the_first_pushes_evenly() {
+    let receiver = Receiver::always(200).await;
+    let tasks = Workload::new(5).generate();
+    let report = local(1.0)
+        .rate(4.0)
+        .run_tasks(&receiver.base(), tasks)
+        .await
+        .unwrap();
+    assert_eq!(report.summary().delivered, 5);
+    let hits = receiver.hits();
+    let slack = Duration::from_millis(20);
+    for (i, hit) in hits.iter().enumerate() {
+        assert_near(
+            hit.at - hits[0].at,
+            Duration::from_millis(250) * i as u32,
+            slack,
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn the_time_factor_scales_the_retry_schedule() {
     let zero = Duration::ZERO;
     let receiver = Receiver::start(&[(503, zero), (503, zero)], (200, zero)).await;
