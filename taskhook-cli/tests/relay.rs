@@ -613,3 +613,53 @@ async fn the_settings_come_from_the_environment_and_a_config_file() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--upstream"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_python_example_app_behind_the_relay() {
+    struct Killed(Child);
+    impl Drop for Killed {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut app = Killed(
+        Command::new("python3")
+            .arg(concat!(env!("CARGO_MANIFEST_DIR"), "/examples/app.py"))
+            .arg("0")
+            .stdout(Stdio::piped())
+            .spawn()
+            .expect("python3 (the README's example app)"),
+    );
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    let stdout = app.0.stdout.take().unwrap();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if lines_tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let first = lines_rx.recv_timeout(PATIENCE).expect("the app starts");
+    let addr = first
+        .strip_prefix("app listening on ")
+        .expect(&first)
+        .to_owned();
+    let relay = Relay::start(&data_dir("python"), &format!("http://{addr}/callback"), &[]).await;
+    let body = fixture("completed-image-url-array");
+    assert_eq!(relay.push(&body).await.status, 202);
+    assert_eq!(relay.push(&body).await.status, 200, "a duplicate");
+    let line = lines_rx
+        .recv_timeout(PATIENCE)
+        .expect("the app got the task");
+    assert!(
+        line.starts_with("task_01KA040M0HP1GJWBJYZMKX1XS1 completed")
+            && line.contains("3f9c2a_1.png"),
+        "{line}"
+    );
+    relay.settled().await;
+    assert!(
+        lines_rx.try_recv().is_err(),
+        "the duplicate reached the app"
+    );
+}
