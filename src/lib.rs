@@ -22,6 +22,9 @@
 //!   app in any language).
 //! - `server` (feature `server`): a hardened HTTP/1.1 and HTTP/2 server
 //!   to put the route on.
+//! - `metrics` (feature `metrics`): the layers record counters, the queue
+//!   depth and latencies through the `metrics` facade, and `MetricsLayer`
+//!   counts every answer of the route by status.
 //!
 //! The provider's sending side (its URL rules, delivery with retries,
 //! workloads with duplicates) is a crate of its own, `taskhook-sim`, for
@@ -72,6 +75,7 @@
 //! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
 //! | `redis` | `backend::redis`: `RedisStore` and `RedisJournal`, dedup and queue shared by several replicas |
 //! | `server` | `taskhook::server`: a hardened HTTP/1.1 and h2c server (header, idle and request timeouts, a connection cap, graceful shutdown) |
+//! | `metrics` | `taskhook::metrics`: the layers record through the `metrics` facade (for a Prometheus `GET /metrics`), and `MetricsLayer` counts every answer by status |
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[macro_use]
@@ -87,6 +91,14 @@ pub mod fast_ack;
 #[cfg(feature = "forward")]
 #[cfg_attr(docsrs, doc(cfg(feature = "forward")))]
 pub mod forward;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+/// Without the feature `metrics`: the layers' recording calls, empty.
+#[cfg(not(feature = "metrics"))]
+mod metrics {
+    pub(crate) mod record;
+}
 pub mod payload;
 mod response;
 #[cfg(feature = "server")]

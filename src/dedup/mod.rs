@@ -58,7 +58,10 @@
 //! store failures) carry the task id as the `id` field and the key as `key`:
 //! `dedup: claimed`, `dedup: duplicate of a processed callback`,
 //! `dedup: in flight elsewhere, waiting`, `dedup: released` (with a `reason`),
-//! `dedup: done`.
+//! `dedup: done`. With the feature `metrics`, each duplicate answered is
+//! also counted in `taskhook_duplicates_total` (`kind="done"`, or
+//! `kind="in_flight"` for a `503` after the wait bound; see
+//! `taskhook::metrics`).
 //!
 //! # Stores and time
 //!

@@ -4,6 +4,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::Serialize;
 
+use crate::metrics::record::{self, Duplicate};
+
 /// A snapshot of the counters of one [`DedupLayer`](super::DedupLayer),
 /// from [`DedupLayer::stats`](super::DedupLayer::stats) or
 /// [`Dedup::stats`](super::Dedup::stats).
@@ -80,6 +82,13 @@ impl Counters {
             Counter::StoreError => &self.store_errors,
         };
         cell.fetch_add(1, Ordering::Relaxed);
+        // A duplicate is counted once, by how it was answered: a request
+        // that waited is counted when the wait ends (done, or timed out).
+        match counter {
+            Counter::DuplicateDone => record::duplicate(Duplicate::Done),
+            Counter::WaitTimeout => record::duplicate(Duplicate::InFlight),
+            _ => {}
+        }
     }
 
     /// The counters as they are now.

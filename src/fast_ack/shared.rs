@@ -2,9 +2,10 @@
 //! service it makes, its workers and its handles, and the one owner of an
 //! event's life: each transition (accept, recover, complete, refuse, retry,
 //! dead-letter, replay, dismiss, shut down) is one method here that updates
-//! the queue, the journal, the counters and the log together. The queue
-//! itself is plain state in [`queue`](super::queue); the workers pop, call
-//! and report; the handle delegates.
+//! the queue, the journal, the counters, the metrics (feature `metrics`)
+//! and the log together. The queue itself is plain state in
+//! [`queue`](super::queue); the workers pop, call and report; the handle
+//! delegates.
 
 use std::fmt;
 use std::future::Future;
@@ -21,6 +22,7 @@ use super::job::Job;
 use super::journal::{Appended, Entry, Journal, JournalError, MemoryJournal};
 use super::queue::{Filled, Left, NoSlot, Queue, Signal, Take};
 use super::retry::RetryPolicy;
+use crate::metrics::record::{self, Duplicate, FastAckMetrics, Outcome, Rejected};
 use crate::response::DEFAULT_RETRY_AFTER;
 
 pub(crate) type DeadLetterCallback = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
@@ -136,6 +138,9 @@ pub(crate) struct Shared {
     /// The last outstanding event finished.
     idle: Notify,
     counters: Counters,
+    /// The queue-depth gauge and the attempt timings (feature `metrics`;
+    /// empty without it). Recorded next to the counters, at each transition.
+    metrics: FastAckMetrics,
     dead: DeadLetters,
     dead_tx: broadcast::Sender<DeadLetter>,
     pub(crate) stop: watch::Sender<bool>,
@@ -170,6 +175,7 @@ impl Shared {
             work: Notify::new(),
             idle: Notify::new(),
             counters: Counters::default(),
+            metrics: FastAckMetrics::default(),
             dead_tx,
             stop: watch::Sender::new(false),
             started: watch::Sender::new(false),
@@ -263,6 +269,8 @@ impl Shared {
                 Ok(job) => {
                     let signal = self.queue().push_recovered(job);
                     bump(&self.counters.recovered);
+                    record::recovered();
+                    self.metrics.enqueued();
                     self.signal(signal);
                 }
                 Err(error) => {
@@ -299,6 +307,11 @@ impl Shared {
                 } else {
                     bump(&self.counters.rejected_unavailable);
                 }
+                record::rejected(match no_slot {
+                    NoSlot::Full => Rejected::QueueFull,
+                    NoSlot::Starting => Rejected::Starting,
+                    NoSlot::ShuttingDown => Rejected::ShuttingDown,
+                });
                 Err(no_slot.into())
             }
         }
@@ -320,10 +333,12 @@ impl Shared {
                 Ok(Appended::Seq(seq)) => seq,
                 Ok(Appended::Duplicate) => {
                     bump(&self.counters.duplicates);
+                    record::duplicate(Duplicate::Journaled);
                     return Ok(Admitted::Duplicate);
                 }
                 Err(error) => {
                     bump(&self.counters.rejected_unavailable);
+                    record::rejected(Rejected::JournalUnavailable);
                     tracing::warn!(%error, "journal append failed; answering 503");
                     return Err(Refusal::Journal(error));
                 }
@@ -333,9 +348,11 @@ impl Shared {
                 // Stopped while the append ran: nobody would process it.
                 self.withdraw(job.seq).await;
                 bump(&self.counters.rejected_unavailable);
+                record::rejected(Rejected::ShuttingDown);
                 return Err(Refusal::ShuttingDown);
             }
             bump(&self.counters.accepted);
+            record::accepted();
             Ok(Admitted::Queued(seq))
         }
     }
@@ -362,6 +379,7 @@ impl Shared {
                     Take::Stopped => return None,
                     Take::Job(job, signal) => {
                         drop(queue);
+                        self.metrics.attempt_started(job.seq);
                         self.signal(signal);
                         return Some(job);
                     }
@@ -379,6 +397,7 @@ impl Shared {
 
     /// The inner service answered a `1xx` to `3xx`: the event is done.
     pub(crate) async fn complete(&self, job: Job, status: http::StatusCode) {
+        self.metrics.attempt_ended(job.seq, Outcome::Ok);
         tracing::debug!(seq = job.seq, %status, "event processed");
         self.done(job, &self.counters.processed).await;
     }
@@ -387,6 +406,7 @@ impl Shared {
     /// was told is safe. Not retried (the answer would be the same); a dead
     /// letter unless the layer was told otherwise.
     pub(crate) async fn refuse(&self, job: Job, failure: Failure) {
+        self.metrics.attempt_ended(job.seq, Outcome::Refused);
         if self.config.dead_letter_refusals {
             self.dead_letter(job, failure).await;
             return;
@@ -411,6 +431,7 @@ impl Shared {
     ) {
         bump(&self.counters.failed_attempts);
         if job.attempts >= self.config.retry.max_attempts() {
+            self.metrics.attempt_ended(job.seq, Outcome::DeadLetter);
             self.dead_letter(job, failure).await;
             return;
         }
@@ -423,6 +444,7 @@ impl Shared {
             retry_in = ?delay,
             "attempt failed; will retry"
         );
+        self.metrics.attempt_ended(job.seq, Outcome::Retry);
         bump(&self.counters.retried);
         self.queue().wait_retry(job.seq);
         let shared = Arc::clone(self);
@@ -473,6 +495,7 @@ impl Shared {
         } else {
             &self.counters.dead_lettered
         });
+        record::dead_letter();
         if let Some(callback) = &self.config.on_dead_letter {
             // A panicking callback must not take a worker down with it.
             let call = std::panic::AssertUnwindSafe(|| callback(&letter));
@@ -499,6 +522,7 @@ impl Shared {
 
     fn finish(&self, seq: u64) {
         let signal = self.queue().finish(seq);
+        self.metrics.finished();
         self.signal(signal);
     }
 
@@ -559,6 +583,7 @@ impl Shared {
             Ok(Admitted::Queued(new_seq)) => {
                 self.forget_dead_letter(seq).await;
                 bump(&self.counters.replayed);
+                record::replayed();
                 tracing::info!(
                     seq,
                     new_seq,
@@ -695,6 +720,7 @@ impl Reservation {
         let filled = shared.queue().fill(job);
         match filled {
             Filled::Queued(signal) => {
+                shared.metrics.enqueued();
                 shared.signal(signal);
                 Ok(())
             }
