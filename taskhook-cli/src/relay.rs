@@ -125,9 +125,11 @@ pub(crate) async fn run(relay: Relay) -> Result<(), String> {
 /// summaries are folded every few seconds).
 fn install_metrics() -> Result<PrometheusHandle, String> {
     let handle = PrometheusBuilder::new()
+        .set_buckets(taskhook::metrics::DURATION_BUCKETS)
+        .map_err(|e| format!("metrics buckets: {e}"))?
         .install_recorder()
         .map_err(|e| format!("metrics recorder: {e}"))?;
-    // METRICS taskhook::metrics::describe();
+    taskhook::metrics::describe();
     let upkeep = handle.clone();
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(Duration::from_secs(5));
@@ -262,7 +264,7 @@ fn public_app(relay: &Relay, routes: Router) -> Router {
             .trusted_proxies(relay.trusted_proxies.iter().copied());
         service = boxed(layer.layer(service));
     }
-    // METRICS service = boxed(taskhook::metrics::MetricsLayer::new().layer(service));
+    service = boxed(taskhook::metrics::MetricsLayer::new().layer(service));
     Router::new().fallback_service(service)
 }
 

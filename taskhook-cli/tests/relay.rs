@@ -663,3 +663,108 @@ async fn the_python_example_app_behind_the_relay() {
         "the duplicate reached the app"
     );
 }
+
+/// Parses the Prometheus text exposition format strictly: `# HELP` and
+/// `# TYPE` lines, and samples `name{label="value",..} number`. Answers the
+/// samples by `name{labels}` (labels as written) and the declared types;
+/// panics on a line that is neither.
+fn parse_prometheus(text: &str) -> (HashMap<String, f64>, HashMap<String, String>) {
+    let mut samples = HashMap::new();
+    let mut types = HashMap::new();
+    let is_name = |n: &str| {
+        !n.is_empty()
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':')
+            && !n.starts_with(|c: char| c.is_ascii_digit())
+    };
+    for line in text.lines().filter(|l| !l.trim().is_empty()) {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect(line);
+            assert!(is_name(name), "{line}");
+            assert!(
+                ["counter", "gauge", "histogram", "summary", "untyped"].contains(&kind),
+                "{line}"
+            );
+            types.insert(name.to_owned(), kind.to_owned());
+            continue;
+        }
+        if let Some(rest) = line.strip_prefix("# HELP ") {
+            assert!(is_name(rest.split(' ').next().unwrap()), "{line}");
+            continue;
+        }
+        assert!(!line.starts_with('#'), "unknown comment line: {line}");
+        let (series, value) = line.rsplit_once(' ').expect(line);
+        let value: f64 = match value {
+            "+Inf" => f64::INFINITY,
+            "-Inf" => f64::NEG_INFINITY,
+            other => other
+                .parse()
+                .unwrap_or_else(|_| panic!("not a number: {line}")),
+        };
+        let name = series.split('{').next().unwrap();
+        assert!(is_name(name), "{line}");
+        if let Some(labels) = series.strip_prefix(name).filter(|l| !l.is_empty()) {
+            let labels = labels
+                .strip_prefix('{')
+                .and_then(|l| l.strip_suffix('}'))
+                .unwrap_or_else(|| panic!("labels: {line}"));
+            for label in labels.split(',') {
+                let (key, quoted) = label.split_once('=').expect(line);
+                assert!(is_name(key), "{line}");
+                assert!(
+                    quoted.len() >= 2 && quoted.starts_with('"') && quoted.ends_with('"'),
+                    "{line}"
+                );
+            }
+        }
+        samples.insert(series.to_owned(), value);
+    }
+    (samples, types)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_are_prometheus_text() {
+    let upstream = Upstream::start(200, Duration::ZERO).await;
+    let relay = Relay::start(&data_dir("metrics"), &upstream.url(), &[]).await;
+    for i in 0..3 {
+        assert_eq!(
+            relay
+                .push(&payload(&format!("task_metrics_{i}")))
+                .await
+                .status,
+            202
+        );
+    }
+    assert_eq!(relay.push(&payload("task_metrics_0")).await.status, 200);
+    assert_eq!(relay.push(b"{not json").await.status, 400);
+    relay.settled().await;
+    let answer = relay.admin("GET", "/metrics", None).await;
+    assert_eq!(answer.status, 200);
+    assert!(answer
+        .header("content-type")
+        .unwrap()
+        .starts_with("text/plain"));
+    let (samples, types) = parse_prometheus(&answer.body);
+    let value = |series: &str| {
+        *samples
+            .get(series)
+            .unwrap_or_else(|| panic!("no {series} in:\n{}", answer.body))
+    };
+    assert_eq!(value("taskhook_callbacks_total{status=\"202\"}"), 3.0);
+    assert_eq!(value("taskhook_callbacks_total{status=\"200\"}"), 1.0);
+    assert_eq!(value("taskhook_callbacks_total{status=\"400\"}"), 1.0);
+    assert_eq!(value("taskhook_accepted_total"), 3.0);
+    assert_eq!(value("taskhook_attempts_total{outcome=\"ok\"}"), 3.0);
+    assert_eq!(value("taskhook_queue_depth"), 0.0);
+    assert!(samples
+        .keys()
+        .any(|k| k.starts_with("taskhook_duplicates_total")));
+    assert_eq!(value("taskhook_ack_duration_seconds_count"), 5.0);
+    assert_eq!(value("taskhook_attempt_duration_seconds_count"), 3.0);
+    assert_eq!(types["taskhook_ack_duration_seconds"], "histogram");
+    assert_eq!(types["taskhook_callbacks_total"], "counter");
+    assert!(
+        !answer.body.contains("task_metrics"),
+        "a task id in a label"
+    );
+}
