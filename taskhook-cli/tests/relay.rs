@@ -768,3 +768,65 @@ async fn metrics_are_prometheus_text() {
         "a task id in a label"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_relays_on_one_redis_forward_each_task_once() {
+    let redis = taskhook_test_support::redis::RedisServer::start();
+    let upstream = Upstream::start(200, Duration::from_millis(20)).await;
+    let url = redis.url();
+    let a = Relay::start(&data_dir("redis-a"), &upstream.url(), &["--redis", &url]).await;
+    let b = Relay::start(&data_dir("redis-b"), &upstream.url(), &["--redis", &url]).await;
+    let ids: Vec<String> = (0..20).map(|i| format!("task_redis_{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        let (first, second) = if i % 2 == 0 { (&a, &b) } else { (&b, &a) };
+        assert_eq!(first.push(&payload(id)).await.status, 202);
+        let again = second.push(&payload(id)).await;
+        assert_eq!(again.status, 200, "the other replica knows it: {again:?}");
+    }
+    a.settled().await;
+    b.settled().await;
+    let per_task = upstream.per_task();
+    assert_eq!(per_task.len(), ids.len(), "{per_task:?}");
+    assert!(per_task.values().all(|n| *n == 1), "{per_task:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn send_pushes_to_a_receiver_and_prints_the_table() {
+    let upstream = Upstream::start(200, Duration::ZERO).await;
+    let relay = Relay::start(&data_dir("send"), &upstream.url(), &[]).await;
+    let base = format!("http://{}", relay.addr);
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new(env!("CARGO_BIN_EXE_taskhook"))
+            .args([
+                "send",
+                "--url",
+                &base,
+                "--tasks",
+                "60",
+                "--duplicates",
+                "0.3",
+            ])
+            .args(["--time-factor", "0.01", "--seed", "7", "--rate", "500"])
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let table = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{table}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for row in [
+        "tasks sent       60",
+        "lost             0 ",
+        "ack latency",
+        "answers",
+    ] {
+        assert!(table.contains(row), "{row:?} in:\n{table}");
+    }
+    relay.settled().await;
+    assert_eq!(upstream.per_task().len(), 60);
+    assert!(upstream.per_task().values().all(|n| *n == 1));
+}
