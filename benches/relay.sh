@@ -116,7 +116,8 @@ relay() {
         [ -n "$admin" ] && curl -sf -o /dev/null "http://$admin/readyz" && break
         sleep 0.05
     done
-    [ -n "$admin" ] || { echo "the relay did not start" >&2; cat "$tmp/relay.err" >&2; exit 1; }
+    addr=$(sed -n 's/^listening on //p' "$tmp/relay.out")
+    [ -n "$admin" ] && [ -n "$addr" ] || { echo "the relay did not start" >&2; cat "$tmp/relay.err" >&2; exit 1; }
     local t0 t1
     t0=$(date +%s.%N)
     load "http://$addr/callback"

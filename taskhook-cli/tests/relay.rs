@@ -3,16 +3,20 @@
 //! as told): fast acks while the upstream is slow, duplicates not
 //! forwarded, the provider's bytes unchanged, the upstream down and back,
 //! a refusal turned dead letter and replayed through the admin API,
-//! SIGKILL and restart, SIGTERM and drain, the tokens, and the metrics.
+//! SIGKILL and restart, SIGTERM and drain, the tokens, the settings, the
+//! metrics, two relays on one Redis, `taskhook send`, and the README's
+//! Python app behind the relay.
 #![cfg(unix)]
 
 mod support;
 
-use std::process::Command;
+use std::collections::HashMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use support::{data_dir, eventually, payload, Relay, Seen, Upstream};
-use taskhook_test_support::fixture;
+use taskhook_test_support::{fixture, PATIENCE};
 use tokio::net::TcpListener;
 
 fn header<'a>(seen: &'a Seen, name: &str) -> &'a str {
@@ -122,10 +126,12 @@ async fn an_upstream_down_for_a_while_gets_every_task_once_when_back() {
     for id in &ids {
         assert_eq!(per_task.get(id), Some(&1), "{id}: {per_task:?}");
     }
+    // Forwarded on a retry (a task may also have gone through on its first
+    // attempt, if that came after the upstream was back).
     assert!(upstream
         .seen()
         .iter()
-        .all(|s| header(s, "taskhook-attempt").parse::<u32>().unwrap() > 1));
+        .any(|s| header(s, "taskhook-attempt").parse::<u32>().unwrap() > 1));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
