@@ -238,6 +238,9 @@ async fn sigterm_stops_intake_drains_and_exits_zero() {
         answer.status == 503
     })
     .await;
+    let ready = relay.admin("GET", "/readyz", None).await;
+    assert_eq!(ready.status, 503, "not ready while draining: {ready:?}");
+    assert_eq!(ready.json()["reason"], "draining");
     assert_eq!(relay.wait(), Some(0), "{}", relay.stderr());
     assert_eq!(upstream.per_task().len(), 5);
     assert!(!upstream.per_task().contains_key("task_term_late"));
@@ -312,7 +315,7 @@ async fn the_settings_come_from_the_environment_and_a_config_file() {
     let relay = Relay::start_with_env(
         &dir,
         "",
-        &["--config", config.to_str().unwrap()],
+        &["--config", config.to_str().unwrap(), "--log-format", "json"],
         &[("TASKHOOK_UPSTREAM", &upstream.url())],
     )
     .await;
@@ -324,6 +327,13 @@ async fn the_settings_come_from_the_environment_and_a_config_file() {
         .await;
     assert_eq!(answer.status, 202, "{answer:?}");
     eventually("forwarded", || async { upstream.answered() == 1 }).await;
+    let logs = relay.stderr();
+    assert!(logs.contains("relay started"), "{logs}");
+    for line in logs.lines() {
+        let line: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("--log-format json: {e}: {line}"));
+        assert!(line["level"].is_string(), "{line}");
+    }
 
     // Without an upstream anywhere: a clear error, exit 2.
     let out = Command::new(env!("CARGO_BIN_EXE_taskhook"))
