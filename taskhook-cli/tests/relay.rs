@@ -330,8 +330,8 @@ async fn the_settings_come_from_the_environment_and_a_config_file() {
     let logs = relay.stderr();
     assert!(logs.contains("relay started"), "{logs}");
     for line in logs.lines() {
-        let line: serde_json::Value = serde_json::from_str(line)
-            .unwrap_or_else(|e| panic!("--log-format json: {e}: {line}"));
+        let line: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("--log-format json: {e}: {line}"));
         assert!(line["level"].is_string(), "{line}");
     }
 
