@@ -13,6 +13,7 @@ mod support;
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use support::{data_dir, eventually, payload, Relay, Seen, Upstream};
@@ -180,7 +181,9 @@ async fn a_refusal_is_a_dead_letter_listed_and_replayed_through_the_admin_api() 
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_run_loses_nothing_acknowledged() {
-    let upstream = Upstream::start(200, Duration::from_millis(100)).await;
+    // 40 tasks, two at a time, half a second each: the kill comes long
+    // before the last, however slowly the pushes go.
+    let upstream = Upstream::start(200, Duration::from_millis(500)).await;
     let dir = data_dir("kill");
     let relay = Relay::start(&dir, &upstream.url(), &["--upstream-concurrency", "2"]).await;
     let ids: Vec<String> = (0..40).map(|i| format!("task_kill_{i:02}")).collect();
@@ -216,7 +219,9 @@ async fn sigkill_mid_run_loses_nothing_acknowledged() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigterm_stops_intake_drains_and_exits_zero() {
-    let upstream = Upstream::start(200, Duration::from_millis(300)).await;
+    // Slow enough that the drain is still running while the test looks at
+    // it, however slowly the pushes went; sped up once it has looked.
+    let upstream = Upstream::start(200, Duration::from_secs(1)).await;
     let mut relay = Relay::start(
         &data_dir("term"),
         &upstream.url(),
@@ -230,20 +235,33 @@ async fn sigterm_stops_intake_drains_and_exits_zero() {
         );
     }
     relay.signal("TERM");
+    // A push that raced the signal may still be accepted (and must then be
+    // forwarded); the refused one must not be.
+    let late = Mutex::new((Vec::new(), None));
     eventually("intake stopped", || async {
-        let answer = relay.push(&payload("task_term_late")).await;
+        let id = format!("task_term_late_{}", late.lock().unwrap().0.len());
+        let answer = relay.push(&payload(&id)).await;
+        let mut late = late.lock().unwrap();
         if answer.status == 503 {
             assert!(answer.header("retry-after").is_some(), "{answer:?}");
+            late.1 = Some(id);
+            return true;
         }
-        answer.status == 503
+        assert_eq!(answer.status, 202, "{answer:?}");
+        late.0.push(id);
+        false
     })
     .await;
+    let (accepted_late, refused) = late.into_inner().unwrap();
     let ready = relay.admin("GET", "/readyz", None).await;
     assert_eq!(ready.status, 503, "not ready while draining: {ready:?}");
     assert_eq!(ready.json()["reason"], "draining");
+    upstream.answer(200, Duration::ZERO);
     assert_eq!(relay.wait(), Some(0), "{}", relay.stderr());
-    assert_eq!(upstream.per_task().len(), 5);
-    assert!(!upstream.per_task().contains_key("task_term_late"));
+    let per_task = upstream.per_task();
+    assert!(!per_task.contains_key(&refused.unwrap()), "{per_task:?}");
+    assert_eq!(per_task.len(), 5 + accepted_late.len(), "{per_task:?}");
+    assert!(accepted_late.iter().all(|id| per_task.contains_key(id)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
