@@ -579,3 +579,26 @@ async fn send_pushes_to_a_receiver_and_prints_the_table() {
     assert_eq!(upstream.per_task().len(), 60);
     assert!(upstream.per_task().values().all(|n| *n == 1));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_ip_allowlist_refuses_other_networks() {
+    let upstream = Upstream::start(200, Duration::ZERO).await;
+    let outside = Relay::start(
+        &data_dir("ip-out"),
+        &upstream.url(),
+        &["--allow-ip", "203.0.113.0/24"],
+    )
+    .await;
+    let refused = outside.push(&payload("task_ip_1")).await;
+    assert_eq!(refused.status, 403, "{refused:?}");
+    let inside = Relay::start(
+        &data_dir("ip-in"),
+        &upstream.url(),
+        &["--allow-ip", "203.0.113.0/24", "--allow-ip", "127.0.0.1/32"],
+    )
+    .await;
+    assert_eq!(inside.push(&payload("task_ip_2")).await.status, 202);
+    inside.settled().await;
+    assert_eq!(upstream.per_task().len(), 1);
+    assert!(upstream.per_task().contains_key("task_ip_2"));
+}
