@@ -10,6 +10,7 @@ use http::{HeaderMap, Method, Request, Uri, Version};
 
 use super::journal::{Entry, JournalError, Record};
 use crate::body::BufferedBody;
+use crate::metrics::record::AttemptStart;
 use crate::{RawPayload, TaskEvent};
 
 /// Everything of a request but its body and extensions, and when it was
@@ -38,6 +39,8 @@ pub(crate) struct Job {
     pub(crate) attempts: u32,
     /// The span of the request that was accepted, the parent of every attempt.
     pub(crate) span: tracing::Span,
+    /// When a worker took it for the current attempt (for the metrics).
+    pub(crate) attempt_started: AttemptStart,
 }
 
 impl Job {
@@ -99,6 +102,7 @@ impl Job {
             body,
             attempts: 0,
             span: tracing::Span::none(),
+            attempt_started: AttemptStart::default(),
         })
     }
 }
@@ -121,6 +125,7 @@ impl Job {
             body: Bytes::new(),
             attempts: 0,
             span: tracing::Span::none(),
+            attempt_started: AttemptStart::default(),
         }
     }
 }
@@ -348,6 +353,7 @@ mod tests {
             body: body.clone(),
             attempts: 0,
             span: tracing::Span::none(),
+            attempt_started: AttemptStart::default(),
         }
     }
 

@@ -22,6 +22,7 @@ use super::retry::parse_retry_after;
 use super::shared::Shared;
 use super::FastAckLayer;
 use crate::body::{BufferedBody, ResponseBody};
+use crate::metrics::record::AttemptStart;
 use crate::response::Rejection;
 use crate::{RawPayload, TaskEvent};
 
@@ -263,6 +264,7 @@ where
             body,
             attempts: 0,
             span: span.clone(),
+            attempt_started: AttemptStart::default(),
         };
         // The append and the enqueue run in the response future; if it is
         // dropped before they finished, they move onto a task of their own,

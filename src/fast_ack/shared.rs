@@ -22,7 +22,7 @@ use super::job::Job;
 use super::journal::{Appended, Entry, Journal, JournalError, MemoryJournal};
 use super::queue::{Filled, Left, NoSlot, Queue, Signal, Take};
 use super::retry::RetryPolicy;
-use crate::metrics::record::{self, Duplicate, FastAckMetrics, Outcome, Rejected};
+use crate::metrics::record::{self, AttemptStart, Duplicate, FastAckMetrics, Outcome, Rejected};
 use crate::response::DEFAULT_RETRY_AFTER;
 
 pub(crate) type DeadLetterCallback = Arc<dyn Fn(&DeadLetter) + Send + Sync>;
@@ -138,7 +138,7 @@ pub(crate) struct Shared {
     /// The last outstanding event finished.
     idle: Notify,
     counters: Counters,
-    /// The queue-depth gauge and the attempt timings (feature `metrics`;
+    /// This layer's share of the queue-depth gauge (feature `metrics`;
     /// empty without it). Recorded next to the counters, at each transition.
     metrics: FastAckMetrics,
     dead: DeadLetters,
@@ -377,9 +377,9 @@ impl Shared {
                 let mut queue = self.queue();
                 match queue.take(woken) {
                     Take::Stopped => return None,
-                    Take::Job(job, signal) => {
+                    Take::Job(mut job, signal) => {
                         drop(queue);
-                        self.metrics.attempt_started(job.seq);
+                        job.attempt_started = AttemptStart::now();
                         self.signal(signal);
                         return Some(job);
                     }
@@ -397,7 +397,7 @@ impl Shared {
 
     /// The inner service answered a `1xx` to `3xx`: the event is done.
     pub(crate) async fn complete(&self, job: Job, status: http::StatusCode) {
-        self.metrics.attempt_ended(job.seq, Outcome::Ok);
+        self.metrics.attempt_ended(job.attempt_started, Outcome::Ok);
         tracing::debug!(seq = job.seq, %status, "event processed");
         self.done(job, &self.counters.processed).await;
     }
@@ -406,7 +406,8 @@ impl Shared {
     /// was told is safe. Not retried (the answer would be the same); a dead
     /// letter unless the layer was told otherwise.
     pub(crate) async fn refuse(&self, job: Job, failure: Failure) {
-        self.metrics.attempt_ended(job.seq, Outcome::Refused);
+        self.metrics
+            .attempt_ended(job.attempt_started, Outcome::Refused);
         if self.config.dead_letter_refusals {
             self.dead_letter(job, failure).await;
             return;
@@ -431,7 +432,8 @@ impl Shared {
     ) {
         bump(&self.counters.failed_attempts);
         if job.attempts >= self.config.retry.max_attempts() {
-            self.metrics.attempt_ended(job.seq, Outcome::DeadLetter);
+            self.metrics
+                .attempt_ended(job.attempt_started, Outcome::DeadLetter);
             self.dead_letter(job, failure).await;
             return;
         }
@@ -444,7 +446,8 @@ impl Shared {
             retry_in = ?delay,
             "attempt failed; will retry"
         );
-        self.metrics.attempt_ended(job.seq, Outcome::Retry);
+        self.metrics
+            .attempt_ended(job.attempt_started, Outcome::Retry);
         bump(&self.counters.retried);
         self.queue().wait_retry(job.seq);
         let shared = Arc::clone(self);
@@ -713,6 +716,8 @@ pub(crate) struct Reservation {
 
 impl Reservation {
     /// Puts `job` in the reserved slot; gives it back once stopped.
+    // The job is given back only once stopped, never on the common path.
+    #[allow(clippy::result_large_err)]
     fn fill(mut self, job: Job) -> Result<(), Job> {
         let Some(shared) = self.shared.take() else {
             return Err(job);

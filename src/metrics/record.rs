@@ -8,11 +8,7 @@
 #![cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 
 #[cfg(feature = "metrics")]
-use std::collections::HashMap;
-#[cfg(feature = "metrics")]
 use std::sync::atomic::{AtomicI64, Ordering};
-#[cfg(feature = "metrics")]
-use std::sync::Mutex;
 
 #[cfg(feature = "metrics")]
 use ::metrics::{counter, gauge, histogram};
@@ -146,19 +142,34 @@ pub(crate) fn answered(status: Option<http::StatusCode>, elapsed: std::time::Dur
     histogram!(names::ACK_DURATION).record(elapsed.as_secs_f64());
 }
 
+/// When a worker took a job for its current attempt (carried by the job,
+/// for `taskhook_attempt_duration_seconds`). Empty without the feature.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct AttemptStart {
+    #[cfg(feature = "metrics")]
+    at: Option<Instant>,
+}
+
+impl AttemptStart {
+    /// Now.
+    #[inline]
+    pub(crate) fn now() -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            at: Some(Instant::now()),
+        }
+    }
+}
+
 /// The part of one fast-ack layer's state that its metrics need: its share
 /// of the queue-depth gauge (taken back when the layer is dropped, so the
-/// gauge stays the sum over the layers alive) and when each running attempt
-/// started. Empty without the feature.
+/// gauge stays the sum over the layers alive). Empty without the feature.
 #[derive(Debug, Default)]
 pub(crate) struct FastAckMetrics {
     /// Events this layer added to `taskhook_queue_depth` and not yet
     /// removed.
     #[cfg(feature = "metrics")]
     depth: AtomicI64,
-    /// The start of each running attempt, by sequence number.
-    #[cfg(feature = "metrics")]
-    running: Mutex<HashMap<u64, Instant>>,
 }
 
 impl FastAckMetrics {
@@ -182,19 +193,12 @@ impl FastAckMetrics {
         }
     }
 
-    /// A worker took the event `seq` to run an attempt on it.
+    /// The attempt that started at `started` ended in `outcome`.
     #[inline]
-    pub(crate) fn attempt_started(&self, seq: u64) {
-        #[cfg(feature = "metrics")]
-        lock(&self.running).insert(seq, Instant::now());
-    }
-
-    /// The attempt on `seq` ended in `outcome`.
-    #[inline]
-    pub(crate) fn attempt_ended(&self, seq: u64, outcome: Outcome) {
+    pub(crate) fn attempt_ended(&self, started: AttemptStart, outcome: Outcome) {
         #[cfg(feature = "metrics")]
         {
-            if let Some(started) = lock(&self.running).remove(&seq) {
+            if let Some(started) = started.at {
                 histogram!(names::ATTEMPT_DURATION).record(started.elapsed().as_secs_f64());
             }
             match outcome {
@@ -216,10 +220,4 @@ impl Drop for FastAckMetrics {
             gauge!(names::QUEUE_DEPTH).decrement(left as f64);
         }
     }
-}
-
-/// A poisoned lock still guards a valid map (each use is one call).
-#[cfg(feature = "metrics")]
-fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    mutex.lock().unwrap_or_else(|e| e.into_inner())
 }

@@ -18,7 +18,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 use axum::extract::{Path, Request, State};
 use axum::http::{header, StatusCode};
@@ -28,6 +28,7 @@ use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use metrics_exporter_prometheus::PrometheusHandle;
 use serde_json::json;
+use subtle::ConstantTimeEq;
 use taskhook::dedup::DedupStats;
 use taskhook::fast_ack::{DeadLetter, ReplayError};
 use taskhook::FastAckHandle;
@@ -139,7 +140,7 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
             .unwrap_or("");
-        if !constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        if !bool::from(given.as_bytes().ct_eq(token.as_bytes())) {
             return (
                 StatusCode::UNAUTHORIZED,
                 [(header::WWW_AUTHENTICATE, "Bearer")],
@@ -149,11 +150,6 @@ async fn authorize(State(admin): State<Admin>, request: Request, next: Next) -> 
         }
     }
     next.run(request).await
-}
-
-/// Compares without an early exit on the first differing byte.
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 async fn readyz(State(admin): State<Admin>) -> Response {
@@ -191,21 +187,15 @@ async fn stats(State(admin): State<Admin>) -> Response {
     .into_response()
 }
 
-/// A dead letter as the admin API shows it.
+/// A dead letter as the admin API shows it: its own JSON (task id,
+/// attempts, failure, received-at and failed-at, the payload) and the
+/// failure as one line, `last_error`.
 fn letter_json(letter: &DeadLetter) -> serde_json::Value {
-    let ms = |t: std::time::SystemTime| {
-        t.duration_since(UNIX_EPOCH)
-            .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-    };
-    json!({
-        "seq": letter.seq(),
-        "task_id": letter.task_id(),
-        "attempts": letter.attempts(),
-        "last_error": letter.failure().to_string(),
-        "failure": letter.failure(),
-        "received_at_ms": ms(letter.received_at()),
-        "failed_at_ms": ms(letter.failed_at()),
-    })
+    let mut json = serde_json::to_value(letter).unwrap_or_default();
+    if let Some(fields) = json.as_object_mut() {
+        fields.insert("last_error".into(), letter.failure().to_string().into());
+    }
+    json
 }
 
 async fn dead_letters(State(admin): State<Admin>) -> Response {

@@ -22,7 +22,7 @@ use http::Request;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use taskhook::backend::redb::RedbJournal;
 use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
-use taskhook::dedup::DedupStats;
+use taskhook::dedup::{ById, DedupStats, DedupStore};
 use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, RetryPolicy};
 use taskhook::forward::Forward;
 use taskhook::server::{serve, ServerLimits};
@@ -91,7 +91,7 @@ pub(crate) async fn run(relay: Relay) -> Result<(), String> {
     tokio::select! {
         () = handle.started() => {
             admin.set_started();
-            tracing::info!(pending = handle.queue_depth(), "ready");
+            tracing::info!(queued = handle.queue_depth(), "ready");
         }
         name = signalled(&mut signal) => {
             tracing::info!(signal = name, "stopped while starting");
@@ -181,6 +181,7 @@ type Built = (
 
 /// The stack around `forward` on the embedded redb journal, or on Redis.
 async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
+    let fast_ack = fast_ack(relay);
     if let Some(url) = &relay.redis {
         let redis = RedisConnection::connect(url)
             .await
@@ -190,25 +191,12 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             .await
             .map_err(|e| format!("--redis: {e}"))?;
         let dedup = DedupLayer::with_store(RedisStore::builder(redis).build());
-        let stats = dedup.clone();
-        let (callback, handle) = CallbackStack::new()
-            .fast_ack(fast_ack(relay))
-            .journal(journal)
-            .dedup(dedup)
-            .build(forward);
-        return Ok((
-            callback_router(callback),
-            handle,
-            Arc::new(move || stats.stats()),
-        ));
+        return Ok(built(fast_ack.journal(journal), dedup, forward));
     }
-    let dedup = DedupLayer::new();
-    let stats = dedup.clone();
-    let stack = CallbackStack::new().fast_ack(fast_ack(relay)).dedup(dedup);
-    let stack = match relay.journal {
+    let fast_ack = match relay.journal {
         JournalKind::Memory => {
             tracing::warn!("--journal memory: accepted events are lost on a crash");
-            stack
+            fast_ack
         }
         JournalKind::Redb => {
             std::fs::create_dir_all(&relay.data_dir)
@@ -216,28 +204,26 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             let path = relay.data_dir.join("journal.redb");
             let journal =
                 RedbJournal::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-            stack.journal(journal)
+            fast_ack.journal(journal)
         }
     };
-    let (callback, handle) = stack.build(forward);
-    Ok((
-        callback_router(callback),
-        handle,
-        Arc::new(move || stats.stats()),
-    ))
+    Ok(built(fast_ack, DedupLayer::new(), forward))
 }
 
-fn callback_router<S>(callback: S) -> Router
-where
-    S: tower::Service<Request<axum::body::Body>, Error = Infallible>
-        + Clone
-        + Send
-        + Sync
-        + 'static,
-    S::Response: axum::response::IntoResponse,
-    S::Future: Send + 'static,
-{
-    Router::new().route_service("/callback", callback)
+/// Payload → `dedup` → `fast_ack` → `forward` at `/callback`, the handle,
+/// and the dedup counters.
+fn built<St: DedupStore>(
+    fast_ack: FastAckBuilder,
+    dedup: DedupLayer<ById, St>,
+    forward: Forward,
+) -> Built {
+    let stats = dedup.clone();
+    let (callback, handle) = CallbackStack::new()
+        .fast_ack(fast_ack)
+        .dedup(dedup)
+        .build(forward);
+    let router = Router::new().route_service("/callback", callback);
+    (router, handle, Arc::new(move || stats.stats()))
 }
 
 /// The public app: metrics outermost (every answer counted), then the IP
