@@ -4,6 +4,7 @@
 #
 #   bash benches/relay.sh              # 3 rounds of 10 s (about 3 minutes after the build)
 #   RUNS=5 SECS=20 bash benches/relay.sh
+#   JOURNALS=redb RUNS=1 bash benches/relay.sh   # one journal only
 #
 # The upstream is an nginx server block answering `200` (`return 200`). The
 # baseline is a second server block of the same nginx proxying to it
@@ -26,6 +27,7 @@ cd "$(dirname "$0")/.."
 RUNS=${RUNS:-3}
 SECS=${SECS:-10}
 CONNS=32
+JOURNALS=${JOURNALS:-memory redb}
 
 need() {
     command -v "$1" >/dev/null && return
@@ -138,7 +140,7 @@ for round in $(seq "$RUNS"); do
     load "http://127.0.0.1:$proxy_port/callback"
     printf 'round %d %-14s %8s events/s forwarded (non-2xx %s)\n' "$round" nginx "$rps" "$non2xx"
     echo "$round nginx $rps" >>"$tmp/results"
-    for journal in memory redb; do
+    for journal in $JOURNALS; do
         relay "$journal"
         printf 'round %d %-14s %8s events/s forwarded (acks %s/s, non-2xx %s)\n' \
             "$round" "relay_$journal" "$rps" "$acked" "$non2xx"
@@ -155,6 +157,8 @@ for rnd, name, rps in (l.split() for l in open(sys.argv[1])):
     by.setdefault(name, {})[int(rnd)] = float(rps)
 print(f"nginx proxy_pass: median {statistics.median(by['nginx'].values()):.0f} events/s")
 for name, target in (("relay_memory", 0.7), ("relay_redb", 0.5)):
+    if name not in by:
+        continue
     ratios = [by[name][r] / by["nginx"][r] for r in sorted(by[name])]
     ratio = statistics.median(ratios)
     print(f"{name}: median {statistics.median(by[name].values()):.0f} events/s, ratio to nginx "

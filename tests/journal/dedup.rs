@@ -477,8 +477,8 @@ async fn without_dedup_by_task_id_every_record_is_appended_and_turning_it_on_ind
     assert_eq!(journal.done_id_count().await.unwrap(), 0);
     drop(journal);
 
-    // The file has no index of pending task ids (nothing kept it): the
-    // open builds it from the pending entries.
+    // Opened with deduplication on, the journal indexes the task ids of
+    // the pending entries, whatever wrote them.
     let journal = RedbJournal::open(dir.file()).unwrap();
     let appended = journal
         .append(vec![task("task_1"), task("task_2"), task("task_3")])

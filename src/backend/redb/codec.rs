@@ -22,10 +22,9 @@ pub(super) const DONE: TableDefinition<'_, &str, u64> = TableDefinition::new("do
 /// The same keys by expiry, to purge the expired ones in order.
 pub(super) const DONE_BY_EXPIRY: TableDefinition<'_, (u64, &str), ()> =
     TableDefinition::new("done_ids_by_expiry");
-/// The task ids of the pending entries, each with the sequence number of
-/// the entry that holds it: an append of a pending task id is a point
-/// lookup. Derived from [`ENTRIES`] (rebuilt from it on open when it is
-/// missing or differs, as in a file written before it existed).
+/// A table of the pending task ids that earlier versions kept (derived
+/// from [`ENTRIES`]); the writer keeps them in memory now, and opening a
+/// file deletes it.
 pub(super) const PENDING_IDS: TableDefinition<'_, &str, u64> =
     TableDefinition::new("pending_task_ids");
 

@@ -10,7 +10,13 @@
 //! Deduplication by task id happens here too, inside the same transaction
 //! as the append: an append checks the pending task ids and the done ids,
 //! so the check and the append are one atomic step, in order of arrival.
+//! The pending task ids live in this thread's memory, not in the file:
+//! they are derived from the pending entries (rebuilt from them on open),
+//! and a table of them cost a B-tree insert and a delete per event. A
+//! commit that fails leaves the map ahead of the file, which is harmless:
+//! the writer then refuses every later write.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -21,7 +27,7 @@ use tokio::sync::oneshot;
 
 use super::codec::{
     encode_record, entry_task_id, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, META,
-    NEXT_SEQ, PENDING_IDS,
+    NEXT_SEQ,
 };
 use crate::fast_ack::journal::{Appended, JournalError, Record};
 
@@ -97,7 +103,14 @@ pub(super) struct Writer {
     pub(super) counters: Arc<Counters>,
     pub(super) poisoned: Arc<AtomicBool>,
     pub(super) dedup: Dedup,
+    /// With [`Dedup::by_task_id`], each pending task id and the sequence
+    /// number of the entry holding it (the first one appended with it).
+    pub(super) pending: PendingIds,
 }
+
+/// The task ids of the pending entries, each with the sequence number of
+/// the entry that holds it.
+pub(super) type PendingIds = HashMap<Box<str>, u64>;
 
 /// How the journal deduplicates by task id.
 #[derive(Debug, Clone, Copy)]
@@ -202,7 +215,7 @@ impl Writer {
         };
         txn.set_durability(durability).map_err(journal_error)?;
         let mut next_seq = self.next_seq;
-        let outcomes = apply(&txn, batch, &mut next_seq, self.dedup)?;
+        let outcomes = apply(&txn, batch, &mut next_seq, self.dedup, &mut self.pending)?;
         let purged = purge(&txn, now_ms)?;
         txn.commit().map_err(journal_error)?;
         self.next_seq = next_seq;
@@ -232,13 +245,14 @@ fn apply(
     batch: &[Command],
     next_seq: &mut u64,
     dedup: Dedup,
+    pending: &mut PendingIds,
 ) -> Result<Vec<Outcome>, JournalError> {
     let mut tables = Tables {
         entries: txn.open_table(ENTRIES).map_err(journal_error)?,
         dead: txn.open_table(DEAD).map_err(journal_error)?,
         done: txn.open_table(DONE).map_err(journal_error)?,
         by_expiry: txn.open_table(DONE_BY_EXPIRY).map_err(journal_error)?,
-        pending_ids: txn.open_table(PENDING_IDS).map_err(journal_error)?,
+        pending,
     };
     let mut outcomes = Vec::with_capacity(batch.len());
     let start = *next_seq;
@@ -262,10 +276,7 @@ fn apply(
                         .insert(seq, encode_record(record).as_slice())
                         .map_err(journal_error)?;
                     if let Some(task) = task {
-                        tables
-                            .pending_ids
-                            .insert(task, seq)
-                            .map_err(journal_error)?;
+                        tables.pending.insert(task.into(), seq);
                     }
                     seqs.push(Appended::Seq(seq));
                 }
@@ -274,7 +285,7 @@ fn apply(
             Op::Complete(seq) => {
                 let task = tables.remove_entry(*seq)?;
                 if let Some(task) = task.filter(|_| dedup.by_task_id) {
-                    tables.release(&task, *seq)?;
+                    tables.release(&task, *seq);
                     let until_ms = now_ms.saturating_add(dedup.done_ttl_ms);
                     tables.mark_done(&task, until_ms)?;
                 }
@@ -332,13 +343,13 @@ struct Tables<'txn> {
     dead: redb::Table<'txn, u64, &'static [u8]>,
     done: redb::Table<'txn, &'static str, u64>,
     by_expiry: redb::Table<'txn, (u64, &'static str), ()>,
-    pending_ids: redb::Table<'txn, &'static str, u64>,
+    pending: &'txn mut PendingIds,
 }
 
 impl Tables<'_> {
     /// Whether `task` is pending, or done and not expired at `now_ms`.
     fn holds(&self, task: &str, now_ms: u64) -> Result<bool, JournalError> {
-        if self.pending_ids.get(task).map_err(journal_error)?.is_some() {
+        if self.pending.contains_key(task) {
             return Ok(true);
         }
         let until = self.done.get(task).map_err(journal_error)?;
@@ -353,24 +364,12 @@ impl Tables<'_> {
 
     /// Drops `task` from the pending ids if the entry `seq` holds it.
     /// Answers whether it did.
-    fn release(&mut self, task: &str, seq: u64) -> Result<bool, JournalError> {
-        // One lookup: removed, and put back in the rare case that another
-        // entry holds the id.
-        let holder = self
-            .pending_ids
-            .remove(task)
-            .map_err(journal_error)?
-            .map(|holder| holder.value());
-        match holder {
-            Some(holder) if holder == seq => Ok(true),
-            Some(holder) => {
-                self.pending_ids
-                    .insert(task, holder)
-                    .map_err(journal_error)?;
-                Ok(false)
-            }
-            None => Ok(false),
+    fn release(&mut self, task: &str, seq: u64) -> bool {
+        let held = self.pending.get(task) == Some(&seq);
+        if held {
+            self.pending.remove(task);
         }
+        held
     }
 
     /// Forgets `task` if the entry `seq` held it: neither pending nor done,
@@ -379,7 +378,7 @@ impl Tables<'_> {
     /// is never appended over), by the dedup layer's store answering its
     /// `2xx`, and goes with it.
     fn forget_if_held(&mut self, task: &str, seq: u64) -> Result<(), JournalError> {
-        if self.release(task, seq)? {
+        if self.release(task, seq) {
             self.forget_done(task)?;
         }
         Ok(())

@@ -1,8 +1,7 @@
 //! Opening a [`RedbJournal`]: its builder, then opening the file, redb's
-//! integrity check, the rebuild of the pending task-id index, and the log
-//! line of a recovery.
+//! integrity check, the index of pending task ids, and the log line of a
+//! recovery.
 
-use std::collections::BTreeMap;
 use std::fs::OpenOptions;
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,11 +15,11 @@ use super::{read_dead_letters, read_pending, Clock, Inner, RedbJournal};
 use super::{DEFAULT_CACHE_SIZE, DEFAULT_MAX_BATCH};
 use crate::backend::defaults::DEFAULT_TIME_TO_LIVE;
 use crate::backend::redb::codec::{
-    entry_task_id, journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, FORMAT, FORMAT_VERSION,
-    META, NEXT_SEQ, PENDING_IDS,
+    journal_error, DEAD, DONE, DONE_BY_EXPIRY, ENTRIES, FORMAT, FORMAT_VERSION, META, NEXT_SEQ,
+    PENDING_IDS,
 };
 use crate::backend::redb::faults::{Backend, FaultInjection};
-use crate::backend::redb::writer::{Counters, Dedup, Writer};
+use crate::backend::redb::writer::{Counters, Dedup, PendingIds, Writer};
 use crate::fast_ack::journal::{Entry, JournalError};
 use crate::fast_ack::DeadLetter;
 
@@ -183,7 +182,7 @@ impl RedbJournalBuilder {
         let opened = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
             open_database(&path, &faults, &self)
         }));
-        let (db, next_seq) = match opened {
+        let (db, next_seq, pending) = match opened {
             Ok(result) => result.map_err(damaged)?,
             Err(_) => {
                 return Err(JournalError::corrupt(
@@ -208,6 +207,7 @@ impl RedbJournalBuilder {
                 by_task_id: self.dedup_by_task_id,
                 done_ttl_ms: u64::try_from(self.done_time_to_live.as_millis()).unwrap_or(u64::MAX),
             },
+            pending,
         };
         let writer = std::thread::Builder::new()
             .name("taskhook-journal".into())
@@ -228,39 +228,19 @@ impl RedbJournalBuilder {
     }
 }
 
-/// Makes the index of pending task ids match the pending entries: each task
-/// id maps to the first pending entry with it (the one a deduplicating
-/// append let in). Rewritten only when it differs: a file written before the
-/// index existed, or with deduplication off, gets it here.
-fn index_pending_ids(txn: &redb::WriteTransaction) -> Result<(), JournalError> {
-    let mut expected: BTreeMap<String, u64> = BTreeMap::new();
-    {
-        let entries = txn.open_table(ENTRIES).map_err(journal_error)?;
-        for item in entries.iter().map_err(journal_error)? {
-            let (seq, value) = item.map_err(journal_error)?;
-            if let Some(task) = entry_task_id(value.value()) {
-                expected.entry(task.to_owned()).or_insert(seq.value());
+/// The index of pending task ids: each task id maps to the first pending
+/// entry with it (the one a deduplicating append let in). Empty with
+/// deduplication off.
+fn index_pending_ids(pending: &[Entry], config: &RedbJournalBuilder) -> PendingIds {
+    let mut index = PendingIds::new();
+    if config.dedup_by_task_id {
+        for entry in pending {
+            if let Some(task) = entry.task_id() {
+                index.entry(task.into()).or_insert(entry.seq());
             }
         }
     }
-    let mut index = txn.open_table(PENDING_IDS).map_err(journal_error)?;
-    let mut stored = BTreeMap::new();
-    for item in index.iter().map_err(journal_error)? {
-        let (task, seq) = item.map_err(journal_error)?;
-        stored.insert(task.value().to_owned(), seq.value());
-    }
-    if stored == expected {
-        return Ok(());
-    }
-    index.retain(|_, _| false).map_err(journal_error)?;
-    for (task, seq) in &expected {
-        index.insert(task.as_str(), *seq).map_err(journal_error)?;
-    }
-    tracing::info!(
-        pending_task_ids = expected.len(),
-        "journal: rebuilt the index of pending task ids from the pending entries"
-    );
-    Ok(())
+    index
 }
 
 /// A digest of everything the journal keeps, to tell whether a repair
@@ -301,19 +281,16 @@ fn snapshot(db: &Database) -> Result<Snapshot, JournalError> {
             rows += 1;
         }
     }
-    // The pending task ids are derived from the entries, but a rollback
-    // that changed only them still means an older commit came back.
-    for (i, definition) in [DONE, PENDING_IDS].into_iter().enumerate() {
-        let table = match txn.open_table(definition) {
-            Ok(table) => table,
-            Err(redb::TableError::TableDoesNotExist(_)) => continue,
-            Err(error) => return Err(journal_error(error)),
-        };
-        for item in table.iter().map_err(journal_error)? {
-            let (key, value) = item.map_err(journal_error)?;
-            (i, key.value(), value.value()).hash(&mut hasher);
-            rows += 1;
+    match txn.open_table(DONE) {
+        Ok(done) => {
+            for item in done.iter().map_err(journal_error)? {
+                let (key, value) = item.map_err(journal_error)?;
+                (key.value(), value.value()).hash(&mut hasher);
+                rows += 1;
+            }
         }
+        Err(redb::TableError::TableDoesNotExist(_)) => {}
+        Err(error) => return Err(journal_error(error)),
     }
     Ok(Snapshot {
         next_seq,
@@ -328,7 +305,7 @@ fn open_database(
     path: &Path,
     faults: &FaultInjection,
     config: &RedbJournalBuilder,
-) -> Result<(Database, u64), JournalError> {
+) -> Result<(Database, u64, PendingIds), JournalError> {
     let mut created = false;
     let file = match OpenOptions::new().read(true).write(true).open(path) {
         Ok(file) => {
@@ -373,7 +350,7 @@ fn open_database(
     }
     let mut db = opened.map_err(journal_error)?;
     match prepare(&mut db, config) {
-        Ok(next_seq) => Ok((db, next_seq)),
+        Ok((next_seq, pending)) => Ok((db, next_seq, pending)),
         Err(error) => {
             close_quietly(db);
             Err(error)
@@ -429,9 +406,12 @@ fn damaged(error: JournalError) -> JournalError {
     }
 }
 
-/// Checks the file, creates the tables, reads `next_seq`, and decodes every
-/// entry and dead letter once.
-fn prepare(db: &mut Database, config: &RedbJournalBuilder) -> Result<u64, JournalError> {
+/// Checks the file, creates the tables, reads `next_seq`, decodes every
+/// entry and dead letter once, and indexes the pending task ids.
+fn prepare(
+    db: &mut Database,
+    config: &RedbJournalBuilder,
+) -> Result<(u64, PendingIds), JournalError> {
     if config.verify_on_open {
         // What the file holds before the check: if the check has to roll
         // back to an older commit, acknowledged entries may be gone, and
@@ -478,13 +458,9 @@ fn prepare(db: &mut Database, config: &RedbJournalBuilder) -> Result<u64, Journa
             .map(|v| v.value());
         stored.unwrap_or(0)
     };
-    if config.dedup_by_task_id {
-        index_pending_ids(&txn)?;
-    } else {
-        // Not kept up to date while deduplication is off: dropped, and
-        // rebuilt by the next open with it on.
-        txn.delete_table(PENDING_IDS).map_err(journal_error)?;
-    }
+    // A table of the pending task ids kept by an earlier version: they are
+    // in memory now, derived from the entries.
+    txn.delete_table(PENDING_IDS).map_err(journal_error)?;
     txn.commit().map_err(journal_error)?;
     let txn = db.begin_read().map_err(journal_error)?;
     let pending = read_pending(&txn)?;
@@ -498,5 +474,5 @@ fn prepare(db: &mut Database, config: &RedbJournalBuilder) -> Result<u64, Journa
         .chain(dead.iter().map(DeadLetter::seq))
         .max()
         .map_or(0, |seq| seq.saturating_add(1));
-    Ok(next_seq.max(highest))
+    Ok((next_seq.max(highest), index_pending_ids(&pending, config)))
 }
