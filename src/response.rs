@@ -31,7 +31,7 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 ///
 /// | code | status | meaning |
 /// |---|---|---|
-/// | `malformed_json`, `invalid_utf8`, `nesting_too_deep`, `not_an_object`, `invalid_id` | 400 | the body is not a task event ([`PayloadError::code`](crate::event::PayloadError::code)) |
+/// | `malformed_json`, `invalid_utf8`, `nesting_too_deep`, `not_an_object`, `invalid_id`, `unexpected_shape` | 400 | the body is not a task event ([`PayloadError::code`](crate::event::PayloadError::code)) |
 /// | `payload_too_large` | 413 | the body is over the payload layer's limit |
 /// | `method_not_allowed` | 405 | not a `POST` (with `Allow: POST`) |
 /// | `forbidden` | 403 | the client address is outside the allowlist |

@@ -24,6 +24,9 @@ pub enum PayloadErrorKind {
     NotAnObject,
     /// The task id is missing or unusable.
     InvalidId(IdError),
+    /// Valid JSON, but not in the provider's shape (a field the profile
+    /// needs is missing or of the wrong type), with the reason.
+    Shape(Box<str>),
 }
 
 /// What is wrong with a task id.
@@ -99,6 +102,37 @@ impl PayloadError {
         }
     }
 
+    /// A body that is valid JSON but not in the provider's shape, for a
+    /// [`Profile`](crate::provider::Profile) that cannot read it.
+    ///
+    /// ```
+    /// use taskhook::event::{PayloadError, PayloadErrorKind};
+    ///
+    /// let error = PayloadError::shape("no `request_id`");
+    /// assert_eq!(error.code(), "unexpected_shape");
+    /// assert_eq!(error.kind(), &PayloadErrorKind::Shape("no `request_id`".into()));
+    /// ```
+    pub fn shape(reason: impl Into<String>) -> Self {
+        Self {
+            kind: PayloadErrorKind::Shape(reason.into().into_boxed_str()),
+            source: None,
+        }
+    }
+
+    /// The error of a body `serde_json` could not parse, classified as
+    /// the payload layer does (syntax, UTF-8, nesting, not an object).
+    ///
+    /// ```
+    /// use taskhook::event::{PayloadError, PayloadErrorKind};
+    ///
+    /// let body = b"{not json";
+    /// let error = serde_json::from_slice::<serde_json::Value>(body).unwrap_err();
+    /// assert_eq!(PayloadError::from_json(error, body).kind(), &PayloadErrorKind::Syntax);
+    /// ```
+    pub fn from_json(error: serde_json::Error, body: &[u8]) -> Self {
+        Self::json(error, body)
+    }
+
     pub(super) fn id(error: IdError) -> Self {
         Self {
             kind: PayloadErrorKind::InvalidId(error),
@@ -120,6 +154,7 @@ impl PayloadError {
             PayloadErrorKind::TooDeep => "nesting_too_deep",
             PayloadErrorKind::NotAnObject => "not_an_object",
             PayloadErrorKind::InvalidId(_) => "invalid_id",
+            PayloadErrorKind::Shape(_) => "unexpected_shape",
         }
     }
 }
@@ -128,6 +163,7 @@ impl fmt::Display for PayloadError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match (&self.kind, &self.source) {
             (PayloadErrorKind::InvalidId(id), _) => fmt::Display::fmt(id, f),
+            (PayloadErrorKind::Shape(reason), _) => write!(f, "unexpected body: {reason}"),
             (PayloadErrorKind::InvalidUtf8, _) => f.write_str("the body is not valid UTF-8"),
             (PayloadErrorKind::TooDeep, _) => f.write_str("the body nests too deeply"),
             (PayloadErrorKind::NotAnObject, Some(e)) => {

@@ -40,6 +40,7 @@
 //! # Ok::<(), taskhook::event::PayloadError>(())
 //! ```
 
+mod builder;
 mod de;
 mod error;
 mod result;
@@ -55,6 +56,7 @@ use serde::ser::{SerializeMap, Serializer};
 use serde::Serialize;
 use serde_json::{Map, Value};
 
+pub use self::builder::TaskEventBuilder;
 pub use self::error::{IdError, PayloadError, PayloadErrorKind};
 pub use self::result::{MediaItem, ResultUrl, TaskResult};
 pub use self::status::TaskStatus;
@@ -95,6 +97,9 @@ struct Inner {
     /// The body, for the full parse; empty when `fields` was set at once.
     body: Bytes,
     fields: OnceLock<Fields>,
+    /// The provider's own spelling of the status, when a profile's
+    /// spelling differs from the normalized one.
+    raw_status: Option<Box<str>>,
 }
 
 /// The scalar fields, read when the event is made.
@@ -174,6 +179,7 @@ impl TaskEvent {
                 scalars,
                 body,
                 fields: OnceLock::new(),
+                raw_status: None,
             }),
         })
     }
@@ -204,12 +210,18 @@ impl TaskEvent {
 
     /// An event whose full parse is already done.
     fn from_fields(fields: Fields) -> Self {
+        Self::from_parts(fields, None)
+    }
+
+    /// An event made of its parts (the id already checked).
+    fn from_parts(fields: Fields, raw_status: Option<Box<str>>) -> Self {
         Self {
             inner: Arc::new(Inner {
                 id: Arc::from(fields.id.as_str()),
                 scalars: fields.scalars.clone(),
                 body: Bytes::new(),
                 fields: OnceLock::from(fields),
+                raw_status,
             }),
         }
     }
@@ -236,6 +248,17 @@ impl TaskEvent {
     /// The task status, if the body had one as a string.
     pub fn status(&self) -> Option<&TaskStatus> {
         self.inner.scalars.status.as_ref()
+    }
+
+    /// The status as the provider spelled it: the same word as
+    /// [`status`](Self::status) for the default provider, the provider's own
+    /// (`succeeded`, `OK`, `IN_PROGRESS`) for an event a
+    /// [`Profile`](crate::provider::Profile) normalized.
+    pub fn raw_status(&self) -> Option<&str> {
+        self.inner
+            .raw_status
+            .as_deref()
+            .or_else(|| self.status().map(TaskStatus::as_str))
     }
 
     /// `true` if the status is final (`completed`, `failed` or `cancelled`).

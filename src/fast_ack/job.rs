@@ -107,6 +107,14 @@ impl Job {
     }
 }
 
+impl Job {
+    /// Reads the event again with `profile` (a job rebuilt from the journal
+    /// parses the default shape).
+    pub(crate) fn reparse(&mut self, profile: &dyn crate::provider::Profile) {
+        self.event = profile.parse(&self.body, &self.head.headers).ok();
+    }
+}
+
 #[cfg(test)]
 impl Job {
     /// A job with an empty request, for the queue's unit tests.

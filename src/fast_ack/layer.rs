@@ -109,6 +109,16 @@ impl FastAckBuilder {
         self.configure(|c| c.journal = journal)
     }
 
+    /// Sets the provider profile that reads the events of jobs rebuilt from
+    /// the journal (after a restart, or a replayed dead letter): the same
+    /// one as the payload layer's
+    /// ([`PayloadLayer::profile`](crate::PayloadLayer::profile)). Default:
+    /// the [`Apimart`](crate::provider::Apimart) shape.
+    pub fn profile(self, profile: impl crate::provider::Profile) -> Self {
+        let profile: Arc<dyn crate::provider::Profile> = Arc::new(profile);
+        self.configure(|c| c.profile = Some(profile))
+    }
+
     /// Sets the most events accepted and not yet finished (queued, running
     /// or waiting for a retry). Beyond it, events get `503` with
     /// `Retry-After`. The default is 1,024.

@@ -38,6 +38,9 @@ pub(crate) struct Config {
     pub(crate) retry_after: Duration,
     pub(crate) journal: Arc<dyn Journal>,
     pub(crate) on_dead_letter: Option<DeadLetterCallback>,
+    /// Reads the events of jobs rebuilt from the journal; `None`: the
+    /// default shape.
+    pub(crate) profile: Option<Arc<dyn crate::provider::Profile>>,
 }
 
 impl Default for Config {
@@ -51,6 +54,7 @@ impl Default for Config {
             retry_after: DEFAULT_RETRY_AFTER,
             journal: Arc::new(MemoryJournal::new()),
             on_dead_letter: None,
+            profile: None,
         }
     }
 }
@@ -266,7 +270,10 @@ impl Shared {
         }
         for entry in entries {
             match Job::from_entry(&entry) {
-                Ok(job) => {
+                Ok(mut job) => {
+                    if let Some(profile) = &self.config.profile {
+                        job.reparse(profile.as_ref());
+                    }
                     let signal = self.queue().push_recovered(job);
                     bump(&self.counters.recovered);
                     record::recovered();
@@ -574,6 +581,9 @@ impl Shared {
             }
         };
         let mut job = letter.job().clone();
+        if let Some(profile) = &self.config.profile {
+            job.reparse(profile.as_ref());
+        }
         job.attempts = 0;
         job.span = tracing::Span::current();
         match Arc::clone(self).accept(reservation, job).await {

@@ -11,10 +11,11 @@ use http_body::Body;
 use pin_project_lite::pin_project;
 use tower_service::Service;
 
+use super::parse::Parse;
 use super::service::too_large;
 use crate::body::{BufferedBody, ResponseBody};
 use crate::response::Rejection;
-use crate::{RawPayload, TaskEvent};
+use crate::RawPayload;
 
 pin_project! {
     /// Response future of [`Payload`](super::Payload): collects the body,
@@ -40,7 +41,7 @@ pin_project! {
             parts: Option<Parts>,
             buf: Collected,
             limit: usize,
-            in_full: bool,
+            parse: Parse,
             inner: Option<S>,
         },
         Calling {
@@ -65,7 +66,7 @@ where
         }
     }
 
-    pub(super) fn collecting(inner: S, parts: Parts, body: B, limit: usize, in_full: bool) -> Self
+    pub(super) fn collecting(inner: S, parts: Parts, body: B, limit: usize, parse: Parse) -> Self
     where
         B: Body,
     {
@@ -79,7 +80,7 @@ where
                 parts: Some(parts),
                 buf: Collected::with_capacity(capacity),
                 limit,
-                in_full,
+                parse,
                 inner: Some(inner),
             },
         }
@@ -111,7 +112,7 @@ where
                     parts,
                     buf,
                     limit,
-                    in_full,
+                    parse,
                     inner,
                 } => loop {
                     match ready!(body.as_mut().poll_frame(cx)) {
@@ -137,11 +138,7 @@ where
                             else {
                                 unreachable!("the collecting state is left once")
                             };
-                            let event = if *in_full {
-                                TaskEvent::from_bytes_in_full(bytes.clone())
-                            } else {
-                                TaskEvent::from_bytes(bytes.clone())
-                            };
+                            let event = parse.parse(&bytes, &parts.headers);
                             break match event {
                                 Ok(event) => {
                                     tracing::trace!(

@@ -1,6 +1,10 @@
+use std::sync::Arc;
+
 use tower_layer::Layer;
 
+use super::parse::Parse;
 use super::Payload;
+use crate::provider::Profile;
 
 /// The default limit on a callback body: 256 KiB.
 pub(crate) const DEFAULT_LIMIT: usize = 256 * 1024;
@@ -11,10 +15,10 @@ pub(crate) const DEFAULT_LIMIT: usize = 256 * 1024;
 ///
 /// See the [module docs](crate::payload) for the responses it writes, and
 /// its [example](crate::payload#example) for the settings.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct PayloadLayer {
     limit: usize,
-    in_full: bool,
+    parse: Parse,
 }
 
 impl PayloadLayer {
@@ -22,7 +26,7 @@ impl PayloadLayer {
     pub fn new() -> Self {
         Self {
             limit: DEFAULT_LIMIT,
-            in_full: false,
+            parse: Parse::default(),
         }
     }
 
@@ -48,7 +52,25 @@ impl PayloadLayer {
     /// "Parse and id extraction", has the figures).
     #[must_use]
     pub fn parse_in_full(mut self, in_full: bool) -> Self {
-        self.in_full = in_full;
+        self.parse.in_full = in_full;
+        self
+    }
+
+    /// Sets the provider profile that reads the body (default: the
+    /// [`Apimart`](crate::provider::Apimart) shape, parsed as
+    /// [`parse_in_full`](Self::parse_in_full) says). A body the profile
+    /// cannot read is answered `400`, like any bad body.
+    ///
+    /// ```
+    /// use taskhook::provider::Apimart;
+    /// use taskhook::PayloadLayer;
+    ///
+    /// let layer = PayloadLayer::new().profile(Apimart::new().parse_in_full(true));
+    /// # let _ = layer;
+    /// ```
+    #[must_use]
+    pub fn profile(mut self, profile: impl Profile) -> Self {
+        self.parse.profile = Some(Arc::new(profile));
         self
     }
 }
@@ -63,8 +85,8 @@ impl<S> Layer<S> for PayloadLayer {
     type Service = Payload<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Payload::new(inner)
-            .limit(self.limit)
-            .parse_in_full(self.in_full)
+        let mut service = Payload::new(inner).limit(self.limit);
+        service.set_parse(self.parse.clone());
+        service
     }
 }

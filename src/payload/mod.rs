@@ -67,6 +67,7 @@
 mod extract;
 pub mod future;
 mod layer;
+mod parse;
 mod raw;
 mod service;
 

@@ -1,3 +1,4 @@
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::Bytes;
@@ -8,8 +9,10 @@ use tower_service::Service;
 
 use super::future::ResponseFuture;
 use super::layer::DEFAULT_LIMIT;
+use super::parse::Parse;
 use super::PayloadLayer;
 use crate::body::{BufferedBody, ResponseBody};
+use crate::provider::Profile;
 use crate::response::Rejection;
 
 /// Buffers and parses a task callback body before calling the inner service.
@@ -21,7 +24,7 @@ use crate::response::Rejection;
 pub struct Payload<S> {
     inner: S,
     limit: usize,
-    in_full: bool,
+    parse: Parse,
 }
 
 impl<S> Payload<S> {
@@ -30,7 +33,7 @@ impl<S> Payload<S> {
         Self {
             inner,
             limit: DEFAULT_LIMIT,
-            in_full: false,
+            parse: Parse::default(),
         }
     }
 
@@ -45,7 +48,19 @@ impl<S> Payload<S> {
     /// [`PayloadLayer::parse_in_full`].
     #[must_use]
     pub fn parse_in_full(mut self, in_full: bool) -> Self {
-        self.in_full = in_full;
+        self.parse.in_full = in_full;
+        self
+    }
+
+    pub(super) fn set_parse(&mut self, parse: Parse) {
+        self.parse = parse;
+    }
+
+    /// Sets the provider profile that reads the body; see
+    /// [`PayloadLayer::profile`].
+    #[must_use]
+    pub fn profile(mut self, profile: impl Profile) -> Self {
+        self.parse.profile = Some(Arc::new(profile));
         self
     }
 
@@ -85,7 +100,7 @@ where
         let clone = self.inner.clone();
         let inner = std::mem::replace(&mut self.inner, clone);
         let (parts, body) = req.into_parts();
-        ResponseFuture::collecting(inner, parts, body, self.limit, self.in_full)
+        ResponseFuture::collecting(inner, parts, body, self.limit, self.parse.clone())
     }
 }
 
