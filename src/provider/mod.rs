@@ -76,6 +76,8 @@
 //! ```
 
 mod apimart;
+mod json;
+mod replicate;
 
 use std::fmt;
 use std::sync::Arc;
@@ -88,6 +90,7 @@ use crate::event::PayloadError;
 use crate::TaskEvent;
 
 pub use self::apimart::Apimart;
+pub use self::replicate::Replicate;
 
 /// The shortest dedup time to live a profile defaults to: the dedup stores'
 /// default (24 h).
@@ -236,10 +239,14 @@ pub enum ClientErrors {
 pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
     let profile: Arc<dyn Profile> = match name {
         "apimart" => Arc::new(Apimart::new()),
+        "replicate" => Arc::new(Replicate::new()),
         _ => return None,
     };
     Some(profile)
 }
 
 /// The names [`by_name`] knows, in the order the README's table lists them.
-pub const NAMES: &[&str] = &["apimart"];
+pub const NAMES: &[&str] = &[
+    "apimart",
+    "replicate",
+];
