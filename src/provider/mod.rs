@@ -76,6 +76,7 @@
 //! ```
 
 mod apimart;
+mod fal;
 mod json;
 mod replicate;
 
@@ -90,6 +91,7 @@ use crate::event::PayloadError;
 use crate::TaskEvent;
 
 pub use self::apimart::Apimart;
+pub use self::fal::Fal;
 pub use self::replicate::Replicate;
 
 /// The shortest dedup time to live a profile defaults to: the dedup stores'
@@ -240,6 +242,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
     let profile: Arc<dyn Profile> = match name {
         "apimart" => Arc::new(Apimart::new()),
         "replicate" => Arc::new(Replicate::new()),
+        "fal" => Arc::new(Fal::new()),
         _ => return None,
     };
     Some(profile)
@@ -249,4 +252,5 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
 pub const NAMES: &[&str] = &[
     "apimart",
     "replicate",
+    "fal",
 ];
