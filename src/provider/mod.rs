@@ -78,6 +78,7 @@
 mod apimart;
 mod fal;
 mod json;
+mod openai;
 mod replicate;
 
 use std::fmt;
@@ -92,6 +93,7 @@ use crate::TaskEvent;
 
 pub use self::apimart::Apimart;
 pub use self::fal::Fal;
+pub use self::openai::OpenAi;
 pub use self::replicate::Replicate;
 
 /// The shortest dedup time to live a profile defaults to: the dedup stores'
@@ -243,6 +245,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
         "apimart" => Arc::new(Apimart::new()),
         "replicate" => Arc::new(Replicate::new()),
         "fal" => Arc::new(Fal::new()),
+        "openai" => Arc::new(OpenAi::new()),
         _ => return None,
     };
     Some(profile)
@@ -253,4 +256,5 @@ pub const NAMES: &[&str] = &[
     "apimart",
     "replicate",
     "fal",
+    "openai",
 ];
