@@ -80,6 +80,7 @@ mod fal;
 mod json;
 mod openai;
 mod replicate;
+mod standard_webhooks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -95,6 +96,7 @@ pub use self::apimart::Apimart;
 pub use self::fal::Fal;
 pub use self::openai::OpenAi;
 pub use self::replicate::Replicate;
+pub use self::standard_webhooks::StandardWebhooks;
 
 /// The shortest dedup time to live a profile defaults to: the dedup stores'
 /// default (24 h).
@@ -246,6 +248,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
         "replicate" => Arc::new(Replicate::new()),
         "fal" => Arc::new(Fal::new()),
         "openai" => Arc::new(OpenAi::new()),
+        "standard-webhooks" => Arc::new(StandardWebhooks::new()),
         _ => return None,
     };
     Some(profile)
@@ -257,4 +260,5 @@ pub const NAMES: &[&str] = &[
     "replicate",
     "fal",
     "openai",
+    "standard-webhooks",
 ];
