@@ -78,6 +78,7 @@
 mod apimart;
 mod fal;
 mod json;
+mod kie;
 mod openai;
 mod replicate;
 mod standard_webhooks;
@@ -94,6 +95,7 @@ use crate::TaskEvent;
 
 pub use self::apimart::Apimart;
 pub use self::fal::Fal;
+pub use self::kie::Kie;
 pub use self::openai::OpenAi;
 pub use self::replicate::Replicate;
 pub use self::standard_webhooks::StandardWebhooks;
@@ -249,6 +251,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
         "fal" => Arc::new(Fal::new()),
         "openai" => Arc::new(OpenAi::new()),
         "standard-webhooks" => Arc::new(StandardWebhooks::new()),
+        "kie" => Arc::new(Kie::new()),
         _ => return None,
     };
     Some(profile)
@@ -261,4 +264,5 @@ pub const NAMES: &[&str] = &[
     "fal",
     "openai",
     "standard-webhooks",
+    "kie",
 ];
