@@ -79,6 +79,7 @@ mod apimart;
 mod fal;
 mod json;
 mod kie;
+mod kling;
 mod openai;
 mod replicate;
 mod standard_webhooks;
@@ -96,6 +97,7 @@ use crate::TaskEvent;
 pub use self::apimart::Apimart;
 pub use self::fal::Fal;
 pub use self::kie::Kie;
+pub use self::kling::Kling;
 pub use self::openai::OpenAi;
 pub use self::replicate::Replicate;
 pub use self::standard_webhooks::StandardWebhooks;
@@ -252,6 +254,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
         "openai" => Arc::new(OpenAi::new()),
         "standard-webhooks" => Arc::new(StandardWebhooks::new()),
         "kie" => Arc::new(Kie::new()),
+        "kling" => Arc::new(Kling::new()),
         _ => return None,
     };
     Some(profile)
@@ -265,4 +268,5 @@ pub const NAMES: &[&str] = &[
     "openai",
     "standard-webhooks",
     "kie",
+    "kling",
 ];
