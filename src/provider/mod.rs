@@ -80,6 +80,7 @@ mod fal;
 mod json;
 mod kie;
 mod kling;
+mod midjourney_proxy;
 mod openai;
 mod replicate;
 mod standard_webhooks;
@@ -98,6 +99,7 @@ pub use self::apimart::Apimart;
 pub use self::fal::Fal;
 pub use self::kie::Kie;
 pub use self::kling::Kling;
+pub use self::midjourney_proxy::MidjourneyProxy;
 pub use self::openai::OpenAi;
 pub use self::replicate::Replicate;
 pub use self::standard_webhooks::StandardWebhooks;
@@ -255,6 +257,7 @@ pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
         "standard-webhooks" => Arc::new(StandardWebhooks::new()),
         "kie" => Arc::new(Kie::new()),
         "kling" => Arc::new(Kling::new()),
+        "midjourney-proxy" => Arc::new(MidjourneyProxy::new()),
         _ => return None,
     };
     Some(profile)
@@ -269,4 +272,5 @@ pub const NAMES: &[&str] = &[
     "standard-webhooks",
     "kie",
     "kling",
+    "midjourney-proxy",
 ];
