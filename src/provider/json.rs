@@ -92,7 +92,8 @@ pub(super) fn take_millis(object: &mut Object, key: &str) -> Option<i64> {
 
 /// Drops `key` if it holds `null` or an empty string (nothing to keep).
 pub(super) fn drop_empty(object: &mut Object, key: &str) {
-    if matches!(object.get(key), Some(Value::Null)) || object.get(key).and_then(Value::as_str) == Some("")
+    if matches!(object.get(key), Some(Value::Null))
+        || object.get(key).and_then(Value::as_str) == Some("")
     {
         object.remove(key);
     }
@@ -141,10 +142,14 @@ pub(super) fn kind_of_url(url: &str) -> &'static str {
 /// image, a video or an audio.
 pub(super) fn kind_of_content_type(content_type: &str) -> Option<&'static str> {
     let top = content_type.split('/').next().unwrap_or_default().trim();
-    [("image", "images"), ("video", "videos"), ("audio", "audios")]
-        .iter()
-        .find(|(word, _)| word.eq_ignore_ascii_case(top))
-        .map(|(_, kind)| *kind)
+    [
+        ("image", "images"),
+        ("video", "videos"),
+        ("audio", "audios"),
+    ]
+    .iter()
+    .find(|(word, _)| word.eq_ignore_ascii_case(top))
+    .map(|(_, kind)| *kind)
 }
 
 /// The status a common word means, whatever its case: `succeeded`,
@@ -169,16 +174,34 @@ pub(super) fn status_word(word: &str) -> Option<TaskStatus> {
             TaskStatus::Completed,
         ),
         (
-            &["failed", "fail", "failure", "error", "errored", "incomplete", "expired"],
+            &[
+                "failed",
+                "fail",
+                "failure",
+                "error",
+                "errored",
+                "incomplete",
+                "expired",
+            ],
             TaskStatus::Failed,
         ),
-        (&["canceled", "cancelled", "cancel", "aborted"], TaskStatus::Cancelled),
+        (
+            &["canceled", "cancelled", "cancel", "aborted"],
+            TaskStatus::Cancelled,
+        ),
         (
             &["processing", "running", "in_progress", "generating"],
             TaskStatus::Processing,
         ),
         (
-            &["queued", "queuing", "pending", "starting", "waiting", "not_start"],
+            &[
+                "queued",
+                "queuing",
+                "pending",
+                "starting",
+                "waiting",
+                "not_start",
+            ],
             TaskStatus::Pending,
         ),
         (&["submitted"], TaskStatus::Submitted),
@@ -312,7 +335,10 @@ mod tests {
         assert_eq!(kind_of_url("https://cdn.example/a/b.PNG?x=1.mp4"), "images");
         assert_eq!(kind_of_url("https://cdn.example/v.mp4#t=1"), "videos");
         assert_eq!(kind_of_url("https://cdn.example/s.m4a"), "audios");
-        assert_eq!(kind_of_url("https://cdn.example/model.safetensors"), "files");
+        assert_eq!(
+            kind_of_url("https://cdn.example/model.safetensors"),
+            "files"
+        );
         assert_eq!(kind_of_url("https://cdn.example/noext"), "files");
         assert_eq!(kind_of_url(""), "files");
         assert_eq!(kind_of_content_type("image/png"), Some("images"));
@@ -324,8 +350,14 @@ mod tests {
     #[test]
     fn status_words_and_types() {
         assert_eq!(status_word("SUCCESS"), Some(TaskStatus::Completed));
-        assert_eq!(status_of_type("response.incomplete"), Some(TaskStatus::Failed));
-        assert_eq!(status_of_type("eval.run.canceled"), Some(TaskStatus::Cancelled));
+        assert_eq!(
+            status_of_type("response.incomplete"),
+            Some(TaskStatus::Failed)
+        );
+        assert_eq!(
+            status_of_type("eval.run.canceled"),
+            Some(TaskStatus::Cancelled)
+        );
         assert_eq!(status_of_type("realtime.call.incoming"), None);
         assert_eq!(status_of_type(""), None);
     }

@@ -102,14 +102,19 @@ impl Profile for Kie {
             .and_then(|key| data.remove(key))
             .and_then(|value| value.as_str().map(str::to_owned));
         let (status, raw) = match (state, code) {
-            (Some(raw), _) if json::status_word(&raw).is_some() => (json::status_word(&raw), Some(raw)),
+            (Some(raw), _) if json::status_word(&raw).is_some() => {
+                (json::status_word(&raw), Some(raw))
+            }
             (state, Some(code)) => {
                 let status = if code == 200 {
                     TaskStatus::Completed
                 } else {
                     TaskStatus::Failed
                 };
-                (Some(status), Some(state.unwrap_or_else(|| code.to_string())))
+                (
+                    Some(status),
+                    Some(state.unwrap_or_else(|| code.to_string())),
+                )
             }
             (Some(raw), None) => (Some(TaskStatus::from(raw.as_str())), Some(raw)),
             (None, None) => (None, None),

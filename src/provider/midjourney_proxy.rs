@@ -129,7 +129,12 @@ fn status(raw: &str) -> TaskStatus {
 /// Takes `progress` if it reads as a percentage (`"42%"`, `"42"`, `42`).
 fn take_progress(object: &mut Object) -> Option<u8> {
     let percent = match object.get("progress")? {
-        Value::String(text) => text.trim().trim_end_matches('%').trim().parse::<f64>().ok()?,
+        Value::String(text) => text
+            .trim()
+            .trim_end_matches('%')
+            .trim()
+            .parse::<f64>()
+            .ok()?,
         Value::Number(n) => n.as_f64()?,
         Value::Null => {
             object.remove("progress");
