@@ -19,6 +19,23 @@
 //! [`Apimart`] is the default everywhere: the payload layer parses its
 //! shape unless told otherwise ([`PayloadLayer::profile`](crate::PayloadLayer::profile)).
 //!
+//! # Shipped profiles
+//!
+//! [`by_name`] returns each of them by the name in the first column. Each
+//! type's docs say how its body is read and which parts of the contract the
+//! provider's docs do not confirm.
+//!
+//! | name | profile | task id | events | authenticity | a `4xx` | retry horizon |
+//! |---|---|---|---|---|---|---|
+//! | `apimart` | [`Apimart`] | `data.id` | final | none | give up | ~140 s |
+//! | `replicate` | [`Replicate`] | `id` | every change | Standard Webhooks | retried | 2 min |
+//! | `fal` | [`Fal`] | `request_id` | final | Ed25519 (fal) | retried (assumed) | 2 h |
+//! | `openai` | [`OpenAi`] | `data.id` (thin) | final | Standard Webhooks | retried | 72 h |
+//! | `standard-webhooks` | [`StandardWebhooks`] | `data.id` or `webhook-id` | final | Standard Webhooks | retried (assumed) | 24 h (assumed) |
+//! | `kie` | [`Kie`] | `data.taskId` | final | HMAC over id and time (KIE) | give up (assumed) | 1 h (assumed) |
+//! | `kling` | [`Kling`] | `task_id` | every change | none | give up (assumed) | 1 h (assumed) |
+//! | `midjourney-proxy` | [`MidjourneyProxy`] | `id` | every change | none | never retried | none (one attempt) |
+//!
 //! # Writing a profile
 //!
 //! A profile is a type that implements [`Profile`]; only
