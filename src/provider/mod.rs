@@ -19,6 +19,23 @@
 //! [`Apimart`] is the default everywhere: the payload layer parses its
 //! shape unless told otherwise ([`PayloadLayer::profile`](crate::PayloadLayer::profile)).
 //!
+//! # Shipped profiles
+//!
+//! [`by_name`] returns each of them by the name in the first column. Each
+//! type's docs say how its body is read and which parts of the contract the
+//! provider's docs do not confirm.
+//!
+//! | name | profile | task id | events | authenticity | a `4xx` | retry horizon |
+//! |---|---|---|---|---|---|---|
+//! | `apimart` | [`Apimart`] | `data.id` | final | none | give up | ~140 s |
+//! | `replicate` | [`Replicate`] | `id` | every change | Standard Webhooks | retried | 2 min |
+//! | `fal` | [`Fal`] | `request_id` | final | Ed25519 (fal) | retried (assumed) | 2 h |
+//! | `openai` | [`OpenAi`] | `data.id` (thin) | final | Standard Webhooks | retried | 72 h |
+//! | `standard-webhooks` | [`StandardWebhooks`] | `data.id` or `webhook-id` | final | Standard Webhooks | retried (assumed) | 24 h (assumed) |
+//! | `kie` | [`Kie`] | `data.taskId` | final | HMAC over id and time (KIE) | give up (assumed) | 1 h (assumed) |
+//! | `kling` | [`Kling`] | `task_id` | every change | none | give up (assumed) | 1 h (assumed) |
+//! | `midjourney-proxy` | [`MidjourneyProxy`] | `id` | every change | none | never retried | none (one attempt) |
+//!
 //! # Writing a profile
 //!
 //! A profile is a type that implements [`Profile`]; only
@@ -76,6 +93,14 @@
 //! ```
 
 mod apimart;
+mod fal;
+mod json;
+mod kie;
+mod kling;
+mod midjourney_proxy;
+mod openai;
+mod replicate;
+mod standard_webhooks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -88,6 +113,13 @@ use crate::event::PayloadError;
 use crate::TaskEvent;
 
 pub use self::apimart::Apimart;
+pub use self::fal::Fal;
+pub use self::kie::Kie;
+pub use self::kling::Kling;
+pub use self::midjourney_proxy::MidjourneyProxy;
+pub use self::openai::OpenAi;
+pub use self::replicate::Replicate;
+pub use self::standard_webhooks::StandardWebhooks;
 
 /// The shortest dedup time to live a profile defaults to: the dedup stores'
 /// default (24 h).
@@ -236,10 +268,26 @@ pub enum ClientErrors {
 pub fn by_name(name: &str) -> Option<Arc<dyn Profile>> {
     let profile: Arc<dyn Profile> = match name {
         "apimart" => Arc::new(Apimart::new()),
+        "replicate" => Arc::new(Replicate::new()),
+        "fal" => Arc::new(Fal::new()),
+        "openai" => Arc::new(OpenAi::new()),
+        "standard-webhooks" => Arc::new(StandardWebhooks::new()),
+        "kie" => Arc::new(Kie::new()),
+        "kling" => Arc::new(Kling::new()),
+        "midjourney-proxy" => Arc::new(MidjourneyProxy::new()),
         _ => return None,
     };
     Some(profile)
 }
 
 /// The names [`by_name`] knows, in the order the README's table lists them.
-pub const NAMES: &[&str] = &["apimart"];
+pub const NAMES: &[&str] = &[
+    "apimart",
+    "replicate",
+    "fal",
+    "openai",
+    "standard-webhooks",
+    "kie",
+    "kling",
+    "midjourney-proxy",
+];
