@@ -87,12 +87,14 @@
 
 mod delivery;
 mod report;
+pub mod sign;
 mod simulator;
 mod url;
 mod workload;
 
 pub use self::delivery::{Attempt, AttemptResult, Outcome, Push, PushKind, Schedule, Sender};
 pub use self::report::{Latencies, Report, Summary, TaskRecord};
+pub use self::sign::Signing;
 pub use self::simulator::{Progress, RunError, Simulator};
 pub use self::url::{callback_url, classify, AddressKind, UrlError, UrlPolicy, PROVIDER_DOMAIN};
 pub use self::workload::{DuplicateKind, InvalidPayload, Mix, Task, TaskKind, Workload};
