@@ -86,6 +86,8 @@
 //! ```
 
 mod delivery;
+mod payloads;
+mod provider;
 mod report;
 pub mod sign;
 mod simulator;
@@ -93,8 +95,9 @@ mod url;
 mod workload;
 
 pub use self::delivery::{Attempt, AttemptResult, Outcome, Push, PushKind, Schedule, Sender};
+pub use self::provider::{Provider, UnknownProvider};
 pub use self::report::{Latencies, Report, Summary, TaskRecord};
 pub use self::sign::Signing;
 pub use self::simulator::{Progress, RunError, Simulator};
 pub use self::url::{callback_url, classify, AddressKind, UrlError, UrlPolicy, PROVIDER_DOMAIN};
-pub use self::workload::{DuplicateKind, InvalidPayload, Mix, Task, TaskKind, Workload};
+pub use self::workload::{DuplicateKind, Event, InvalidPayload, Mix, Task, TaskKind, Workload};
