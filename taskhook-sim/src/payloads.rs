@@ -619,6 +619,12 @@ pub(crate) fn task_id_of(provider: Provider, json: &Value) -> Option<&str> {
     id?.as_str().filter(|id| !id.is_empty())
 }
 
+/// The task id in a payload, if it is JSON and has one.
+pub(crate) fn task_id_in(provider: Provider, payload: &[u8]) -> Option<String> {
+    let json: Value = serde_json::from_slice(payload).ok()?;
+    task_id_of(provider, &json).map(str::to_owned)
+}
+
 /// The strings of a string or an array of strings.
 fn strings(value: &Value) -> Vec<String> {
     match value {

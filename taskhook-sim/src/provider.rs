@@ -3,6 +3,9 @@
 
 use std::fmt;
 use std::str::FromStr;
+
+use super::delivery::ClientErrors;
+
 /// An async-task API whose sending side the simulator plays.
 ///
 /// The provider decides what a [`Workload`](crate::Workload) generates
@@ -166,6 +169,27 @@ impl Provider {
             | Provider::OpenAi
             | Provider::StandardWebhooks
             | Provider::Kie => 0,
+        }
+    }
+
+    /// What a `4xx` answer means to the provider (see
+    /// [`Schedule::for_provider`](crate::Schedule::for_provider) for where
+    /// the docs are silent).
+    ///
+    /// ```
+    /// use taskhook_sim::{ClientErrors, Provider};
+    ///
+    /// assert_eq!(Provider::Apimart.client_errors(), ClientErrors::GiveUp);
+    /// assert_eq!(Provider::Replicate.client_errors(), ClientErrors::Retry);
+    /// ```
+    pub fn client_errors(self) -> ClientErrors {
+        match self {
+            Provider::Replicate | Provider::Fal | Provider::OpenAi | Provider::StandardWebhooks => {
+                ClientErrors::Retry
+            }
+            Provider::Apimart | Provider::Kie | Provider::Kling | Provider::MidjourneyProxy => {
+                ClientErrors::GiveUp
+            }
         }
     }
 }

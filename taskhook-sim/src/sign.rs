@@ -1,6 +1,6 @@
 //! Signatures: the providers' formats as small functions (for a receiver's
-//! own tests), and [`Signing`], a scheme with its keys that makes the
-//! headers of one request.
+//! own tests), and [`Signing`], the scheme a [`Simulator`](crate::Simulator)
+//! applies to every attempt.
 //!
 //! | Scheme | Headers | Signed content | Function |
 //! |---|---|---|---|
@@ -321,8 +321,10 @@ impl std::error::Error for InvalidSigning {}
 /// How every attempt is signed: the headers added to each request, with the
 /// timestamp of that attempt.
 ///
-/// Independent of the provider played (so a generic receiver can be tested
-/// with any scheme), though each provider has its own:
+/// Given to a [`Simulator`](crate::Simulator) with
+/// [`signing`](crate::Simulator::signing); independent of the
+/// [`Provider`](crate::Provider) (so a generic receiver can be tested with
+/// any scheme), though each provider has its own:
 ///
 /// - [`standard_webhooks_secret`](Self::standard_webhooks_secret) (Replicate,
 ///   OpenAI, the generic Standard Webhooks sender) and
@@ -333,14 +335,19 @@ impl std::error::Error for InvalidSigning {}
 /// - [`none`](Self::none), the default: no header at all (APIMart, Kling
 ///   and midjourney-proxy sign nothing).
 ///
+/// The Standard Webhooks `webhook-id` is the event's
+/// ([`Task::webhook_id`](crate::Task::webhook_id)): the same for every
+/// attempt and duplicate of one event, another for each event of a task.
 /// fal's request id and KIE's `taskId` are the task's id.
 ///
 /// Its `Debug` output shows the scheme, never a key.
 ///
 /// ```
-/// use taskhook_sim::Signing;
+/// use taskhook_sim::{Provider, Signing, Simulator};
 ///
-/// let hmac = Signing::standard_webhooks_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+/// let simulator = Simulator::new()
+///     .provider(Provider::Replicate)
+///     .signing(Signing::standard_webhooks_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?);
 ///
 /// let signing = Signing::fal([7; 32], "user_sim");
 /// let jwks = signing.jwks().expect("an Ed25519 scheme");
