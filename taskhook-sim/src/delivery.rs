@@ -6,7 +6,7 @@ use std::future::{ready, Ready};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::header::{HeaderValue, CONTENT_TYPE};
@@ -20,20 +20,34 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 use tower_service::Service;
 
+use super::provider::Provider;
+use super::sign::Signing;
 use super::simulator::Progress;
-use super::workload::DuplicateKind;
+use super::workload::{derive_webhook_id, DuplicateKind};
 
 /// The most of a response body read (then dropped) so the connection can be
 /// reused.
 const MAX_RESPONSE_BODY: usize = 64 * 1024;
 
+/// What a `4xx` answer means to a provider.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ClientErrors {
+    /// It gives up at once: the push is
+    /// [`Rejected`](Outcome::Rejected) (APIMart).
+    GiveUp,
+    /// It retries a `4xx` like a `5xx` (Replicate, OpenAI).
+    Retry,
+}
+
 /// The provider's timing: how long it waits for an answer and when it
-/// retries, scaled by a time factor.
+/// retries, scaled by a time factor; and what a `4xx` means to it.
 ///
-/// The provider waits about 10 s for a 2xx; no 2xx in time, or a 5xx, is
-/// retried after 10 s, 30 s and 60 s (each delay counted from the end of the
-/// failed attempt); a 4xx ends the push at once. A time factor scales the
-/// timeout and every delay, so a demo runs in seconds:
+/// [`Schedule::provider`] is APIMart's: it waits about 10 s for a 2xx; no
+/// 2xx in time, or a 5xx, is retried after 10 s, 30 s and 60 s (each delay
+/// counted from the end of the failed attempt); a 4xx ends the push at once.
+/// [`Schedule::for_provider`] gives each provider's. A time factor scales the timeout and
+/// every delay, so a demo runs in seconds:
 ///
 /// ```
 /// use std::time::Duration;
@@ -51,20 +65,97 @@ pub struct Schedule {
     timeout: Duration,
     retry_delays: Vec<Duration>,
     time_factor: f64,
+    client_errors: ClientErrors,
+    retry_intermediate: bool,
 }
 
 impl Schedule {
-    /// The provider's documented schedule: a 10 s timeout, retries after
-    /// 10 s, 30 s and 60 s, time factor 1.
+    /// APIMart's documented schedule (the default provider's): a 10 s
+    /// timeout, retries after 10 s, 30 s and 60 s, a `4xx` gives up, time
+    /// factor 1. The same as `Schedule::for_provider(Provider::Apimart)`.
     pub fn provider() -> Self {
+        Self::for_provider(Provider::Apimart)
+    }
+
+    /// `provider`'s schedule, time factor 1: its timeout, its retry
+    /// delays, what a `4xx` means to it and whether its intermediate events
+    /// are retried. Where the provider's docs are silent, the table says
+    /// what the simulator does (and "unconfirmed"):
+    ///
+    /// | Provider | Timeout | Retry delays | A `4xx` | Intermediate events |
+    /// |---|---|---|---|---|
+    /// | `apimart` | 10 s | 10 s, 30 s, 60 s | gives up | (none) |
+    /// | `replicate` | 5 s ("a few seconds") | 5 s, 10 s, 20 s, 30 s (the last about a minute after the first attempt) | retried | never retried |
+    /// | `fal` | 15 s (undocumented) | 15 s doubling, capped at 25 min: 10 retries, the last 1 h 47 min after the first attempt ("10 retries within 2 h") | retried (undocumented: "fails to deliver") | (none) |
+    /// | `openai` | 15 s (undocumented; the Standard Webhooks spec recommends 15-30 s) | 30 s, 2 min, 10 min, 1 h, 6 h, 12 h, 24 h, 24 h (about 67 h: "up to 72 h") | retried (any non-`2xx`) | (none) |
+    /// | `standard-webhooks` | 15 s (the spec's 15-30 s) | the spec's example: 5 s, 5 min, 30 min, 2 h, 5 h, 10 h, 14 h, 20 h, 24 h | retried (the spec's `410`, "disable the endpoint", is not simulated) | (none) |
+    /// | `kie` | 15 s | unconfirmed: 10 s, 30 s, 60 s, as APIMart | unconfirmed: gives up, as APIMart | (none) |
+    /// | `kling` | unconfirmed: 10 s | unconfirmed: 10 s, 30 s, 60 s | unconfirmed: gives up | retried like the final one |
+    /// | `midjourney-proxy` | 10 s (its HTTP client's, unconfirmed) | none: one attempt, whatever the answer | one attempt | one attempt |
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use taskhook_sim::{ClientErrors, Provider, Schedule};
+    ///
+    /// assert_eq!(Schedule::for_provider(Provider::Apimart), Schedule::provider());
+    /// let replicate = Schedule::for_provider(Provider::Replicate);
+    /// assert_eq!(replicate.client_errors(), ClientErrors::Retry);
+    /// assert!(!replicate.retries_intermediate_events());
+    /// let fal = Schedule::for_provider(Provider::Fal);
+    /// assert_eq!(fal.scaled_retry_delays().count(), 10);
+    /// assert!(fal.scaled_retry_delays().sum::<Duration>() < Duration::from_secs(2 * 3600));
+    /// assert_eq!(Schedule::for_provider(Provider::MidjourneyProxy).scaled_retry_delays().count(), 0);
+    /// ```
+    pub fn for_provider(provider: Provider) -> Self {
+        const MIN: u64 = 60;
+        const HOUR: u64 = 3600;
+        let (timeout, delays, retry_intermediate): (u64, &[u64], bool) = match provider {
+            Provider::Apimart => (10, &[10, 30, 60], true),
+            Provider::Kie => (15, &[10, 30, 60], true),
+            Provider::Replicate => (5, &[5, 10, 20, 30], false),
+            Provider::Fal => (
+                15,
+                &[15, 30, 60, 120, 240, 480, 960, 1500, 1500, 1500],
+                true,
+            ),
+            Provider::OpenAi => (
+                15,
+                &[
+                    30,
+                    2 * MIN,
+                    10 * MIN,
+                    HOUR,
+                    6 * HOUR,
+                    12 * HOUR,
+                    24 * HOUR,
+                    24 * HOUR,
+                ],
+                true,
+            ),
+            Provider::StandardWebhooks => (
+                15,
+                &[
+                    5,
+                    5 * MIN,
+                    30 * MIN,
+                    2 * HOUR,
+                    5 * HOUR,
+                    10 * HOUR,
+                    14 * HOUR,
+                    20 * HOUR,
+                    24 * HOUR,
+                ],
+                true,
+            ),
+            Provider::Kling => (10, &[10, 30, 60], true),
+            Provider::MidjourneyProxy => (10, &[], true),
+        };
         Self {
-            timeout: Duration::from_secs(10),
-            retry_delays: vec![
-                Duration::from_secs(10),
-                Duration::from_secs(30),
-                Duration::from_secs(60),
-            ],
+            timeout: Duration::from_secs(timeout),
+            retry_delays: delays.iter().copied().map(Duration::from_secs).collect(),
             time_factor: 1.0,
+            client_errors: provider.client_errors(),
+            retry_intermediate,
         }
     }
 
@@ -124,6 +215,46 @@ impl Schedule {
         self
     }
 
+    /// Sets what a `4xx` means: [`ClientErrors::GiveUp`] (APIMart's) or
+    /// [`ClientErrors::Retry`].
+    ///
+    /// ```
+    /// use taskhook_sim::{ClientErrors, Schedule};
+    ///
+    /// let schedule = Schedule::provider().on_client_error(ClientErrors::Retry);
+    /// assert_eq!(schedule.client_errors(), ClientErrors::Retry);
+    /// ```
+    #[must_use]
+    pub fn on_client_error(mut self, policy: ClientErrors) -> Self {
+        self.client_errors = policy;
+        self
+    }
+
+    /// Sets whether intermediate events (and late ones) get the retries too
+    /// (Replicate's do not: only its final event is retried).
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Schedule};
+    ///
+    /// let schedule = Schedule::for_provider(Provider::Kling).retry_intermediate_events(false);
+    /// assert!(!schedule.retries_intermediate_events());
+    /// ```
+    #[must_use]
+    pub fn retry_intermediate_events(mut self, retry: bool) -> Self {
+        self.retry_intermediate = retry;
+        self
+    }
+
+    /// What a `4xx` means.
+    pub fn client_errors(&self) -> ClientErrors {
+        self.client_errors
+    }
+
+    /// Whether intermediate events are retried.
+    pub fn retries_intermediate_events(&self) -> bool {
+        self.retry_intermediate
+    }
+
     /// The time factor.
     pub fn factor(&self) -> f64 {
         self.time_factor
@@ -156,10 +287,34 @@ impl Default for Schedule {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum PushKind {
-    /// The task's one regular push.
+    /// The regular push of the task's final event (its only event for a
+    /// provider that pushes only the final state).
     First,
-    /// An extra push of the same payload (fault injection).
+    /// An extra push of the final event's payload (fault injection).
     Duplicate(DuplicateKind),
+    /// The regular push of the task's intermediate event `n` (from 0, in
+    /// the order pushed: Replicate's `starting` is 0, `processing` 1),
+    /// before the final event.
+    Intermediate(usize),
+    /// The task's last intermediate event pushed again after the final one
+    /// (fault injection: a regression the receiver must ignore).
+    Late,
+}
+
+impl PushKind {
+    /// Whether it pushes the final event ([`First`](Self::First) or a
+    /// [`Duplicate`](Self::Duplicate)).
+    ///
+    /// ```
+    /// use taskhook_sim::PushKind;
+    ///
+    /// assert!(PushKind::First.is_final());
+    /// assert!(!PushKind::Intermediate(0).is_final());
+    /// assert!(!PushKind::Late.is_final());
+    /// ```
+    pub fn is_final(self) -> bool {
+        matches!(self, PushKind::First | PushKind::Duplicate(_))
+    }
 }
 
 /// What one HTTP attempt got.
@@ -204,11 +359,13 @@ pub struct Attempt {
 pub enum Outcome {
     /// A 2xx: the receiver accepted the task.
     Delivered,
-    /// A 4xx: the provider gives up at once, without retrying. The task is
-    /// lost unless another push delivers it.
+    /// A 4xx, to a provider that gives up on one ([`ClientErrors::GiveUp`])
+    /// at once, without retrying. The task is lost unless another push
+    /// delivers it.
     Rejected(StatusCode),
-    /// Every attempt failed (timeout, 5xx, a connection error, or any other
-    /// status) and the retries are used up.
+    /// Every attempt failed (timeout, 5xx, a connection error, any other
+    /// status, or a 4xx to a provider that retries it) and the retries are
+    /// used up.
     Exhausted,
 }
 
@@ -276,9 +433,19 @@ impl Service<Name> for PinnedResolver {
     }
 }
 
+/// The ids an attempt is signed with.
+#[derive(Debug, Clone)]
+pub(super) struct Ids {
+    /// The task id (fal's request id, KIE's `taskId`).
+    pub(super) task_id: String,
+    /// The event's Standard Webhooks `webhook-id`.
+    pub(super) webhook_id: String,
+}
+
 /// Pushes payloads to one validated callback URL the way the provider does:
 /// HTTP/1.1 `POST` with `Content-Type: application/json`, connections
-/// reused, the [`Schedule`]'s timeout and retries.
+/// reused, the [`Schedule`]'s timeout and retries, every attempt signed by
+/// the [`Signing`].
 ///
 /// Made by [`Simulator::connect`](super::Simulator::connect), which checks
 /// the URL and resolves its host once; the sender connects only to those
@@ -287,18 +454,29 @@ impl Service<Name> for PinnedResolver {
 ///
 /// Status handling, by the provider's rules: a 2xx is
 /// [`Delivered`](Outcome::Delivered); a 4xx is
-/// [`Rejected`](Outcome::Rejected) at once; a 5xx, a timeout or a
+/// [`Rejected`](Outcome::Rejected) at once if the schedule says
+/// [`ClientErrors::GiveUp`], retried otherwise; a 5xx, a timeout or a
 /// connection error is retried. The provider's docs name only 2xx, 4xx and
 /// 5xx; any other final status (a 3xx) is treated as a failure and retried
 /// (redirects are not followed).
+///
+/// Each attempt's signature timestamp is the sender's
+/// [`wall_clock`](Self::wall_clock) at that attempt: the wall-clock time
+/// the sender was made at (or
+/// [`Simulator::wall_clock`](super::Simulator::wall_clock)) plus the tokio
+/// time since. So retries carry later timestamps, under
+/// `tokio::time::pause` too, where they run ahead of the system clock.
 #[derive(Clone)]
 pub struct Sender {
     client: Client<HttpConnector<PinnedResolver>, Full<Bytes>>,
     uri: Uri,
     addrs: Arc<[SocketAddr]>,
     schedule: Schedule,
+    provider: Provider,
+    signing: Arc<Signing>,
     in_flight: Arc<Semaphore>,
     epoch: Instant,
+    wall_epoch: SystemTime,
     progress: Progress,
 }
 
@@ -308,19 +486,34 @@ impl fmt::Debug for Sender {
             .field("uri", &self.uri)
             .field("addrs", &self.addrs)
             .field("schedule", &self.schedule)
+            .field("provider", &self.provider)
+            .field("signing", &self.signing)
             .field("in_flight_available", &self.in_flight.available_permits())
             .finish_non_exhaustive()
     }
 }
 
+/// How a [`Sender`] is set up, besides its URL.
+#[derive(Debug)]
+pub(super) struct SenderConfig {
+    pub(super) schedule: Schedule,
+    pub(super) provider: Provider,
+    pub(super) signing: Signing,
+    pub(super) wall_clock: Option<SystemTime>,
+    pub(super) max_in_flight: usize,
+    pub(super) progress: Progress,
+}
+
 impl Sender {
-    pub(super) fn new(
-        uri: Uri,
-        addrs: Vec<SocketAddr>,
-        schedule: Schedule,
-        max_in_flight: usize,
-        progress: Progress,
-    ) -> Self {
+    pub(super) fn new(uri: Uri, addrs: Vec<SocketAddr>, config: SenderConfig) -> Self {
+        let SenderConfig {
+            schedule,
+            provider,
+            signing,
+            wall_clock,
+            max_in_flight,
+            progress,
+        } = config;
         let addrs: Arc<[SocketAddr]> = addrs.into();
         let mut connector = HttpConnector::new_with_resolver(PinnedResolver {
             addrs: Arc::clone(&addrs),
@@ -334,8 +527,11 @@ impl Sender {
             uri,
             addrs,
             schedule,
+            provider,
+            signing: Arc::new(signing),
             in_flight: Arc::new(Semaphore::new(max_in_flight.max(1))),
             epoch: Instant::now(),
+            wall_epoch: wall_clock.unwrap_or_else(SystemTime::now),
             progress,
         }
     }
@@ -355,11 +551,39 @@ impl Sender {
         &self.schedule
     }
 
+    /// The provider played.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The signing scheme.
+    pub fn signing(&self) -> &Signing {
+        &self.signing
+    }
+
+    /// The wall-clock time an attempt made now is signed with: the
+    /// sender's start on the wall clock plus the tokio time since.
+    pub fn wall_clock(&self) -> SystemTime {
+        self.wall_epoch + Instant::now().saturating_duration_since(self.epoch)
+    }
+
     /// Pushes `payload` until it is delivered, rejected, or the retries are
     /// used up, and records every attempt. Waiting for a retry holds no slot
-    /// of the in-flight limit.
+    /// of the in-flight limit. An [`Intermediate`](PushKind::Intermediate)
+    /// or [`Late`](PushKind::Late) push is retried only if the schedule
+    /// [retries intermediate events](Schedule::retries_intermediate_events).
+    ///
+    /// Signatures, if any, name the task id found in the payload where the
+    /// provider puts it (none if it is not there), and a `webhook-id` made
+    /// from the payload (the same for the same bytes).
     pub async fn push(&self, kind: PushKind, payload: Bytes) -> Push {
-        self.push_with(kind, payload, None).await
+        let task_id = super::payloads::task_id_in(self.provider, &payload).unwrap_or_default();
+        let webhook_id = derive_webhook_id(self.provider, &[&payload]);
+        let ids = Ids {
+            task_id,
+            webhook_id,
+        };
+        self.push_with(kind, payload, &ids, None).await
     }
 
     /// Waits for a free slot of the in-flight limit, for the first attempt
@@ -369,29 +593,38 @@ impl Sender {
         Arc::clone(&self.in_flight).acquire_owned().await.ok()
     }
 
-    /// [`push`](Self::push), the first attempt in `slot` if given.
+    /// [`push`](Self::push) signed with `ids`, the first attempt in `slot`
+    /// if given.
     pub(super) async fn push_with(
         &self,
         kind: PushKind,
         payload: Bytes,
+        ids: &Ids,
         mut slot: Option<OwnedSemaphorePermit>,
     ) -> Push {
         let start = Instant::now();
         let mut attempts = Vec::new();
-        let mut delays = self.schedule.scaled_retry_delays();
+        let retried = kind.is_final() || self.schedule.retry_intermediate;
+        let mut delays =
+            self.schedule
+                .scaled_retry_delays()
+                .take(if retried { usize::MAX } else { 0 });
+        let give_up_on_4xx = self.schedule.client_errors == ClientErrors::GiveUp;
         let outcome = loop {
             let slot = match slot.take() {
                 Some(slot) => Some(slot),
                 None => self.slot().await,
             };
-            let attempt = self.attempt(payload.clone(), start).await;
+            let attempt = self.attempt(payload.clone(), ids, start).await;
             drop(slot);
             self.progress.attempted();
             let result = attempt.result.clone();
             attempts.push(attempt);
             match result.status() {
                 Some(status) if status.is_success() => break Outcome::Delivered,
-                Some(status) if status.is_client_error() => break Outcome::Rejected(status),
+                Some(status) if status.is_client_error() && give_up_on_4xx => {
+                    break Outcome::Rejected(status)
+                }
                 _ => {}
             }
             match delays.next() {
@@ -408,14 +641,21 @@ impl Sender {
         }
     }
 
-    async fn attempt(&self, payload: Bytes, push_start: Instant) -> Attempt {
+    async fn attempt(&self, payload: Bytes, ids: &Ids, push_start: Instant) -> Attempt {
         let sent = Instant::now();
+        let timestamp = self
+            .wall_clock()
+            .duration_since(UNIX_EPOCH)
+            .map_or(0, |since| since.as_secs());
+        let signature = self
+            .signing
+            .headers(&ids.task_id, &ids.webhook_id, timestamp, &payload);
         let mut request = Request::new(Full::new(payload));
         *request.method_mut() = Method::POST;
         *request.uri_mut() = self.uri.clone();
-        request
-            .headers_mut()
-            .insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        let headers = request.headers_mut();
+        headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+        headers.extend(signature);
         let exchange = async {
             let response = self.client.request(request).await?;
             let status = response.status();

@@ -3,6 +3,12 @@
 //! workload with fault injection. For demos, end-to-end tests and
 //! benchmarks of a receiver ([taskhook]'s, or yours in any language).
 //!
+//! It plays APIMart by default, and any [`Provider`] on request:
+//! Replicate, fal, OpenAI, a generic Standard Webhooks sender, KIE, Kling
+//! and midjourney-proxy, each with its body shape, its intermediate events,
+//! its retry schedule and what a `4xx` means to it, signed by the scheme of
+//! your choice ([`Signing`]; the formats alone in [`sign`]).
+//!
 //! - [`callback_url`] builds `<base>/callback` from the `webhook` base URL,
 //!   as the provider does (one slash, query kept, fragment dropped).
 //! - [`UrlPolicy`] checks a callback URL by the provider's rules: http/https,
@@ -13,13 +19,18 @@
 //!   lets a local test reach `127.0.0.1:<port>`.
 //! - [`Sender`] pushes one payload: HTTP/1.1 `POST`, JSON, a 10 s timeout;
 //!   a 5xx, a timeout or a connection error is retried after 10 s, 30 s and
-//!   60 s; a 4xx gives up at once; every [`Attempt`] is recorded. A
-//!   [`Schedule`] scales all of it by a time factor, and it all runs on
-//!   tokio time, so tests run it under `tokio::time::pause`.
+//!   60 s; a 4xx gives up at once; every [`Attempt`] is recorded. Other
+//!   providers' timings and `4xx` rules are their
+//!   [`Schedule::for_provider`]. A [`Schedule`] scales all of it by a time
+//!   factor, and it all runs on tokio time, so tests run it under
+//!   `tokio::time::pause`.
 //! - [`Workload`] generates [`Task`]s like the provider's samples (image
 //!   with `url` a string or an array, video, audio, failed with an error
 //!   object or a string, cancelled; see [`Mix`]) from a seed, with
-//!   duplicate pushes: immediate, concurrent, or later ([`DuplicateKind`]).
+//!   duplicate pushes: immediate, concurrent, or later ([`DuplicateKind`]);
+//!   for a provider that pushes every change, with its intermediate events
+//!   ([`Task::intermediates`]) and, as a fault, an intermediate event pushed
+//!   again after the final one ([`Workload::late_intermediate`]).
 //! - [`Simulator`] runs tasks against a base URL with bounded concurrency
 //!   and returns a [`Report`]: every push of every task, a [`Summary`] of
 //!   counts, ack [`Latencies`] and throughput. [`Progress`] is a live view
@@ -42,6 +53,13 @@
 //! - Duplicates are full pushes with their own retries.
 //! - The simulator speaks plain HTTP/1.1: `https` URLs pass the rules, but
 //!   [`Simulator::connect`] refuses them.
+//! - The callback URL rule and checks are APIMart's for every provider
+//!   (pass the URL you want as the base; `/callback` is appended).
+//! - A task's events are pushed one after the other, each as soon as the
+//!   previous push has ended (no processing time between them).
+//! - Signature timestamps are taken at each attempt from the tokio clock,
+//!   mapped to the wall clock at the sender's start
+//!   ([`Simulator::wall_clock`]).
 //!
 //! Everything waits on tokio time: under `tokio::time::pause`, with the
 //! receiver on loopback in the same runtime, a push that uses all its
@@ -86,13 +104,20 @@
 //! ```
 
 mod delivery;
+mod payloads;
+mod provider;
 mod report;
+pub mod sign;
 mod simulator;
 mod url;
 mod workload;
 
-pub use self::delivery::{Attempt, AttemptResult, Outcome, Push, PushKind, Schedule, Sender};
+pub use self::delivery::{
+    Attempt, AttemptResult, ClientErrors, Outcome, Push, PushKind, Schedule, Sender,
+};
+pub use self::provider::{Provider, UnknownProvider};
 pub use self::report::{Latencies, Report, Summary, TaskRecord};
+pub use self::sign::Signing;
 pub use self::simulator::{Progress, RunError, Simulator};
 pub use self::url::{callback_url, classify, AddressKind, UrlError, UrlPolicy, PROVIDER_DOMAIN};
-pub use self::workload::{DuplicateKind, InvalidPayload, Mix, Task, TaskKind, Workload};
+pub use self::workload::{DuplicateKind, Event, InvalidPayload, Mix, Task, TaskKind, Workload};

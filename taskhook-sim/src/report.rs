@@ -13,15 +13,19 @@ pub struct TaskRecord {
     pub id: String,
     /// The generated kind (`None` for a task made from a payload of your own).
     pub kind: Option<TaskKind>,
-    /// Its pushes, the first push first, then duplicates in the order they
-    /// started.
+    /// Its pushes: the intermediate events' in order (if its provider
+    /// pushes any), the final event's first push, then duplicates and the
+    /// late intermediate event in the order they started.
     pub pushes: Vec<Push>,
 }
 
 impl TaskRecord {
-    /// Whether at least one push got a 2xx.
+    /// Whether the final event got a 2xx, by its first push or a duplicate
+    /// (intermediate events do not count).
     pub fn delivered(&self) -> bool {
-        self.pushes.iter().any(|p| p.outcome == Outcome::Delivered)
+        self.pushes
+            .iter()
+            .any(|p| p.kind.is_final() && p.outcome == Outcome::Delivered)
     }
 }
 
@@ -38,12 +42,17 @@ pub struct Report {
 pub struct Summary {
     /// Tasks run.
     pub tasks: usize,
-    /// Pushes: first pushes plus duplicates.
+    /// Pushes: first pushes, duplicates, intermediate and late ones.
     pub pushes: usize,
-    /// First pushes (one per task).
+    /// First pushes of the final event (one per task).
     pub first_pushes: usize,
     /// Duplicate pushes injected.
     pub duplicate_pushes: usize,
+    /// Pushes of intermediate events, before the final one (none for a
+    /// provider that pushes only the final state).
+    pub intermediate_pushes: usize,
+    /// Intermediate events pushed again after the final one.
+    pub late_pushes: usize,
     /// HTTP attempts: pushes plus retries.
     pub attempts: usize,
     /// Retries: attempts after the first of their push.
@@ -54,7 +63,11 @@ pub struct Summary {
     pub rejected: usize,
     /// Pushes that used up their retries.
     pub exhausted: usize,
-    /// Tasks none of whose pushes got a 2xx.
+    /// Tasks whose final event got a 2xx (by its first push or a
+    /// duplicate).
+    pub tasks_delivered: usize,
+    /// Tasks whose final event no push delivered (a delivered intermediate
+    /// event does not count).
     pub tasks_undelivered: usize,
 }
 
@@ -86,7 +99,9 @@ impl Report {
             ..Summary::default()
         };
         for task in &self.tasks {
-            if !task.delivered() {
+            if task.delivered() {
+                summary.tasks_delivered += 1;
+            } else {
                 summary.tasks_undelivered += 1;
             }
         }
@@ -95,6 +110,8 @@ impl Report {
             match push.kind {
                 PushKind::First => summary.first_pushes += 1,
                 PushKind::Duplicate(_) => summary.duplicate_pushes += 1,
+                PushKind::Intermediate(_) => summary.intermediate_pushes += 1,
+                PushKind::Late => summary.late_pushes += 1,
             }
             summary.attempts += push.attempts.len();
             summary.retries += push.retries();

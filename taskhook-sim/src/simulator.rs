@@ -4,15 +4,17 @@
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use http::Uri;
 use tokio::sync::OwnedSemaphorePermit;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
 
-use super::delivery::{Outcome, Push, PushKind, Schedule, Sender};
+use super::delivery::{Ids, Outcome, Push, PushKind, Schedule, Sender, SenderConfig};
+use super::provider::Provider;
 use super::report::{Report, TaskRecord};
+use super::sign::Signing;
 use super::url::{callback_url, UrlError, UrlPolicy};
 use super::workload::{DuplicateKind, Task, Workload};
 
@@ -22,6 +24,15 @@ pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 /// The provider's sending side: validates a callback URL, then pushes every
 /// task of a workload to it with the provider's timeout and retries, and
 /// reports every attempt.
+///
+/// It plays one [`Provider`] ([`provider`](Self::provider); APIMart by
+/// default): [`run`](Self::run) generates that provider's bodies, and its
+/// [`Schedule::for_provider`] is the schedule unless
+/// [`schedule`](Self::schedule) sets another. Each task pushes its
+/// intermediate events in order, each as its own push, then its final
+/// event; then its duplicates and its late intermediate event, if any.
+/// Every attempt is signed with the [`Signing`] set by
+/// [`signing`](Self::signing) (none by default).
 ///
 /// At most [`concurrency`](Self::concurrency) requests are in flight at
 /// once; a push waiting for its next retry holds no slot, so a receiver
@@ -34,33 +45,96 @@ pub(crate) const DEFAULT_CONCURRENCY: usize = 64;
 ///
 /// ```
 /// use std::time::Duration;
-/// use taskhook_sim::{Schedule, Simulator, UrlPolicy};
+/// use taskhook_sim::{Provider, Schedule, Signing, Simulator, UrlPolicy};
 ///
 /// let simulator = Simulator::new()
 ///     .url_policy(UrlPolicy::new().allow_loopback_for_local_testing())
 ///     .schedule(Schedule::provider().time_factor(0.01))
 ///     .concurrency(32);
+///
+/// let replicate = Simulator::new()
+///     .provider(Provider::Replicate)
+///     .schedule(Schedule::for_provider(Provider::Replicate).time_factor(0.01))
+///     .signing(Signing::standard_webhooks_secret("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?);
+/// # Ok::<(), taskhook_sim::sign::InvalidSigning>(())
 /// ```
 #[derive(Debug, Clone)]
 pub struct Simulator {
     policy: UrlPolicy,
-    schedule: Schedule,
+    provider: Provider,
+    schedule: Option<Schedule>,
+    signing: Signing,
+    wall_clock: Option<SystemTime>,
     concurrency: usize,
     rate: Option<f64>,
     progress: Progress,
 }
 
 impl Simulator {
-    /// The provider's rules and schedule, 64 requests in
-    /// flight.
+    /// APIMart's rules and schedule, no signatures, 64 requests in flight.
     pub fn new() -> Self {
         Self {
             policy: UrlPolicy::new(),
-            schedule: Schedule::provider(),
+            provider: Provider::Apimart,
+            schedule: None,
+            signing: Signing::none(),
+            wall_clock: None,
             concurrency: DEFAULT_CONCURRENCY,
             rate: None,
             progress: Progress::default(),
         }
+    }
+
+    /// Plays `provider`: [`run`](Self::run) generates its bodies, its
+    /// [`Schedule::for_provider`] is the schedule (unless
+    /// [`schedule`](Self::schedule) sets one, before or after this), and
+    /// [`Sender::push`] finds the task id in a payload where it puts it.
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Simulator};
+    ///
+    /// let simulator = Simulator::new().provider(Provider::MidjourneyProxy);
+    /// ```
+    #[must_use]
+    pub fn provider(mut self, provider: Provider) -> Self {
+        self.provider = provider;
+        self
+    }
+
+    /// Signs every attempt with `signing` (default [`Signing::none`]).
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Signing, Simulator};
+    ///
+    /// let simulator = Simulator::new()
+    ///     .provider(Provider::Fal)
+    ///     .signing(Signing::fal([7; 32], "user_sim"));
+    /// ```
+    #[must_use]
+    pub fn signing(mut self, signing: Signing) -> Self {
+        self.signing = signing;
+        self
+    }
+
+    /// Sets the wall-clock time that signature timestamps start from: a
+    /// sender made by [`connect`](Self::connect) stamps an attempt with
+    /// this time plus the tokio time since it was made
+    /// ([`Sender::wall_clock`]). Default: the system clock when the sender
+    /// is made. Under `tokio::time::pause` the stamps follow the paused
+    /// clock (a retry 6 h later is stamped 6 h later); give the receiver a
+    /// clock that follows it too, or a fixed start here and in the test.
+    ///
+    /// ```
+    /// use std::time::{Duration, SystemTime};
+    /// use taskhook_sim::Simulator;
+    ///
+    /// let simulator = Simulator::new()
+    ///     .wall_clock(SystemTime::UNIX_EPOCH + Duration::from_secs(1_765_000_000));
+    /// ```
+    #[must_use]
+    pub fn wall_clock(mut self, start: SystemTime) -> Self {
+        self.wall_clock = Some(start);
+        self
     }
 
     /// Sets the URL rules (use
@@ -78,7 +152,8 @@ impl Simulator {
         self
     }
 
-    /// Sets the timeout, the retry delays and the time factor.
+    /// Sets the timeout, the retry delays, the time factor and what a `4xx`
+    /// means (default: the provider's, [`Schedule::for_provider`]).
     ///
     /// ```
     /// use taskhook_sim::{Schedule, Simulator};
@@ -87,7 +162,7 @@ impl Simulator {
     /// ```
     #[must_use]
     pub fn schedule(mut self, schedule: Schedule) -> Self {
-        self.schedule = schedule;
+        self.schedule = Some(schedule);
         self
     }
 
@@ -136,19 +211,30 @@ impl Simulator {
         if uri.scheme_str() != Some("http") {
             return Err(RunError::TlsUnsupported(uri));
         }
+        let schedule = self
+            .schedule
+            .clone()
+            .unwrap_or_else(|| Schedule::for_provider(self.provider));
         Ok(Sender::new(
             uri,
             addrs,
-            self.schedule.clone(),
-            self.concurrency,
-            self.progress.clone(),
+            SenderConfig {
+                schedule,
+                provider: self.provider,
+                signing: self.signing.clone(),
+                wall_clock: self.wall_clock,
+                max_in_flight: self.concurrency,
+                progress: self.progress.clone(),
+            },
         ))
     }
 
-    /// Generates `workload` and runs it against `base` (see
+    /// Generates `workload` for the simulator's provider
+    /// ([`Workload::generate_for`]) and runs it against `base` (see
     /// [`run_tasks`](Self::run_tasks)).
     pub async fn run(&self, base: &str, workload: &Workload) -> Result<Report, RunError> {
-        self.run_tasks(base, workload.generate()).await
+        self.run_tasks(base, workload.generate_for(self.provider))
+            .await
     }
 
     /// Connects to `base` and pushes every task (with its duplicates) until
@@ -222,35 +308,70 @@ fn store(records: &mut [TaskRecord], done: Result<(usize, Vec<Push>), tokio::tas
     }
 }
 
-/// One task: its first push, then its duplicates as their kinds say.
-async fn run_task(sender: &Sender, task: Task, slot: Option<OwnedSemaphorePermit>) -> Vec<Push> {
+/// One task: its intermediate events in order, the first push of its final
+/// event, then its duplicates as their kinds say and its late intermediate
+/// event (right after the final event's first push).
+async fn run_task(
+    sender: &Sender,
+    task: Task,
+    mut slot: Option<OwnedSemaphorePermit>,
+) -> Vec<Push> {
+    let id = |webhook_id: &str| Ids {
+        task_id: task.id().to_owned(),
+        webhook_id: webhook_id.to_owned(),
+    };
+    let mut pushes = Vec::new();
+    for (n, event) in task.intermediates().iter().enumerate() {
+        let kind = PushKind::Intermediate(n);
+        let ids = id(event.webhook_id());
+        pushes.push(
+            sender
+                .push_with(kind, event.payload().clone(), &ids, slot.take())
+                .await,
+        );
+    }
+    let first = pushes.len();
+    let final_ids = Arc::new(id(task.webhook_id()));
     let mut side = JoinSet::new();
     let mut immediate = 0;
     for duplicate in task.duplicates() {
         let kind = PushKind::Duplicate(*duplicate);
         let payload = task.payload().clone();
         let sender = sender.clone();
+        let ids = Arc::clone(&final_ids);
         match *duplicate {
             DuplicateKind::Immediate => immediate += 1,
             DuplicateKind::Concurrent => {
-                side.spawn(async move { sender.push(kind, payload).await });
+                side.spawn(async move { sender.push_with(kind, payload, &ids, None).await });
             }
             DuplicateKind::After(after) => {
                 side.spawn(async move {
                     tokio::time::sleep(sender.schedule().scale(after)).await;
-                    sender.push(kind, payload).await
+                    sender.push_with(kind, payload, &ids, None).await
                 });
             }
         }
     }
-    let mut pushes = vec![
+    pushes.push(
         sender
-            .push_with(PushKind::First, task.payload().clone(), slot)
+            .push_with(PushKind::First, task.payload().clone(), &final_ids, slot)
             .await,
-    ];
+    );
+    if let (true, Some(event)) = (task.has_late_intermediate(), task.intermediates().last()) {
+        let ids = id(event.webhook_id());
+        pushes.push(
+            sender
+                .push_with(PushKind::Late, event.payload().clone(), &ids, None)
+                .await,
+        );
+    }
     for _ in 0..immediate {
         let kind = PushKind::Duplicate(DuplicateKind::Immediate);
-        pushes.push(sender.push(kind, task.payload().clone()).await);
+        pushes.push(
+            sender
+                .push_with(kind, task.payload().clone(), &final_ids, None)
+                .await,
+        );
     }
     while let Some(done) = side.join_next().await {
         match done {
@@ -259,8 +380,11 @@ async fn run_task(sender: &Sender, task: Task, slot: Option<OwnedSemaphorePermit
             Err(_) => {}
         }
     }
-    // The first push first, then duplicates in the order they started.
-    pushes[1..].sort_by_key(|p| p.started);
+    // The intermediate events and the first push first, then the others in
+    // the order they started.
+    if let Some(rest) = pushes.get_mut(first + 1..) {
+        rest.sort_by_key(|p| p.started);
+    }
     pushes
 }
 

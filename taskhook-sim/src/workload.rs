@@ -6,6 +6,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+
+use super::payloads::{self, Built};
+use super::provider::Provider;
 
 /// The kinds of task a [`Workload`] generates, after the provider's samples.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -145,14 +149,74 @@ pub enum DuplicateKind {
     After(Duration),
 }
 
-/// One task to push: its id, its payload, and the duplicates to inject.
+/// One event of a task: the body of one push, and its Standard Webhooks
+/// `webhook-id` (the same for every attempt and every redelivery of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    payload: Bytes,
+    webhook_id: String,
+}
+
+impl Event {
+    /// The body pushed.
+    pub fn payload(&self) -> &Bytes {
+        &self.payload
+    }
+
+    /// Its `webhook-id` (for Standard Webhooks signatures).
+    pub fn webhook_id(&self) -> &str {
+        &self.webhook_id
+    }
+}
+
+/// The event index of a task's final event, for its `webhook-id`.
+pub(crate) const FINAL_EVENT: &str = "final";
+
+/// A `webhook-id` made from `parts`: `msg_` (OpenAI's: `wh_`) and 27
+/// letters and digits of their SHA-256. The same parts give the same id.
+pub(crate) fn derive_webhook_id(provider: Provider, parts: &[&[u8]]) -> String {
+    const ALPHABET: &[u8; 62] = b"0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz";
+    let mut hash = Sha256::new();
+    for part in parts {
+        hash.update((part.len() as u64).to_be_bytes());
+        hash.update(part);
+    }
+    let digest = hash.finalize();
+    let prefix = if provider == Provider::OpenAi {
+        "wh_"
+    } else {
+        "msg_"
+    };
+    let mut id = String::with_capacity(prefix.len() + 27);
+    id.push_str(prefix);
+    id.extend(
+        digest
+            .iter()
+            .take(27)
+            .map(|byte| char::from(ALPHABET[usize::from(*byte) % 62])),
+    );
+    id
+}
+
+/// The `webhook-id` of event `event` (`final`, or an intermediate's
+/// index) of the task `task_id`.
+fn event_webhook_id(provider: Provider, task_id: &str, event: &str) -> String {
+    derive_webhook_id(provider, &[task_id.as_bytes(), event.as_bytes()])
+}
+
+/// One task to push: its id, its events (the intermediate ones, if its
+/// provider pushes any, then the final one), and the duplicates to inject.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Task {
     id: String,
+    provider: Provider,
     kind: Option<TaskKind>,
     payload: Bytes,
+    webhook_id: String,
     urls: Vec<String>,
     duplicates: Vec<DuplicateKind>,
+    intermediates: Vec<Event>,
+    late: bool,
 }
 
 impl Task {
@@ -167,12 +231,17 @@ impl Task {
     /// assert_eq!(broken.payload().as_ref(), b"{not json");
     /// ```
     pub fn new(id: impl Into<String>, payload: impl Into<Bytes>) -> Self {
+        let id = id.into();
         Self {
-            id: id.into(),
+            webhook_id: event_webhook_id(Provider::Apimart, &id, FINAL_EVENT),
+            id,
+            provider: Provider::Apimart,
             kind: None,
             payload: payload.into(),
             urls: Vec::new(),
             duplicates: Vec::new(),
+            intermediates: Vec::new(),
+            late: false,
         }
     }
 
@@ -190,22 +259,92 @@ impl Task {
     /// # Ok::<(), taskhook_sim::InvalidPayload>(())
     /// ```
     pub fn from_payload(payload: impl Into<Bytes>) -> Result<Self, InvalidPayload> {
+        Self::from_provider_payload(Provider::Apimart, payload)
+    }
+
+    /// A task from a final body of `provider`'s of your own: the id is where
+    /// the provider puts it (Replicate's `id`, fal's `request_id`, OpenAI's
+    /// and Standard Webhooks' `data.id`, KIE's `data.taskId`, Kling's
+    /// `task_id`, midjourney-proxy's `id`), the result URLs those of its
+    /// shape (see [`Provider`]). Add intermediate events with
+    /// [`intermediate`](Self::intermediate).
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Task};
+    ///
+    /// let body = r#"{"id":"ufawqhfynnddngldkgtslldrkq","status":"succeeded","output":["https://x.example/a.png"]}"#;
+    /// let task = Task::from_provider_payload(Provider::Replicate, body)?;
+    /// assert_eq!(task.id(), "ufawqhfynnddngldkgtslldrkq");
+    /// assert_eq!(task.urls(), ["https://x.example/a.png"]);
+    /// assert!(Task::from_provider_payload(Provider::Fal, body).is_err()); // no `request_id`
+    /// # Ok::<(), taskhook_sim::InvalidPayload>(())
+    /// ```
+    pub fn from_provider_payload(
+        provider: Provider,
+        payload: impl Into<Bytes>,
+    ) -> Result<Self, InvalidPayload> {
         let payload = payload.into();
         let json: Value = serde_json::from_slice(&payload)
             .map_err(|e| InvalidPayload(format!("not JSON: {e}")))?;
-        let data = json.get("data").unwrap_or(&json);
-        let id = data
-            .get("id")
-            .and_then(Value::as_str)
-            .filter(|id| !id.is_empty())
-            .ok_or_else(|| InvalidPayload("no task id (`data.id`, a string)".to_owned()))?;
+        let id = payloads::task_id_of(provider, &json).ok_or_else(|| {
+            InvalidPayload(format!(
+                "no task id ({}, a string)",
+                payloads::id_path(provider)
+            ))
+        })?;
         Ok(Self {
             id: id.to_owned(),
+            provider,
             kind: None,
-            urls: result_urls(data),
+            urls: payloads::urls_in(provider, &json),
+            webhook_id: event_webhook_id(provider, id, FINAL_EVENT),
             payload,
             duplicates: Vec::new(),
+            intermediates: Vec::new(),
+            late: false,
         })
+    }
+
+    /// Adds an intermediate event, pushed (after those added before) ahead
+    /// of the final one.
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Task};
+    ///
+    /// let task = Task::from_provider_payload(Provider::Kling, r#"{"task_id":"t1","task_status":"succeed"}"#)?
+    ///     .intermediate(r#"{"task_id":"t1","task_status":"submitted"}"#)
+    ///     .intermediate(r#"{"task_id":"t1","task_status":"processing"}"#);
+    /// assert_eq!(task.intermediates().len(), 2);
+    /// # Ok::<(), taskhook_sim::InvalidPayload>(())
+    /// ```
+    #[must_use]
+    pub fn intermediate(mut self, payload: impl Into<Bytes>) -> Self {
+        let n = self.intermediates.len().to_string();
+        self.intermediates.push(Event {
+            webhook_id: event_webhook_id(self.provider, &self.id, &n),
+            payload: payload.into(),
+        });
+        self
+    }
+
+    /// Pushes the last intermediate event again right after the final
+    /// event's first push ends (a regression the receiver must ignore;
+    /// recorded as [`PushKind::Late`](crate::PushKind::Late)). Nothing
+    /// happens for a task without intermediate events.
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Task};
+    ///
+    /// let task = Task::from_provider_payload(Provider::Kling, r#"{"task_id":"t1","task_status":"succeed"}"#)?
+    ///     .intermediate(r#"{"task_id":"t1","task_status":"processing"}"#)
+    ///     .late_intermediate();
+    /// assert!(task.has_late_intermediate());
+    /// # Ok::<(), taskhook_sim::InvalidPayload>(())
+    /// ```
+    #[must_use]
+    pub fn late_intermediate(mut self) -> Self {
+        self.late = true;
+        self
     }
 
     /// Adds a duplicate push of this task.
@@ -225,9 +364,34 @@ impl Task {
         self
     }
 
-    /// The task id.
+    /// The task id: the one a receiver dedups on, where the provider puts
+    /// it (APIMart's `data.id`, Replicate's `id`, fal's `request_id`, ...:
+    /// see [`Task::from_provider_payload`]).
     pub fn id(&self) -> &str {
         &self.id
+    }
+
+    /// The provider whose body this is.
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    /// The final event's `webhook-id` (for Standard Webhooks signatures; its
+    /// duplicates carry the same).
+    pub fn webhook_id(&self) -> &str {
+        &self.webhook_id
+    }
+
+    /// The intermediate events, in the order they are pushed (before the
+    /// final one).
+    pub fn intermediates(&self) -> &[Event] {
+        &self.intermediates
+    }
+
+    /// Whether the last intermediate event is pushed again after the final
+    /// one ([`late_intermediate`](Self::late_intermediate)).
+    pub fn has_late_intermediate(&self) -> bool {
+        self.late && !self.intermediates.is_empty()
     }
 
     /// The generated kind; `None` for [`Task::new`] and [`Task::from_payload`].
@@ -235,13 +399,15 @@ impl Task {
         self.kind
     }
 
-    /// The payload pushed (the enveloped task-status JSON).
+    /// The final event's payload (APIMart's: the enveloped task-status
+    /// JSON).
     pub fn payload(&self) -> &Bytes {
         &self.payload
     }
 
-    /// Every result URL in the payload, of any media kind, in order: what a
-    /// receiver should end up with.
+    /// Every result URL in the final payload, of any media kind, in order:
+    /// what a receiver should end up with (none for a failed or cancelled
+    /// task, nor for OpenAI's thin events).
     pub fn urls(&self) -> &[String] {
         &self.urls
     }
@@ -253,11 +419,15 @@ impl Task {
 }
 
 /// A reproducible set of tasks: kinds drawn from a [`Mix`], ids unique
-/// (`task_` + 26 ULID-like characters), duplicates drawn with the
+/// (APIMart's: `task_` + 26 ULID-like characters; each provider's in its
+/// own form), duplicates and late intermediate events drawn with the
 /// configured probabilities, all from one seed.
 ///
 /// The same seed gives the same tasks, ids included (so two runs with one
 /// seed against one receiver look like duplicates to it: change the seed).
+/// [`generate`](Self::generate) builds APIMart's bodies,
+/// [`generate_for`](Self::generate_for) any [`Provider`]'s;
+/// [`Simulator::run`](crate::Simulator::run) builds its provider's.
 ///
 /// ```
 /// use std::time::Duration;
@@ -281,10 +451,11 @@ pub struct Workload {
     concurrent: f64,
     later: f64,
     later_after: Duration,
+    late: f64,
 }
 
 /// Unix seconds the generated tasks are created from (2025-12-06).
-const BASE_UNIX_SECS: i64 = 1_765_000_000;
+pub(crate) const BASE_UNIX_SECS: i64 = 1_765_000_000;
 
 impl Workload {
     /// `tasks` tasks with the default mix, seed 0 and no duplicates.
@@ -297,6 +468,7 @@ impl Workload {
             concurrent: 0.0,
             later: 0.0,
             later_after: Duration::from_secs(300),
+            late: 0.0,
         }
     }
 
@@ -371,6 +543,24 @@ impl Workload {
         self
     }
 
+    /// Sets the probability (clamped to 0..=1) that a task pushes its last
+    /// intermediate event again after its final one ([`Task::late_intermediate`]).
+    /// Only providers with intermediate events (Replicate, Kling,
+    /// midjourney-proxy) have one to push; for the others it changes
+    /// nothing.
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Workload};
+    ///
+    /// let tasks = Workload::new(10).late_intermediate(1.0).generate_for(Provider::Replicate);
+    /// assert!(tasks.iter().all(|t| t.has_late_intermediate()));
+    /// ```
+    #[must_use]
+    pub fn late_intermediate(mut self, probability: f64) -> Self {
+        self.late = clamp_probability(probability);
+        self
+    }
+
     /// The number of tasks.
     pub fn len(&self) -> usize {
         self.tasks
@@ -381,15 +571,31 @@ impl Workload {
         self.tasks == 0
     }
 
-    /// Generates the tasks.
+    /// Generates the tasks, with APIMart's bodies.
     pub fn generate(&self) -> Vec<Task> {
+        self.generate_for(Provider::Apimart)
+    }
+
+    /// Generates the tasks with `provider`'s bodies, ids and intermediate
+    /// events (see [`Provider`]).
+    ///
+    /// ```
+    /// use taskhook_sim::{Provider, Workload};
+    ///
+    /// let workload = Workload::new(5).seed(3);
+    /// assert_eq!(workload.generate_for(Provider::Apimart), workload.generate());
+    /// let kling = workload.generate_for(Provider::Kling);
+    /// assert!(kling.iter().all(|t| t.intermediates().len() == 2));
+    /// let body: serde_json::Value = serde_json::from_slice(kling[0].payload())?;
+    /// assert_eq!(body["task_id"], kling[0].id());
+    /// # Ok::<(), serde_json::Error>(())
+    /// ```
+    pub fn generate_for(&self, provider: Provider) -> Vec<Task> {
         let mut rng = Rng::new(self.seed);
         (0..self.tasks)
             .map(|index| {
                 let kind = self.mix.pick(&mut rng);
-                let id = ulid_like(&mut rng, index as u64);
-                let created = BASE_UNIX_SECS + index as i64;
-                let (payload, urls) = build(kind, &id, created, &mut rng);
+                let built = payloads::build(provider, kind, index as u64, &mut rng);
                 let mut duplicates = Vec::new();
                 if rng.chance(self.immediate) {
                     duplicates.push(DuplicateKind::Immediate);
@@ -400,16 +606,42 @@ impl Workload {
                 if rng.chance(self.later) {
                     duplicates.push(DuplicateKind::After(self.later_after));
                 }
-                Task {
+                // Drawn only where it can matter, so APIMart's workloads stay
+                // as they were; always drawn there, so the probability does
+                // not change the tasks.
+                let late = provider.intermediate_events() > 0 && rng.chance(self.late);
+                let Built {
                     id,
+                    intermediates,
+                    last,
+                    urls,
+                } = built;
+                let intermediates = intermediates
+                    .iter()
+                    .enumerate()
+                    .map(|(n, body)| Event {
+                        payload: to_bytes(body),
+                        webhook_id: event_webhook_id(provider, &id, &n.to_string()),
+                    })
+                    .collect();
+                Task {
+                    webhook_id: event_webhook_id(provider, &id, FINAL_EVENT),
+                    id,
+                    provider,
                     kind: Some(kind),
-                    payload: Bytes::from(serde_json::to_vec(&payload).unwrap_or_default()),
+                    payload: to_bytes(&last),
                     urls,
                     duplicates,
+                    intermediates,
+                    late,
                 }
             })
             .collect()
     }
+}
+
+fn to_bytes(json: &Value) -> Bytes {
+    Bytes::from(serde_json::to_vec(json).unwrap_or_default())
 }
 
 fn clamp_probability(p: f64) -> f64 {
@@ -420,21 +652,37 @@ fn clamp_probability(p: f64) -> f64 {
     }
 }
 
-/// `task_` + a ULID-like 26-character Crockford base32 string: 48 bits of
+/// `task_` + [`crockford26`].
+pub(crate) fn ulid_like(rng: &mut Rng, index: u64) -> String {
+    format!("task_{}", crockford26(rng, index))
+}
+
+/// A ULID-like 26-character Crockford base32 string: 48 bits of
 /// milliseconds (a fixed base plus the task index, so ids are unique and
 /// sorted) and 80 random bits.
-fn ulid_like(rng: &mut Rng, index: u64) -> String {
+pub(crate) fn crockford26(rng: &mut Rng, index: u64) -> String {
     const ALPHABET: &[u8; 32] = b"0123456789ABCDEFGHJKMNPQRSTVWXYZ";
     let millis = (BASE_UNIX_SECS as u64 * 1000 + index) & ((1 << 48) - 1);
     let random =
         (u128::from(rng.next_u64()) << 16 | u128::from(rng.next_u64() & 0xffff)) & ((1 << 80) - 1);
     let value = u128::from(millis) << 80 | random;
-    let mut id = String::with_capacity(31);
-    id.push_str("task_");
-    for i in (0..26).rev() {
-        id.push(char::from(ALPHABET[((value >> (5 * i)) & 31) as usize]));
+    (0..26)
+        .rev()
+        .map(|i| char::from(ALPHABET[((value >> (5 * i)) & 31) as usize]))
+        .collect()
+}
+
+/// An APIMart task of `kind`, the `index`th of its workload.
+pub(crate) fn apimart(kind: TaskKind, index: u64, rng: &mut Rng) -> Built {
+    let id = ulid_like(rng, index);
+    let created = BASE_UNIX_SECS + index as i64;
+    let (last, urls) = build(kind, &id, created, rng);
+    Built {
+        id,
+        intermediates: Vec::new(),
+        last,
+        urls,
     }
-    id
 }
 
 /// The enveloped payload of a task of `kind`, and its result URLs.
@@ -539,28 +787,8 @@ impl Rng {
     }
 }
 
-/// The `url`s of the media items under `data.result` (each a string or an
-/// array of strings), in order.
-fn result_urls(data: &Value) -> Vec<String> {
-    let Some(result) = data.get("result").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    let items = result.values().filter_map(Value::as_array).flatten();
-    let urls = items.filter_map(|item| item.get("url"));
-    urls.flat_map(|url| match url {
-        Value::String(url) => vec![url.clone()],
-        Value::Array(urls) => urls
-            .iter()
-            .filter_map(Value::as_str)
-            .map(str::to_owned)
-            .collect(),
-        _ => Vec::new(),
-    })
-    .collect()
-}
-
-/// A payload [`Task::from_payload`] could not read: not JSON, or without a
-/// task id.
+/// A payload [`Task::from_payload`] (or [`Task::from_provider_payload`])
+/// could not read: not JSON, or without a task id.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct InvalidPayload(String);
 
