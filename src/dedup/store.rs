@@ -50,7 +50,9 @@ pub enum KeyState {
 /// 3. a caller that got [`Claim::InFlight`] calls [`wait`](Self::wait), then
 ///    claims again, until the layer's wait bound runs out.
 ///
-/// [`peek`](Self::peek) reads a key's state without claiming it.
+/// [`peek`](Self::peek) reads a key's state without claiming it: the
+/// [progress layer](crate::progress) asks it whether a task's final event
+/// was already accepted.
 ///
 /// An in-flight claim must expire on its own (a crashed process never
 /// releases it), after a store-defined claim timeout. The store also owns the
@@ -150,6 +152,9 @@ pub trait DedupStore: Send + Sync + 'static {
     /// Reads the state of `key` without changing it: done, in flight (a
     /// live claim), or unknown. The answer is a snapshot: a claim may start
     /// or end right after it.
+    ///
+    /// The [progress layer](crate::progress) asks it, with the task id, to
+    /// tell a late intermediate event (a regression) from a new one.
     ///
     /// The default claims the key and, when it was acquired, releases it at
     /// once: correct for any store, but two operations, and a concurrent
