@@ -100,6 +100,7 @@ mod metrics {
     pub(crate) mod record;
 }
 pub mod payload;
+pub mod progress;
 pub mod provider;
 mod response;
 #[cfg(feature = "server")]

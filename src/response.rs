@@ -494,8 +494,9 @@ fn json_bytes<T: Serialize>(value: &T) -> Bytes {
 // ---- acknowledgements ------------------------------------------------------
 
 /// The header on the acknowledgement of a duplicate callback; its value says
-/// what recognised it: `done` (the dedup layer: already processed) or
-/// `journaled` (a deduplicating journal: already accepted).
+/// what recognised it: `done` (the dedup layer: already processed),
+/// `journaled` (a deduplicating journal: already accepted) or `progress`
+/// (the progress layer: an intermediate state already handled).
 pub const DUPLICATE_HEADER: http::header::HeaderName =
     http::header::HeaderName::from_static("taskhook-duplicate");
 
@@ -552,6 +553,44 @@ pub(crate) fn duplicate<B>(
         .headers_mut()
         .insert(DUPLICATE_HEADER, HeaderValue::from_static(reason));
     response
+}
+
+/// The header on the `200` of a callback answered and not processed, whose
+/// value says why: `intermediate` (a state before the final one, with no
+/// progress handler), `regression` (an intermediate state that came after
+/// the task's final one was accepted) or `progress_failed` (the progress
+/// handler failed on it). See [`progress`](crate::progress).
+pub const IGNORED_HEADER: http::header::HeaderName =
+    http::header::HeaderName::from_static("taskhook-ignored");
+
+/// `200 OK` for an intermediate event the progress layer does not pass on:
+/// it is no result to keep, and a retry would change nothing. `reason` is
+/// the value of [`IGNORED_HEADER`].
+///
+/// Body: `{"status":"ignored","id":..}`.
+pub(crate) fn ignored<B>(task_id: &str, reason: &'static str) -> Response<ResponseBody<B>> {
+    let mut response = Ack {
+        status: "ignored",
+        id: Some(task_id),
+        seq: None,
+    }
+    .into_response(StatusCode::OK);
+    response
+        .headers_mut()
+        .insert(IGNORED_HEADER, HeaderValue::from_static(reason));
+    response
+}
+
+/// `200 OK` for an intermediate event the progress handler took.
+///
+/// Body: `{"status":"progress","id":..}`.
+pub(crate) fn progress<B>(task_id: &str) -> Response<ResponseBody<B>> {
+    Ack {
+        status: "progress",
+        id: Some(task_id),
+        seq: None,
+    }
+    .into_response(StatusCode::OK)
 }
 
 // ---- other responses ---------------------------------------------------------

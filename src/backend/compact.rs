@@ -18,7 +18,7 @@ use super::defaults::{
 };
 use super::hash::KeyHasher;
 use super::maintenance::{self, Maintained};
-use crate::dedup::{Claim, DedupKey, DedupStore};
+use crate::dedup::{Claim, DedupKey, DedupStore, KeyState};
 
 /// Durations are capped here (about 100 years): deadlines are whole seconds
 /// in a `u32` (136 years) counted from the store's creation.
@@ -561,6 +561,16 @@ impl DedupStore for CompactStore {
             None => notified.await,
         }
         Ok(())
+    }
+    async fn peek(&self, key: &DedupKey) -> Result<KeyState, Infallible> {
+        let key = self.hash(key);
+        let now = self.now();
+        let shard = self.shard(key);
+        Ok(match shard.table.get(&key) {
+            Some(slot) if slot.is_live(now) && slot.is_done() => KeyState::Done,
+            Some(slot) if slot.is_live(now) => KeyState::InFlight,
+            _ => KeyState::Unknown,
+        })
     }
 }
 

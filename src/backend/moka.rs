@@ -14,7 +14,7 @@ use tokio::time::Instant;
 
 use super::hash::KeyHasher;
 use super::maintenance::{self, Maintained};
-use crate::dedup::{Claim, DedupKey, DedupStore};
+use crate::dedup::{Claim, DedupKey, DedupStore, KeyState};
 
 use super::defaults::{
     DEFAULT_CLAIM_TIMEOUT, DEFAULT_MAINTENANCE_INTERVAL, DEFAULT_MAX_CAPACITY, DEFAULT_TIME_TO_LIVE,
@@ -322,6 +322,14 @@ impl DedupStore for MokaStore {
         };
         flight.settled().await;
         Ok(())
+    }
+    async fn peek(&self, key: &DedupKey) -> Result<KeyState, Infallible> {
+        let now = Instant::now();
+        Ok(match self.inner.cache.get(&self.hash(key)).await {
+            Some(Slot::Done { until }) if now < until => KeyState::Done,
+            Some(Slot::InFlight(flight)) if now < flight.until => KeyState::InFlight,
+            _ => KeyState::Unknown,
+        })
     }
 }
 

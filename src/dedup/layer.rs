@@ -154,6 +154,16 @@ impl<K, St> DedupLayer<K, St> {
     pub fn store(&self) -> &St {
         &self.store
     }
+
+    /// The store, shared: for the progress layer, which reads it.
+    pub(crate) fn shared_store(&self) -> Arc<St> {
+        Arc::clone(&self.store)
+    }
+
+    /// What this layer keys requests by.
+    pub(crate) fn key_extractor(&self) -> &K {
+        &self.key
+    }
 }
 
 impl<K: Clone, St> Clone for DedupLayer<K, St> {

@@ -65,7 +65,7 @@
 //!
 //! # Stores and time
 //!
-//! The [`DedupStore`] trait (claim / complete / release / wait) has a
+//! The [`DedupStore`] trait (claim / complete / release / wait, and peek) has a
 //! Redis-shaped contract: claims are atomic, owned through a token, and
 //! expire on their own. The in-process stores, the default
 //! [`CompactStore`](crate::backend::CompactStore) and the `MokaStore`
@@ -130,5 +130,5 @@ pub use self::key::{ById, ByIdAndStatus, DedupKey, KeyExtractor};
 pub use self::layer::DedupLayer;
 pub use self::service::Dedup;
 pub use self::stats::DedupStats;
-pub use self::store::{Claim, DedupStore};
+pub use self::store::{Claim, DedupStore, KeyState};
 pub use crate::response::DUPLICATE_HEADER;

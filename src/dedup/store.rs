@@ -21,6 +21,18 @@ pub enum Claim<T> {
     InFlight,
 }
 
+/// The answer of [`DedupStore::peek`]: what the store knows of a key, read
+/// without changing it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyState {
+    /// Never claimed, or expired, released or forgotten.
+    Unknown,
+    /// Another caller holds a live claim on the key.
+    InFlight,
+    /// The key was processed and is still remembered.
+    Done,
+}
+
 /// Where the dedup layer remembers keys.
 ///
 /// Each key is in one of three states: unknown, in flight (claimed by one
@@ -37,6 +49,10 @@ pub enum Claim<T> {
 ///    alone.
 /// 3. a caller that got [`Claim::InFlight`] calls [`wait`](Self::wait), then
 ///    claims again, until the layer's wait bound runs out.
+///
+/// [`peek`](Self::peek) reads a key's state without claiming it: the
+/// [progress layer](crate::progress) asks it whether a task's final event
+/// was already accepted.
 ///
 /// An in-flight claim must expire on its own (a crashed process never
 /// releases it), after a store-defined claim timeout. The store also owns the
@@ -130,6 +146,31 @@ pub trait DedupStore: Send + Sync + 'static {
         async {
             tokio::time::sleep(DEFAULT_POLL_INTERVAL).await;
             Ok(())
+        }
+    }
+
+    /// Reads the state of `key` without changing it: done, in flight (a
+    /// live claim), or unknown. The answer is a snapshot: a claim may start
+    /// or end right after it.
+    ///
+    /// The [progress layer](crate::progress) asks it, with the task id, to
+    /// tell a late intermediate event (a regression) from a new one.
+    ///
+    /// The default claims the key and, when it was acquired, releases it at
+    /// once: correct for any store, but two operations, and a concurrent
+    /// claim in between sees the key in flight and waits for the release.
+    /// A store that can read a key (every store of this crate) should
+    /// override it.
+    fn peek(&self, key: &DedupKey) -> impl Future<Output = Result<KeyState, Self::Error>> + Send {
+        async move {
+            Ok(match self.claim(key).await? {
+                Claim::Acquired(token) => {
+                    self.release(key, &token).await?;
+                    KeyState::Unknown
+                }
+                Claim::Done => KeyState::Done,
+                Claim::InFlight => KeyState::InFlight,
+            })
         }
     }
 }

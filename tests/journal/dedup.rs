@@ -15,7 +15,7 @@ use taskhook::backend::{
     redb::{RedbDedupStore, RedbJournal},
     MokaStore,
 };
-use taskhook::dedup::{Claim, DedupKey, DedupStore};
+use taskhook::dedup::{Claim, DedupKey, DedupStore, KeyState};
 use taskhook::fast_ack::journal::{Appended, Journal, Record};
 use taskhook::fast_ack::{DeadLetter, Failure, FastAckLayer, RetryPolicy};
 use taskhook::{DedupLayer, FastAckHandle, PayloadLayer};
@@ -249,6 +249,40 @@ async fn a_completion_does_not_shorten_the_dedup_stores_longer_ttl() {
     assert_eq!(again, [Appended::Duplicate]);
     let restarted = RedbDedupStore::new(journal.clone(), MokaStore::new());
     assert!(matches!(restarted.claim(&key).await.unwrap(), Claim::Done));
+}
+
+#[tokio::test]
+async fn peek_reads_memory_then_the_file_and_changes_neither() {
+    let dir = TempDir::new("dedup-peek");
+    let journal = RedbJournal::open(dir.file()).unwrap();
+    let store = RedbDedupStore::new(journal.clone(), MokaStore::new());
+    let key = DedupKey::from("task_peek");
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a peeked key is still new");
+    };
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::InFlight);
+    store.complete(&key, &token).await.unwrap();
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Done);
+    // After a restart only the file knows it.
+    let restarted = RedbDedupStore::new(journal.clone(), MokaStore::new());
+    assert_eq!(restarted.peek(&key).await.unwrap(), KeyState::Done);
+    assert_eq!(
+        restarted.peek(&DedupKey::from("task_other")).await.unwrap(),
+        KeyState::Unknown
+    );
+    // Peeking taught moka nothing and claimed nothing.
+    assert_eq!(
+        restarted.moka().peek(&key).await.unwrap(),
+        KeyState::Unknown
+    );
+    assert!(matches!(
+        restarted
+            .claim(&DedupKey::from("task_other"))
+            .await
+            .unwrap(),
+        Claim::Acquired(_)
+    ));
 }
 
 #[tokio::test]

@@ -16,7 +16,7 @@ use std::time::Duration;
 use http::{Request, Response, StatusCode};
 use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 use taskhook::body::BufferedBody;
-use taskhook::dedup::{Claim, DedupKey, DedupStore, DUPLICATE_HEADER};
+use taskhook::dedup::{Claim, DedupKey, DedupStore, KeyState, DUPLICATE_HEADER};
 use taskhook::fast_ack::journal::{Appended, Journal, Record};
 use taskhook::fast_ack::FastAckLayer;
 use taskhook::{DedupLayer, PayloadLayer, TaskEvent};
@@ -186,6 +186,30 @@ async fn complete_and_release_only_touch_their_own_claim() {
     store.forget(&key).await.unwrap();
     assert_eq!(store.claim(&key).await.unwrap(), Claim::InFlight);
     store.release(&key, &fourth).await.unwrap();
+}
+
+#[tokio::test]
+async fn peek_reads_a_key_without_changing_it() {
+    let server = RedisServer::start();
+    let redis = connect(&server).await;
+    let store = RedisStore::new(redis.clone());
+    let key = DedupKey::new("task_peek");
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a peeked key is still new");
+    };
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::InFlight);
+    store.release(&key, &token).await.unwrap();
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("released");
+    };
+    store.complete(&key, &token).await.unwrap();
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Done);
+    assert_eq!(store.claim(&key).await.unwrap(), Claim::Done);
+    // Redis down: an error, never a guess.
+    drop(server);
+    assert!(store.peek(&key).await.is_err());
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@ use std::fmt;
 
 use super::RedbJournal;
 use crate::backend::{MokaStore, MokaToken};
-use crate::dedup::{Claim, DedupKey, DedupStore};
+use crate::dedup::{Claim, DedupKey, DedupStore, KeyState};
 use crate::fast_ack::journal::JournalError;
 
 /// A [`DedupStore`] that remembers done task ids across restarts: a
@@ -39,6 +39,8 @@ use crate::fast_ack::journal::JournalError;
 ///   The journal forgets a dead-lettered task id in the file by itself,
 ///   this key with it when they are the same; moka's copy is the hook's
 ///   to forget.
+/// - [`peek`](DedupStore::peek) asks moka, then the file, and changes
+///   neither.
 /// - [`release`](DedupStore::release) and [`wait`](DedupStore::wait) are
 ///   moka's: in-flight claims live in memory only, and a restart forgets
 ///   them, which is right (a claim's owner died with the process).
@@ -151,5 +153,18 @@ impl DedupStore for RedbDedupStore {
     async fn wait(&self, key: &DedupKey) -> Result<(), JournalError> {
         let Ok(()) = self.moka.wait(key).await;
         Ok(())
+    }
+    async fn peek(&self, key: &DedupKey) -> Result<KeyState, JournalError> {
+        match self.moka.peek(key).await {
+            Ok(KeyState::Unknown) => {}
+            Ok(known) => return Ok(known),
+            Err(never) => match never {},
+        }
+        // Not in memory (after a restart, or evicted): done in the file?
+        Ok(if self.journal.is_done(key.as_str()).await? {
+            KeyState::Done
+        } else {
+            KeyState::Unknown
+        })
     }
 }

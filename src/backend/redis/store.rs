@@ -9,7 +9,7 @@ use redis::Script;
 use super::token::random_hex;
 use super::{RedisConnection, RedisError, DEFAULT_PREFIX};
 use crate::backend::defaults::{DEFAULT_CLAIM_TIMEOUT, DEFAULT_TIME_TO_LIVE};
-use crate::dedup::{Claim, DedupKey, DedupStore};
+use crate::dedup::{Claim, DedupKey, DedupStore, KeyState};
 
 /// The value of a done key. Claims hold `t:` and a random token, so they
 /// never equal it.
@@ -64,7 +64,8 @@ return 0
 /// - **complete** / **release**: compare-and-set / compare-and-delete
 ///   scripts that only touch the caller's own claim (its random 128-bit
 ///   token); a claim that expired and was taken by another caller is left
-///   alone. **forget** deletes a key only if it is done.
+///   alone. **forget** deletes a key only if it is done. **peek** is a
+///   plain `GET`.
 /// - **done** keys expire after the [time to live](RedisStoreBuilder::time_to_live)
 ///   (default 24 h), **claims** after the
 ///   [claim timeout](RedisStoreBuilder::claim_timeout) (default 60 s), both
@@ -207,6 +208,17 @@ impl DedupStore for RedisStore {
         invocation.arg(DONE);
         inner.redis.eval::<i64>(&invocation).await?;
         Ok(())
+    }
+    async fn peek(&self, key: &DedupKey) -> Result<KeyState, RedisError> {
+        let mut cmd = redis::cmd("GET");
+        cmd.arg(self.key(key));
+        let value: Option<String> = self.inner.redis.query(&cmd).await?;
+        Ok(match value.as_deref() {
+            None => KeyState::Unknown,
+            Some(DONE) => KeyState::Done,
+            // A claim (`t:` and its token): Redis expires it by itself.
+            Some(_) => KeyState::InFlight,
+        })
     }
 }
 

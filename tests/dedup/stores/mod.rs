@@ -6,7 +6,7 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use http::StatusCode;
-use taskhook::dedup::{Claim, DedupKey};
+use taskhook::dedup::{Claim, DedupKey, KeyState};
 use taskhook::{backend::CompactStore, backend::MokaStore, dedup::DedupStore, DedupLayer};
 use tokio::time::Instant;
 
@@ -368,6 +368,38 @@ async fn only_the_callers_own_claim_is_touched<St: TestStore>() {
     ));
 }
 
+async fn peek_reads_a_key_without_changing_it<St: TestStore>() {
+    let store = St::build(1_000, Duration::from_secs(100), Duration::from_secs(10));
+    let key = DedupKey::new("task_01");
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+    // Peeking claims nothing.
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a peeked key is still new");
+    };
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::InFlight);
+    store.release(&key, &token).await.unwrap();
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+
+    let Claim::Acquired(token) = store.claim(&key).await.unwrap() else {
+        panic!("a released key is new");
+    };
+    store.complete(&key, &token).await.unwrap();
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Done);
+    assert!(matches!(store.claim(&key).await.unwrap(), Claim::Done));
+    tokio::time::advance(Duration::from_secs(101)).await;
+    assert_eq!(store.peek(&key).await.unwrap(), KeyState::Unknown);
+
+    // A claim whose owner is gone is unknown once it expired.
+    let stuck = DedupKey::new("task_stuck");
+    assert!(matches!(
+        store.claim(&stuck).await.unwrap(),
+        Claim::Acquired(_)
+    ));
+    assert_eq!(store.peek(&stuck).await.unwrap(), KeyState::InFlight);
+    tokio::time::advance(Duration::from_secs(11)).await;
+    assert_eq!(store.peek(&stuck).await.unwrap(), KeyState::Unknown);
+}
+
 macro_rules! store_semantics {
     ($name:ident, $store:ty) => {
         mod $name {
@@ -421,6 +453,11 @@ macro_rules! store_semantics {
             #[tokio::test]
             async fn memory_stays_bounded_past_capacity() {
                 super::memory_stays_bounded_past_capacity::<$store>().await;
+            }
+
+            #[tokio::test(start_paused = true)]
+            async fn peek_reads_a_key_without_changing_it() {
+                super::peek_reads_a_key_without_changing_it::<$store>().await;
             }
 
             #[tokio::test(start_paused = true)]
