@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use clap::Args;
-use taskhook_sim::{Report, Schedule, Simulator, UrlPolicy, Workload};
+use taskhook_sim::{Provider, Report, Schedule, Signing, Simulator, UrlPolicy, Workload};
 
 /// `taskhook send`: the flags.
 #[derive(Debug, Clone, Args)]
@@ -47,6 +47,70 @@ pub(crate) struct SendArgs {
     /// machine.
     #[arg(long)]
     any_address: bool,
+
+    /// The provider played: its body shape, its events per task, its retry
+    /// schedule and what a `4xx` means to it (apimart, replicate, fal,
+    /// openai, standard-webhooks, kie, kling, midjourney-proxy).
+    #[arg(long, env = "TASKHOOK_SEND_PROVIDER", value_name = "NAME", default_value = "apimart", value_parser = provider)]
+    provider: Provider,
+
+    /// Signs every attempt as the provider does: a Standard Webhooks
+    /// `whsec_` secret (v1, HMAC) or `whsk_` secret key (v1a, Ed25519)
+    /// for replicate, openai and standard-webhooks; KIE's HMAC secret for
+    /// kie; a `whsk_` key (the Ed25519 seed) for fal, whose public JWKS
+    /// `--jwks-out` writes.
+    #[arg(long, env = "TASKHOOK_SEND_SIGNING_SECRET", value_name = "SECRET", hide_env_values = true)]
+    signing_secret: Option<String>,
+
+    /// Sends a static secret header on every push (`Name: value`), as
+    /// providers that authenticate with a header of the user's choice do.
+    #[arg(long, value_name = "HEADER", conflicts_with = "signing_secret")]
+    signing_header: Option<String>,
+
+    /// Writes the public keys of fal's signatures, as a JWKS, to this file
+    /// (for the receiver's `--jwks-file`).
+    #[arg(long, value_name = "FILE")]
+    jwks_out: Option<std::path::PathBuf>,
+
+    /// The share of tasks of a provider with several events per task that
+    /// push an intermediate event again after the final one (a regression
+    /// the receiver must ignore).
+    #[arg(long, value_name = "F", default_value_t = 0.0, value_parser = probability)]
+    late_intermediate: f64,
+}
+
+fn provider(value: &str) -> Result<Provider, String> {
+    Provider::from_name(value).ok_or_else(|| {
+        let names: Vec<&str> = Provider::ALL.iter().map(|p| p.name()).collect();
+        format!("one of {}", names.join(", "))
+    })
+}
+
+/// How `args` asks the simulator to sign.
+fn signing(args: &SendArgs) -> Result<Signing, String> {
+    if let Some(header) = &args.signing_header {
+        let (name, value) = header
+            .split_once(':')
+            .ok_or("--signing-header: `Name: value`")?;
+        return Signing::header(name.trim(), value.trim())
+            .map_err(|e| format!("--signing-header: {e}"));
+    }
+    let Some(secret) = &args.signing_secret else {
+        return Ok(Signing::none());
+    };
+    let signing = match args.provider {
+        Provider::Kie => Signing::kie(secret.as_bytes()),
+        Provider::Fal => {
+            let seed = taskhook_sim::sign::decode_standard_webhooks_secret_key(secret)
+                .map_err(|e| format!("--signing-secret (fal: a `whsk_` key): {e}"))?;
+            Signing::fal(seed, "taskhook-send")
+        }
+        _ if secret.starts_with("whsk_") => Signing::standard_webhooks_ed25519(secret)
+            .map_err(|e| format!("--signing-secret: {e}"))?,
+        _ => Signing::standard_webhooks_secret(secret)
+            .map_err(|e| format!("--signing-secret: {e}"))?,
+    };
+    Ok(signing)
 }
 
 fn probability(value: &str) -> Result<f64, String> {
@@ -72,7 +136,15 @@ pub(crate) async fn run(args: SendArgs) -> Result<bool, String> {
         .seed(seed)
         .immediate_duplicates(share)
         .concurrent_duplicates(share)
-        .later_duplicates(share, Duration::from_secs(60));
+        .later_duplicates(share, Duration::from_secs(60))
+        .late_intermediate(args.late_intermediate);
+    let signing = signing(&args)?;
+    if let Some(path) = &args.jwks_out {
+        let jwks = signing
+            .jwks()
+            .ok_or("--jwks-out: only fal's signatures (--provider fal --signing-secret whsk_..) have a JWKS")?;
+        std::fs::write(path, jwks).map_err(|e| format!("--jwks-out {}: {e}", path.display()))?;
+    }
     let policy = if args.any_address {
         UrlPolicy::new()
     } else {
@@ -80,12 +152,15 @@ pub(crate) async fn run(args: SendArgs) -> Result<bool, String> {
     };
     let simulator = Simulator::new()
         .url_policy(policy)
-        .schedule(Schedule::provider().time_factor(args.time_factor))
+        .provider(args.provider)
+        .signing(signing)
+        .schedule(Schedule::for_provider(args.provider).time_factor(args.time_factor))
         .concurrency(args.concurrency)
         .rate(args.rate);
     eprintln!(
-        "send: {} tasks (seed {seed}) to {}/callback",
+        "send: {} {} tasks (seed {seed}) to {}/callback",
         args.tasks,
+        args.provider,
         args.url.trim_end_matches('/')
     );
     let report = simulator
@@ -129,12 +204,19 @@ fn table(report: &Report) -> String {
                 summary.pushes, summary.first_pushes, summary.duplicate_pushes, summary.retries
             ),
         ),
+        (
+            "progress events",
+            format!(
+                "{} intermediate pushes, {} late (after the final one)",
+                summary.intermediate_pushes, summary.late_pushes
+            ),
+        ),
         ("answers", answers.join(", ")),
         (
             "delivered",
             format!(
                 "{} tasks of {} got a 2xx",
-                summary.tasks - summary.tasks_undelivered,
+                summary.tasks_delivered,
                 summary.tasks
             ),
         ),
