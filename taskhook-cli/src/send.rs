@@ -59,7 +59,12 @@ pub(crate) struct SendArgs {
     /// for replicate, openai and standard-webhooks; KIE's HMAC secret for
     /// kie; a `whsk_` key (the Ed25519 seed) for fal, whose public JWKS
     /// `--jwks-out` writes.
-    #[arg(long, env = "TASKHOOK_SEND_SIGNING_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "TASKHOOK_SEND_SIGNING_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     signing_secret: Option<String>,
 
     /// Sends a static secret header on every push (`Name: value`), as
@@ -216,8 +221,7 @@ fn table(report: &Report) -> String {
             "delivered",
             format!(
                 "{} tasks of {} got a 2xx",
-                summary.tasks_delivered,
-                summary.tasks
+                summary.tasks_delivered, summary.tasks
             ),
         ),
         (

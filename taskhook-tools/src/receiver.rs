@@ -86,6 +86,7 @@ use axum::Router;
 use http::{Request, Response, StatusCode};
 use taskhook::body::BufferedBody;
 use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, ResponseStatus};
+use taskhook::provider::Profile;
 use taskhook::server::{self, ServerLimits};
 use taskhook::{CallbackStack, FastAckHandle, TaskEvent, TaskStatus};
 use tokio::net::TcpListener;
@@ -306,8 +307,10 @@ impl Config {
 /// The app: the stack on `fast_ack` and `handler` at `/callback`, with the
 /// in-memory journal, or with the journal in the redb file `journal`
 /// (`--journal`), which also remembers the done task ids across restarts.
-/// Also answers the handle on the fast-ack state.
+/// Also answers the handle on the fast-ack state. With `profile`, the
+/// stack reads that provider's pushes (`CallbackStack::profile`).
 pub fn journaled_app<H, B>(
+    profile: Option<&Arc<dyn Profile>>,
     fast_ack: FastAckBuilder,
     journal: Option<&Path>,
     handler: H,
@@ -320,7 +323,10 @@ where
     B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let stack = CallbackStack::new().fast_ack(fast_ack);
+    let mut stack = CallbackStack::new().fast_ack(fast_ack);
+    if let Some(profile) = profile {
+        stack = stack.profile(Arc::clone(profile));
+    }
     let stack = match journal {
         Some(path) => {
             let journal = taskhook::backend::redb::RedbJournal::open(path).map_err(|error| {
@@ -452,9 +458,16 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
     }
     #[cfg(feature = "redis")]
     if config.redis.url.is_some() {
-        return redis_app(&config.redis, fast_ack, on_callback.with_state(processing)).await;
+        return redis_app(
+            None,
+            &config.redis,
+            fast_ack,
+            on_callback.with_state(processing),
+        )
+        .await;
     }
     journaled_app(
+        None,
         fast_ack,
         config.journal.as_deref(),
         on_callback.with_state(processing),
@@ -466,6 +479,7 @@ async fn app(config: &Config) -> std::io::Result<(Router, FastAckHandle)> {
 /// prefix). Without a URL, an error.
 #[cfg(feature = "redis")]
 pub async fn redis_app<H, B>(
+    profile: Option<&Arc<dyn Profile>>,
     config: &RedisOptions,
     fast_ack: FastAckBuilder,
     handler: H,
@@ -504,8 +518,11 @@ where
     // a claim older than the provider's 10 s wait belongs to a replica that
     // died mid-request, and must not hold the provider's retry up.
     let store = store.claim_timeout(config.dedup_claim).build();
-    let (callback, handle) = CallbackStack::new()
-        .fast_ack(fast_ack)
+    let mut stack = CallbackStack::new().fast_ack(fast_ack);
+    if let Some(profile) = profile {
+        stack = stack.profile(Arc::clone(profile));
+    }
+    let (callback, handle) = stack
         .journal(journal)
         .dedup(taskhook::DedupLayer::with_store(store))
         .build(handler);

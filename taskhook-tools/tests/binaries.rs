@@ -279,6 +279,61 @@ fn demo_runs_and_reports_nothing_processed_twice_or_lost() {
 }
 
 #[test]
+fn demo_plays_every_provider_and_processes_each_task_once() {
+    for provider in [
+        "replicate",
+        "fal",
+        "openai",
+        "standard-webhooks",
+        "kie",
+        "kling",
+        "midjourney-proxy",
+    ] {
+        let out = run_to_end(
+            "demo",
+            &[
+                "--provider",
+                provider,
+                "--tasks",
+                "150",
+                "--time-factor",
+                "0.1",
+                "--later-secs",
+                "5",
+                "--duplicates",
+                "0.1",
+                "--fail-rate",
+                "0.2",
+            ],
+            Duration::from_secs(60),
+        );
+        let table = String::from_utf8(out.stdout).unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{provider}\n{table}\n{stderr}");
+        let row = |name: &str| -> String {
+            table
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
+                .trim()
+                .to_owned()
+        };
+        assert!(stderr.contains(provider), "{provider}: {stderr}");
+        assert_eq!(row("processed once"), "150", "{provider}\n{table}");
+        assert!(
+            row("processed twice").starts_with("0 "),
+            "{provider}\n{table}"
+        );
+        assert!(row("lost").starts_with("0 "), "{provider}\n{table}");
+        // The providers that push every change pushed intermediate events,
+        // and none of them was processed as the task's result.
+        let multi = matches!(provider, "replicate" | "kling" | "midjourney-proxy");
+        let progress = row("progress events");
+        assert_eq!(!progress.starts_with("0 "), multi, "{provider}: {progress}");
+    }
+}
+
+#[test]
 fn demo_fails_when_tasks_are_lost() {
     // A queue of 1 for a burst, and no provider retries to wait for the
     // queue: most tasks are refused with 503 until the provider gives up.

@@ -109,6 +109,7 @@ struct Config {
     replay_rounds: u32,
     redis: receiver::RedisOptions,
     journal: JournalChoice,
+    provider: taskhook_sim::Provider,
 }
 
 /// Where the demo's receiver keeps its journal and done task ids.
@@ -142,6 +143,7 @@ impl Default for Config {
             attempts: 4,
             replay_rounds: 3,
             journal: JournalChoice::Temporary,
+            provider: taskhook_sim::Provider::Apimart,
             redis: receiver::RedisOptions::default(),
         }
     }
@@ -285,6 +287,18 @@ const FLAGS: &[Flag<Config>] = &[
         },
     },
     Flag {
+        name: "--provider",
+        value: "NAME",
+        help: "the provider played and received: apimart, replicate, fal, openai, \
+               standard-webhooks, kie, kling, midjourney-proxy [default: apimart]",
+        set: |c, v| {
+            c.provider = taskhook_sim::Provider::from_name(v)
+                .filter(|p| taskhook::provider::by_name(p.name()).is_some())
+                .ok_or_else(|| format!("unknown provider {v:?}"))?;
+            Ok(())
+        },
+    },
+    Flag {
         name: "--journal",
         value: "PATH|memory",
         help: "the journal and done task ids: a redb file, or memory \
@@ -356,6 +370,8 @@ struct Outcome {
     tasks: usize,
     first_pushes: usize,
     duplicate_pushes: usize,
+    intermediate_pushes: usize,
+    late_pushes: usize,
     retries: usize,
     statuses: Vec<(String, usize)>,
     undelivered: usize,
@@ -428,6 +444,10 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
         rng: Arc::new(Rng::new(config.seed)),
         processed: Arc::clone(&processed),
     };
+    // The default provider keeps the stack's default (fastest) parser.
+    let profile = (config.provider != taskhook_sim::Provider::Apimart)
+        .then(|| taskhook::provider::by_name(config.provider.name()))
+        .flatten();
     // The receiver's own retries are its business, not the provider's:
     // quick ones, so a dead letter is rare and the demo stays short.
     let fast_ack = FastAckLayer::builder()
@@ -476,9 +496,16 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
                 .duration_since(std::time::UNIX_EPOCH)
                 .map_or(0, |d| d.as_millis())
         ));
-        receiver::redis_app(&redis, fast_ack, on_callback.with_state(handling)).await?
+        receiver::redis_app(
+            profile.as_ref(),
+            &redis,
+            fast_ack,
+            on_callback.with_state(handling),
+        )
+        .await?
     } else {
         receiver::journaled_app(
+            profile.as_ref(),
             fast_ack,
             journal.as_deref(),
             on_callback.with_state(handling),
@@ -486,6 +513,7 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
     };
     #[cfg(not(feature = "redis"))]
     let (app, handle) = receiver::journaled_app(
+        profile.as_ref(),
         fast_ack,
         journal.as_deref(),
         on_callback.with_state(handling),
@@ -508,15 +536,20 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
         .seed(config.seed)
         .immediate_duplicates(config.immediate)
         .concurrent_duplicates(config.concurrent)
-        .later_duplicates(config.later, config.later_after);
-    let tasks = workload.generate();
+        .later_duplicates(config.later, config.later_after)
+        // For a provider that pushes every change: as many late
+        // intermediate events (regressions to ignore) as later duplicates.
+        .late_intermediate(config.later);
+    let tasks = workload.generate_for(config.provider);
     let simulator = Simulator::new()
         .url_policy(UrlPolicy::new().allow_loopback_for_local_testing())
-        .schedule(Schedule::provider().time_factor(config.time_factor))
+        .provider(config.provider)
+        .schedule(Schedule::for_provider(config.provider).time_factor(config.time_factor))
         .concurrency(config.concurrency);
     eprintln!(
-        "receiver on http://{addr}/callback; {} tasks, time factor {}",
+        "receiver on http://{addr}/callback; {} {} tasks, time factor {}",
         tasks.len(),
+        config.provider,
         config.time_factor
     );
 
@@ -578,6 +611,8 @@ async fn run(config: &Config) -> std::io::Result<Outcome> {
         tasks: summary.tasks,
         first_pushes: summary.first_pushes,
         duplicate_pushes: summary.duplicate_pushes,
+        intermediate_pushes: summary.intermediate_pushes,
+        late_pushes: summary.late_pushes,
         retries: summary.retries,
         statuses,
         undelivered: summary.tasks_undelivered,
@@ -628,6 +663,13 @@ fn print_table(o: &Outcome) {
                 o.first_pushes,
                 o.duplicate_pushes,
                 o.retries
+            ),
+        ),
+        (
+            "progress events",
+            format!(
+                "{} intermediate pushes, {} late after the final one (answered 200, never processed)",
+                o.intermediate_pushes, o.late_pushes
             ),
         ),
         ("answers", statuses.join(", ")),
