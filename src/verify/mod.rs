@@ -196,12 +196,15 @@
 //! tolerance refuses every push. The provider of this project does not
 //! sign, so this layer is optional.
 
+mod clock;
+mod ed25519;
 pub mod future;
 mod ip;
 mod path_token;
 pub mod refetch;
 mod signature;
 
+pub use self::ed25519::{InvalidWebhookKey, WebhookPublicKey, WebhookSigningKey};
 pub use self::ip::{
     default_peer_addr, Cidr, ClientIp, ForwardedHeader, InvalidCidr, IpAllow, IpAllowLayer,
     PeerAddr, PeerAddrFn,
@@ -210,5 +213,5 @@ pub use self::path_token::{
     InvalidPathSecret, PathSecret, PathToken, PathTokenLayer, MAX_SECRET_LEN, MIN_SECRET_LEN,
 };
 pub use self::signature::{
-    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret,
+    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookKey, WebhookSecret,
 };
