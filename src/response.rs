@@ -37,6 +37,7 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// | `forbidden` | 403 | the client address is outside the allowlist |
 /// | `not_confirmed` | 403 | the provider's API contradicts the push |
 /// | `invalid_signature` | 401 | a missing, bad or expired signature |
+/// | `invalid_secret` | 401 | a missing or wrong static secret header (or bearer token) |
 /// | `body_unreadable` | 503 | the body failed while being read |
 /// | `queue_full`, `starting`, `shutting_down`, `journal_unavailable`, `accept_failed` | 503 | fast-ack could not accept the event now |
 /// | `duplicate_in_flight`, `dedup_store_unavailable` | 503 | dedup could not decide now |
@@ -53,6 +54,7 @@ pub(crate) enum Code {
     Forbidden,
     NotConfirmed,
     InvalidSignature,
+    InvalidSecret,
     BodyUnreadable,
     QueueFull,
     Starting,
@@ -85,6 +87,7 @@ impl Code {
             Self::Forbidden => "forbidden",
             Self::NotConfirmed => "not_confirmed",
             Self::InvalidSignature => "invalid_signature",
+            Self::InvalidSecret => "invalid_secret",
             Self::BodyUnreadable => "body_unreadable",
             Self::QueueFull => "queue_full",
             Self::Starting => "starting",
@@ -115,7 +118,7 @@ impl Code {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden | Self::NotConfirmed => StatusCode::FORBIDDEN,
-            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Self::InvalidSignature | Self::InvalidSecret => StatusCode::UNAUTHORIZED,
             Self::BodyUnreadable
             | Self::QueueFull
             | Self::Starting
@@ -223,6 +226,16 @@ impl Rejection {
     #[cfg_attr(not(feature = "verify"), allow(dead_code))]
     pub(crate) fn invalid_signature(reason: &'static str) -> Self {
         Self::new(Code::InvalidSignature, reason)
+    }
+
+    /// A missing or wrong static secret header or bearer token: `401`. The
+    /// message never says which, nor anything of the secret.
+    #[cfg_attr(not(feature = "verify"), allow(dead_code))]
+    pub(crate) fn invalid_secret() -> Self {
+        Self::new(
+            Code::InvalidSecret,
+            "the request does not carry the shared secret",
+        )
     }
 
     // ---- transient failures of ours: 503 + Retry-After -----------------------
@@ -579,6 +592,7 @@ mod tests {
             Rejection::forbidden_address(),
             Rejection::not_confirmed(),
             Rejection::invalid_signature("bad"),
+            Rejection::invalid_secret(),
             Rejection::body_unreadable(),
             Rejection::refused(&Refusal::Full, after),
             Rejection::refused(&Refusal::Starting, after),

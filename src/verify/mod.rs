@@ -199,12 +199,14 @@
 mod clock;
 mod ed25519;
 pub mod future;
+mod header_secret;
 mod ip;
 mod path_token;
 pub mod refetch;
 mod signature;
 
 pub use self::ed25519::{InvalidWebhookKey, WebhookPublicKey, WebhookSigningKey};
+pub use self::header_secret::{HeaderSecret, HeaderSecretLayer, InvalidHeaderSecret};
 pub use self::ip::{
     default_peer_addr, Cidr, ClientIp, ForwardedHeader, InvalidCidr, IpAllow, IpAllowLayer,
     PeerAddr, PeerAddrFn,
