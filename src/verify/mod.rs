@@ -201,6 +201,7 @@ mod ed25519;
 pub mod future;
 mod header_secret;
 mod ip;
+mod kie;
 mod path_token;
 pub mod refetch;
 mod signature;
@@ -211,6 +212,7 @@ pub use self::ip::{
     default_peer_addr, Cidr, ClientIp, ForwardedHeader, InvalidCidr, IpAllow, IpAllowLayer,
     PeerAddr, PeerAddrFn,
 };
+pub use self::kie::{InvalidKieSecret, KieSecret, KieSignature, KieSignatureLayer};
 pub use self::path_token::{
     InvalidPathSecret, PathSecret, PathToken, PathTokenLayer, MAX_SECRET_LEN, MIN_SECRET_LEN,
 };
