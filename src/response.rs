@@ -42,6 +42,7 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// | `queue_full`, `starting`, `shutting_down`, `journal_unavailable`, `accept_failed` | 503 | fast-ack could not accept the event now |
 /// | `duplicate_in_flight`, `dedup_store_unavailable` | 503 | dedup could not decide now |
 /// | `confirmation_timeout`, `provider_unavailable`, `not_confirmed_yet` | 503 | the provider could not confirm the push now |
+/// | `signing_keys_unavailable` | 503 | the provider's public keys (a JWKS) could not be fetched, so a signature could not be checked now |
 /// | `request_timeout` | 503 | the request did not arrive in time (the server) |
 /// | `upstream_status`, `upstream_timeout`, `upstream_unreachable`, `upstream_connection_error` | 503 | the forwarding service could not deliver the event now (to fast-ack's worker, which retries; `Retry-After` only when the upstream sent one) |
 /// | `payload_layer_missing`, `dedup_behind_fast_ack`, `fast_ack_layer_reused`, `no_tokio_runtime`, `peer_address_missing` | 500 | our misconfiguration, logged at `ERROR`; the provider retries |
@@ -66,6 +67,7 @@ pub(crate) enum Code {
     ConfirmationTimeout,
     ProviderUnavailable,
     NotConfirmedYet,
+    SigningKeysUnavailable,
     RequestTimeout,
     UpstreamStatus,
     UpstreamTimeout,
@@ -99,6 +101,7 @@ impl Code {
             Self::ConfirmationTimeout => "confirmation_timeout",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::NotConfirmedYet => "not_confirmed_yet",
+            Self::SigningKeysUnavailable => "signing_keys_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::UpstreamStatus => "upstream_status",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -130,6 +133,7 @@ impl Code {
             | Self::ConfirmationTimeout
             | Self::ProviderUnavailable
             | Self::NotConfirmedYet
+            | Self::SigningKeysUnavailable
             | Self::RequestTimeout
             | Self::UpstreamStatus
             | Self::UpstreamTimeout
@@ -320,6 +324,18 @@ impl Rejection {
         Self::unavailable(
             Code::NotConfirmedYet,
             "the provider does not show this state yet",
+            retry_after,
+        )
+    }
+
+    /// The provider's public keys could not be fetched (and none cached
+    /// verifies the signature): a signature we cannot check now is our
+    /// problem, not the sender's.
+    #[cfg_attr(not(feature = "verify"), allow(dead_code))]
+    pub(crate) fn signing_keys_unavailable(retry_after: Duration) -> Self {
+        Self::unavailable(
+            Code::SigningKeysUnavailable,
+            "the provider's signing keys could not be fetched; retry later",
             retry_after,
         )
     }
@@ -607,6 +623,7 @@ mod tests {
             Rejection::confirmation_timeout(after),
             Rejection::provider_unavailable(after),
             Rejection::not_confirmed_yet(after),
+            Rejection::signing_keys_unavailable(after),
             Rejection::request_timeout(after),
             Rejection::upstream_status(StatusCode::BAD_GATEWAY, "down", Some(after)),
             Rejection::upstream_timeout(after).with_retry_after(after),

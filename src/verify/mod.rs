@@ -198,6 +198,7 @@
 
 mod clock;
 mod ed25519;
+mod fal;
 pub mod future;
 mod header_secret;
 mod ip;
@@ -207,6 +208,12 @@ pub mod refetch;
 mod signature;
 
 pub use self::ed25519::{InvalidWebhookKey, WebhookPublicKey, WebhookSigningKey};
+pub use self::fal::{
+    FalSignature, FalSignatureLayer, FetchJwks, JwksError, JwksErrorKind, JwksSource,
+};
+#[cfg(feature = "refetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "refetch")))]
+pub use self::fal::{HttpJwks, InvalidJwksUrl};
 pub use self::header_secret::{HeaderSecret, HeaderSecretLayer, InvalidHeaderSecret};
 pub use self::ip::{
     default_peer_addr, Cidr, ClientIp, ForwardedHeader, InvalidCidr, IpAllow, IpAllowLayer,
