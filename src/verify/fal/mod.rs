@@ -186,12 +186,15 @@ impl Shared {
         })
     }
 
-    /// The verdict once the keys are fetched (they were out of date, or
-    /// none verified the signature).
-    async fn decide(&self, seen: u64, signed: Signed) -> Verdict {
+    /// The verdict once the keys are fetched (they were out of date, or,
+    /// if `tried`, none of generation `seen` verified the signature).
+    async fn decide(&self, seen: u64, tried: bool, signed: Signed) -> Verdict {
         let snapshot = self.keys.refresh(seen, &self.config.now).await;
+        // The same keys that failed already (no fetch since): not tried
+        // twice, so a flood of forgeries costs one verification per key.
+        let retry = !(tried && snapshot.generation == seen);
         match &snapshot.keys {
-            Some(keys) if signed.verified_by(keys) => Verdict::Pass,
+            Some(keys) if retry && signed.verified_by(keys) => Verdict::Pass,
             None => Verdict::Unavailable,
             // The set we hold may be missing a rotated key we could not
             // learn: not the sender's fault.
@@ -446,6 +449,20 @@ impl<S> Layer<S> for FalSignatureLayer {
 ///
 /// Created with [`FalSignatureLayer`] (see there for what it answers and
 /// how it fetches keys) or [`FalSignature::new`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use taskhook::verify::{FalSignature, JwksSource, WebhookSigningKey};
+///
+/// let fal = WebhookSigningKey::from_seed(&[1; 32]).public_key();
+/// let service = FalSignature::new(
+///     tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) }),
+///     JwksSource::keys([fal])?,
+/// );
+/// # let _ = service;
+/// # Ok::<(), taskhook::verify::JwksError>(())
+/// ```
 pub struct FalSignature<S> {
     inner: S,
     shared: Arc<Shared>,
@@ -511,6 +528,7 @@ where
             }
         };
         let snapshot = self.shared.keys.snapshot((self.shared.config.now)());
+        let tried = snapshot.fresh && snapshot.keys.is_some();
         if snapshot.fresh {
             if let Some(keys) = &snapshot.keys {
                 if signed.verified_by(keys) {
@@ -529,7 +547,7 @@ where
         }
         let shared = Arc::clone(&self.shared);
         let seen = snapshot.generation;
-        let decision = Box::pin(async move { shared.decide(seen, signed).await });
+        let decision = Box::pin(async move { shared.decide(seen, tried, signed).await });
         // The keys are fetched before the inner service is called, so the
         // future takes the service that `poll_ready` made ready and leaves
         // a clone (not yet ready) in its place.
