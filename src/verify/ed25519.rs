@@ -199,6 +199,14 @@ impl fmt::Debug for WebhookSigningKey {
 }
 
 /// A string that is not a webhook key. Never contains the key.
+///
+/// ```
+/// use taskhook::verify::{InvalidWebhookKey, WebhookKey, WebhookSigningKey};
+///
+/// assert_eq!(WebhookKey::new("whpk_c2hvcnQ=").unwrap_err(), InvalidWebhookKey::Malformed);
+/// let sender = WebhookSigningKey::from_seed(&[7; 32]).to_string(); // "whsk_..."
+/// assert_eq!(WebhookKey::new(&sender).unwrap_err(), InvalidWebhookKey::SigningKey);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidWebhookKey {

@@ -228,7 +228,22 @@ impl<S> Layer<S> for HeaderSecretLayer {
 /// Lets a request through only if it carries the shared secret in the
 /// configured header.
 ///
-/// Created with [`HeaderSecretLayer`] (see there for the behaviour).
+/// Created with [`HeaderSecretLayer`] (see there for the behaviour) or
+/// [`HeaderSecret::new`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use taskhook::verify::HeaderSecret;
+///
+/// let service = HeaderSecret::new(
+///     tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) }),
+///     "x-assemblyai-auth",
+///     "s3cret",
+/// )?;
+/// # let _ = service;
+/// # Ok::<(), taskhook::verify::InvalidHeaderSecret>(())
+/// ```
 #[derive(Clone)]
 pub struct HeaderSecret<S> {
     inner: S,
@@ -289,6 +304,14 @@ where
 
 /// Why a [`HeaderSecretLayer`] could not be built. Never contains the
 /// secret.
+///
+/// ```
+/// use taskhook::verify::{HeaderSecretLayer, InvalidHeaderSecret};
+///
+/// let error = HeaderSecretLayer::bearer("two words").unwrap_err();
+/// assert_eq!(error, InvalidHeaderSecret::InvalidCharacter);
+/// assert!(!error.to_string().contains("words"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum InvalidHeaderSecret {

@@ -312,6 +312,19 @@ impl<S> Layer<S> for KieSignatureLayer {
 ///
 /// Created with [`KieSignatureLayer`] (see there: the body is **not**
 /// covered) or [`KieSignature::new`].
+///
+/// ```
+/// use std::convert::Infallible;
+/// use http::{Request, Response};
+/// use taskhook::verify::{KieSecret, KieSignature};
+///
+/// let service = KieSignature::new(
+///     tower::service_fn(|_req: Request<String>| async { Ok::<_, Infallible>(Response::new(String::new())) }),
+///     KieSecret::new("8f2c1e0a9b7d4c36")?,
+/// );
+/// # let _ = service;
+/// # Ok::<(), taskhook::verify::InvalidKieSecret>(())
+/// ```
 #[derive(Clone)]
 pub struct KieSignature<S> {
     inner: S,

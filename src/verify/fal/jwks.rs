@@ -240,6 +240,16 @@ fn parse(document: &[u8]) -> Result<Vec<JwksKey>, JwksError> {
 }
 
 /// Why a JWKS could not be had.
+///
+/// ```
+/// use taskhook::verify::{JwksErrorKind, JwksSource};
+///
+/// let missing = JwksSource::file("/no/such/jwks.json").unwrap_err();
+/// assert_eq!(missing.kind(), JwksErrorKind::Unavailable);
+/// let empty = JwksSource::json(br#"{"keys":[]}"#).unwrap_err();
+/// assert_eq!(empty.kind(), JwksErrorKind::Invalid);
+/// println!("{empty}"); // not a usable JWKS: no usable Ed25519 key (...)
+/// ```
 #[derive(Debug)]
 pub struct JwksError {
     kind: JwksErrorKind,
