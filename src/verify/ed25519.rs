@@ -126,7 +126,7 @@ impl fmt::Debug for WebhookPublicKey {
 /// assert_eq!(format!("{key:?}"), "WebhookSigningKey(<redacted>)");
 /// let signature = key.sign("msg_1", 1614265330, br#"{"id":"task_01"}"#);
 /// assert!(signature.starts_with("v1a,"));
-/// let again = WebhookSigningKey::new(&key.to_string())?;
+/// let again = WebhookSigningKey::new(&key.expose_secret())?;
 /// assert_eq!(again.public_key(), key.public_key());
 /// # Ok::<(), taskhook::verify::InvalidWebhookKey>(())
 /// ```
@@ -182,13 +182,12 @@ impl WebhookSigningKey {
     pub(crate) fn sign_bytes(&self, message: &[u8]) -> [u8; 64] {
         self.key.sign(message).to_bytes()
     }
-}
 
-/// `whsk_<base64 of the 32-byte seed>`: the secret itself, for a test or a
-/// simulator to hand to another process.
-impl fmt::Display for WebhookSigningKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{SECRET_PREFIX}{}", STANDARD.encode(self.key.as_bytes()))
+    /// `whsk_<base64 of the 32-byte seed>`: the secret itself, for a test or
+    /// a simulator to hand to another process (a method, not `Display`, so
+    /// that no `{}` prints it by accident).
+    pub fn expose_secret(&self) -> String {
+        format!("{SECRET_PREFIX}{}", STANDARD.encode(self.key.as_bytes()))
     }
 }
 
@@ -204,7 +203,7 @@ impl fmt::Debug for WebhookSigningKey {
 /// use taskhook::verify::{InvalidWebhookKey, WebhookKey, WebhookSigningKey};
 ///
 /// assert_eq!(WebhookKey::new("whpk_c2hvcnQ=").unwrap_err(), InvalidWebhookKey::Malformed);
-/// let sender = WebhookSigningKey::from_seed(&[7; 32]).to_string(); // "whsk_..."
+/// let sender = WebhookSigningKey::from_seed(&[7; 32]).expose_secret(); // "whsk_..."
 /// assert_eq!(WebhookKey::new(&sender).unwrap_err(), InvalidWebhookKey::SigningKey);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

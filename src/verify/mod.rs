@@ -221,10 +221,10 @@
 //! headers, within a tolerance of 5 minutes. fal publishes its public keys
 //! as a JWKS; a [`JwksSource`] says where the layer gets them:
 //!
-//! - [`JwksSource::url`] (feature `refetch`, a hyper client; fal's URL is
-//!   `https://rest.alpha.fal.ai/.well-known/jwks.json`, which needs a TLS
-//!   connector: [`HttpJwks::with_connector`]) or [`JwksSource::fetched`]
-//!   with a [`FetchJwks`] of your own: fetched on the first push, cached for
+//! - [`JwksSource::fetched`] with an [`HttpJwks`] (feature `refetch`, a
+//!   hyper client; fal's URL, `https://rest.alpha.fal.ai/.well-known/jwks.json`,
+//!   needs a TLS connector: [`HttpJwks::with_connector`]) or a [`FetchJwks`]
+//!   of your own, or [`JwksSource::url`] for a plain-HTTP URL: fetched on the first push, cached for
 //!   a time to live (1 hour), fetched again early when no cached key
 //!   verifies a signature (how a rotated key is learnt), at most once per
 //!   refresh interval (30 s) so a flood of forgeries cannot make us hammer

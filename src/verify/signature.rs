@@ -140,7 +140,7 @@ pub(crate) fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> 
 /// let _: WebhookKey = WebhookSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?.into();
 /// let _: WebhookKey = sender.public_key().into();
 ///
-/// assert!(WebhookKey::new(&sender.to_string()).is_err()); // "whsk_...": the sender's
+/// assert!(WebhookKey::new(&sender.expose_secret()).is_err()); // "whsk_...": the sender's
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]

@@ -16,7 +16,8 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::Full;
 use taskhook::verify::{
-    FalSignature, FalSignatureLayer, JwksErrorKind, JwksSource, WebhookPublicKey, WebhookSigningKey,
+    FalSignature, FalSignatureLayer, HttpJwks, InvalidJwksUrl, JwksErrorKind, JwksSource,
+    WebhookPublicKey, WebhookSigningKey,
 };
 use taskhook::RawPayload;
 use tower::{service_fn, Layer};
@@ -287,8 +288,17 @@ fn sources_are_checked() {
             JwksErrorKind::Invalid
         );
     }
-    assert!(JwksSource::url("ftp://example.com/jwks").is_err());
+    assert_eq!(
+        JwksSource::url("ftp://example.com/jwks").unwrap_err(),
+        InvalidJwksUrl::NotAbsolute
+    );
     assert!(JwksSource::url("/relative").is_err());
+    // The plain client cannot speak TLS: refused when built, not at every push.
+    assert_eq!(
+        JwksSource::url("https://rest.alpha.fal.ai/.well-known/jwks.json").unwrap_err(),
+        InvalidJwksUrl::NeedsTls
+    );
+    assert!(HttpJwks::new("https://rest.alpha.fal.ai/.well-known/jwks.json").is_ok());
 }
 
 // ---- a JWKS file -------------------------------------------------------------

@@ -113,7 +113,7 @@ fn keys_parse_by_prefix() {
         assert!(!format!("{signing:?}").contains(&whsk[5..15]));
     }
     assert_eq!(
-        WebhookSigningKey::new(&s("whsk")).unwrap().to_string(),
+        WebhookSigningKey::new(&s("whsk")).unwrap().expose_secret(),
         s("whsk")
     );
     // A receiver takes whsec_ and whpk_, never the sender's whsk_.

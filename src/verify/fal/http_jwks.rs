@@ -11,7 +11,7 @@ use hyper_util::client::legacy::connect::{Connect, HttpConnector};
 use hyper_util::client::legacy::Client;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
-use super::jwks::{FetchJwks, JwksError, MAX_JWKS_LEN};
+use super::jwks::{FetchJwks, JwksError, JwksSource, MAX_JWKS_LEN};
 
 /// A JWKS fetched with `GET <url>` over a pooled hyper client (feature
 /// `refetch`), for [`JwksSource::fetched`](crate::verify::JwksSource::fetched).
@@ -39,16 +39,21 @@ pub struct HttpJwks<C = HttpConnector> {
 }
 
 impl HttpJwks<HttpConnector> {
-    /// A fetcher of the JWKS at `url` (an absolute `http` or `https` URL).
+    /// A fetcher of the JWKS at `url` (an absolute `http` or `https` URL;
+    /// `https` needs [`with_connector`](Self::with_connector)).
     pub fn new(url: &str) -> Result<Self, InvalidJwksUrl> {
-        let uri: Uri = url.parse().map_err(|_| InvalidJwksUrl)?;
+        let uri: Uri = url.parse().map_err(|_| InvalidJwksUrl::NotAbsolute)?;
         if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.authority().is_none() {
-            return Err(InvalidJwksUrl);
+            return Err(InvalidJwksUrl::NotAbsolute);
         }
         Ok(Self {
             client: client(HttpConnector::new()),
             uri,
         })
+    }
+
+    fn is_https(&self) -> bool {
+        self.uri.scheme_str() == Some("https")
     }
 }
 
@@ -59,6 +64,15 @@ where
     Client::builder(TokioExecutor::new())
         .pool_timer(TokioTimer::new())
         .build(connector)
+}
+
+/// The plain-HTTP fetcher of [`JwksSource::url`].
+pub(super) fn plain(url: &str) -> Result<JwksSource, InvalidJwksUrl> {
+    let fetcher = HttpJwks::new(url)?;
+    if fetcher.is_https() {
+        return Err(InvalidJwksUrl::NeedsTls);
+    }
+    Ok(JwksSource::fetched(fetcher))
 }
 
 impl<C> HttpJwks<C> {
@@ -111,14 +125,39 @@ impl<C> fmt::Debug for HttpJwks<C> {
     }
 }
 
-/// A JWKS URL that is not an absolute `http` or `https` URL.
+/// Why a JWKS URL cannot be fetched.
+///
+/// ```
+/// use taskhook::verify::{HttpJwks, InvalidJwksUrl, JwksSource};
+///
+/// assert_eq!(HttpJwks::new("/jwks.json").unwrap_err(), InvalidJwksUrl::NotAbsolute);
+/// // Plain HTTP cannot fetch an https URL: build an `HttpJwks` with a TLS connector.
+/// let https = "https://rest.alpha.fal.ai/.well-known/jwks.json";
+/// assert_eq!(JwksSource::url(https).unwrap_err(), InvalidJwksUrl::NeedsTls);
+/// assert!(HttpJwks::new(https).is_ok()); // then `.with_connector(..)`
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
-pub struct InvalidJwksUrl;
+pub enum InvalidJwksUrl {
+    /// Not an absolute `http` or `https` URL.
+    NotAbsolute,
+    /// An `https` URL given to [`JwksSource::url`](crate::verify::JwksSource::url),
+    /// whose client speaks plain HTTP: use
+    /// [`JwksSource::fetched`](crate::verify::JwksSource::fetched) with an
+    /// [`HttpJwks`] built [`with_connector`](HttpJwks::with_connector) (a TLS
+    /// connector).
+    NeedsTls,
+}
 
 impl fmt::Display for InvalidJwksUrl {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("the JWKS URL is not an absolute http or https URL")
+        f.write_str(match self {
+            Self::NotAbsolute => "the JWKS URL is not an absolute http or https URL",
+            Self::NeedsTls => {
+                "an https JWKS URL needs a TLS connector: \
+                 JwksSource::fetched(HttpJwks::new(url)?.with_connector(tls))"
+            }
+        })
     }
 }
 

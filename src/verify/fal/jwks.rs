@@ -74,8 +74,8 @@ pub(crate) struct JwksKey {
 ///
 /// | constructor | keys | refreshed |
 /// |---|---|---|
-/// | [`url`](Self::url) (feature `refetch`) | fal's JWKS URL over HTTP | on the layer's time to live, and when no cached key verifies a signature (at most once per refresh interval) |
-/// | [`fetched`](Self::fetched) | a [`FetchJwks`] of your own | the same |
+/// | [`fetched`](Self::fetched) | a [`FetchJwks`]: fal's JWKS URL with an `HttpJwks` (feature `refetch`) and a TLS connector, or a client of your own | on the layer's time to live, and when no cached key verifies a signature (at most once per refresh interval) |
+/// | [`url`](Self::url) (feature `refetch`) | a plain-HTTP JWKS URL | the same |
 /// | [`file`](Self::file) | a JWKS file, read once, now | never (offline use) |
 /// | [`json`](Self::json) | a JWKS document in memory | never |
 /// | [`keys`](Self::keys) | keys given in code | never |
@@ -160,10 +160,12 @@ impl JwksSource {
         }
     }
 
-    /// Keys fetched from a JWKS URL with a hyper client (plain `http`; for
-    /// `https`, such as fal's `https://rest.alpha.fal.ai/.well-known/jwks.json`,
+    /// Keys fetched from a plain `http` JWKS URL with a hyper client
+    /// (a proxy of yours, tests). An `https` URL, such as fal's
+    /// `https://rest.alpha.fal.ai/.well-known/jwks.json`, is refused
+    /// ([`InvalidJwksUrl::NeedsTls`](crate::verify::InvalidJwksUrl::NeedsTls)):
     /// build an [`HttpJwks`](crate::verify::HttpJwks) with a TLS connector
-    /// and pass it to [`fetched`](Self::fetched)).
+    /// and pass it to [`fetched`](Self::fetched).
     ///
     /// ```
     /// use taskhook::verify::JwksSource;
@@ -176,7 +178,7 @@ impl JwksSource {
     #[cfg(feature = "refetch")]
     #[cfg_attr(docsrs, doc(cfg(feature = "refetch")))]
     pub fn url(url: &str) -> Result<Self, super::http_jwks::InvalidJwksUrl> {
-        super::http_jwks::HttpJwks::new(url).map(Self::fetched)
+        super::http_jwks::plain(url)
     }
 
     fn from_parsed(keys: Vec<JwksKey>) -> Self {

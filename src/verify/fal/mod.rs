@@ -398,7 +398,8 @@ impl FalSignatureLayer {
     /// Fetches the key set now (whatever the cache holds) and returns how
     /// many usable keys it has: a warm-up and a check of the
     /// configuration at startup. Fixed keys are counted. The result is
-    /// shared with every service this layer made.
+    /// shared with every service this layer made. Fetching needs a tokio
+    /// runtime.
     ///
     /// ```
     /// use taskhook::verify::{FalSignatureLayer, JwksSource, WebhookSigningKey};
