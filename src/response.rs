@@ -37,10 +37,12 @@ pub(crate) const DEFAULT_RETRY_AFTER: Duration = Duration::from_secs(10);
 /// | `forbidden` | 403 | the client address is outside the allowlist |
 /// | `not_confirmed` | 403 | the provider's API contradicts the push |
 /// | `invalid_signature` | 401 | a missing, bad or expired signature |
+/// | `invalid_secret` | 401 | a missing or wrong static secret header (or bearer token) |
 /// | `body_unreadable` | 503 | the body failed while being read |
 /// | `queue_full`, `starting`, `shutting_down`, `journal_unavailable`, `accept_failed` | 503 | fast-ack could not accept the event now |
 /// | `duplicate_in_flight`, `dedup_store_unavailable` | 503 | dedup could not decide now |
 /// | `confirmation_timeout`, `provider_unavailable`, `not_confirmed_yet` | 503 | the provider could not confirm the push now |
+/// | `signing_keys_unavailable` | 503 | the provider's public keys (a JWKS) could not be fetched, so a signature could not be checked now |
 /// | `request_timeout` | 503 | the request did not arrive in time (the server) |
 /// | `upstream_status`, `upstream_timeout`, `upstream_unreachable`, `upstream_connection_error` | 503 | the forwarding service could not deliver the event now (to fast-ack's worker, which retries; `Retry-After` only when the upstream sent one) |
 /// | `payload_layer_missing`, `dedup_behind_fast_ack`, `fast_ack_layer_reused`, `no_tokio_runtime`, `peer_address_missing` | 500 | our misconfiguration, logged at `ERROR`; the provider retries |
@@ -53,6 +55,7 @@ pub(crate) enum Code {
     Forbidden,
     NotConfirmed,
     InvalidSignature,
+    InvalidSecret,
     BodyUnreadable,
     QueueFull,
     Starting,
@@ -64,6 +67,7 @@ pub(crate) enum Code {
     ConfirmationTimeout,
     ProviderUnavailable,
     NotConfirmedYet,
+    SigningKeysUnavailable,
     RequestTimeout,
     UpstreamStatus,
     UpstreamTimeout,
@@ -85,6 +89,7 @@ impl Code {
             Self::Forbidden => "forbidden",
             Self::NotConfirmed => "not_confirmed",
             Self::InvalidSignature => "invalid_signature",
+            Self::InvalidSecret => "invalid_secret",
             Self::BodyUnreadable => "body_unreadable",
             Self::QueueFull => "queue_full",
             Self::Starting => "starting",
@@ -96,6 +101,7 @@ impl Code {
             Self::ConfirmationTimeout => "confirmation_timeout",
             Self::ProviderUnavailable => "provider_unavailable",
             Self::NotConfirmedYet => "not_confirmed_yet",
+            Self::SigningKeysUnavailable => "signing_keys_unavailable",
             Self::RequestTimeout => "request_timeout",
             Self::UpstreamStatus => "upstream_status",
             Self::UpstreamTimeout => "upstream_timeout",
@@ -115,7 +121,7 @@ impl Code {
             Self::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Self::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             Self::Forbidden | Self::NotConfirmed => StatusCode::FORBIDDEN,
-            Self::InvalidSignature => StatusCode::UNAUTHORIZED,
+            Self::InvalidSignature | Self::InvalidSecret => StatusCode::UNAUTHORIZED,
             Self::BodyUnreadable
             | Self::QueueFull
             | Self::Starting
@@ -127,6 +133,7 @@ impl Code {
             | Self::ConfirmationTimeout
             | Self::ProviderUnavailable
             | Self::NotConfirmedYet
+            | Self::SigningKeysUnavailable
             | Self::RequestTimeout
             | Self::UpstreamStatus
             | Self::UpstreamTimeout
@@ -225,6 +232,16 @@ impl Rejection {
         Self::new(Code::InvalidSignature, reason)
     }
 
+    /// A missing or wrong static secret header or bearer token: `401`. The
+    /// message never says which, nor anything of the secret.
+    #[cfg_attr(not(feature = "verify"), allow(dead_code))]
+    pub(crate) fn invalid_secret() -> Self {
+        Self::new(
+            Code::InvalidSecret,
+            "the request does not carry the shared secret",
+        )
+    }
+
     // ---- transient failures of ours: 503 + Retry-After -----------------------
 
     /// The body failed while being read (a reset connection, a read timeout
@@ -307,6 +324,18 @@ impl Rejection {
         Self::unavailable(
             Code::NotConfirmedYet,
             "the provider does not show this state yet",
+            retry_after,
+        )
+    }
+
+    /// The provider's public keys could not be fetched (and none cached
+    /// verifies the signature): a signature we cannot check now is our
+    /// problem, not the sender's.
+    #[cfg_attr(not(feature = "verify"), allow(dead_code))]
+    pub(crate) fn signing_keys_unavailable(retry_after: Duration) -> Self {
+        Self::unavailable(
+            Code::SigningKeysUnavailable,
+            "the provider's signing keys could not be fetched; retry later",
             retry_after,
         )
     }
@@ -618,6 +647,7 @@ mod tests {
             Rejection::forbidden_address(),
             Rejection::not_confirmed(),
             Rejection::invalid_signature("bad"),
+            Rejection::invalid_secret(),
             Rejection::body_unreadable(),
             Rejection::refused(&Refusal::Full, after),
             Rejection::refused(&Refusal::Starting, after),
@@ -632,6 +662,7 @@ mod tests {
             Rejection::confirmation_timeout(after),
             Rejection::provider_unavailable(after),
             Rejection::not_confirmed_yet(after),
+            Rejection::signing_keys_unavailable(after),
             Rejection::request_timeout(after),
             Rejection::upstream_status(StatusCode::BAD_GATEWAY, "down", Some(after)),
             Rejection::upstream_timeout(after).with_retry_after(after),

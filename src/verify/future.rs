@@ -1,6 +1,9 @@
-//! Response future of the verification layers that decide without waiting
-//! ([`PathToken`](super::PathToken), [`IpAllow`](super::IpAllow),
-//! [`StandardWebhooks`](super::StandardWebhooks)).
+//! Response futures of the verification layers: [`ResponseFuture`] for
+//! those that decide without waiting ([`PathToken`](super::PathToken),
+//! [`IpAllow`](super::IpAllow), [`StandardWebhooks`](super::StandardWebhooks),
+//! [`KieSignature`](super::KieSignature), [`HeaderSecret`](super::HeaderSecret)),
+//! [`FalResponseFuture`] for [`FalSignature`](super::FalSignature), which
+//! may fetch its keys first.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -11,6 +14,8 @@ use pin_project_lite::pin_project;
 
 use crate::body::ResponseBody;
 use crate::response::{not_found, Rejection};
+
+pub use super::fal::future::FalResponseFuture;
 
 pin_project! {
     /// Response future of the synchronous verification layers: the inner

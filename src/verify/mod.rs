@@ -1,6 +1,7 @@
 //! Authenticity checks for a callback route (feature `verify`): a secret
-//! path token, an IP allowlist, confirm-by-refetch, and Standard Webhooks
-//! signatures.
+//! path token, an IP allowlist, a static header secret, confirm-by-refetch,
+//! and the signatures of the providers that sign (Standard Webhooks `v1`
+//! and `v1a`, fal, KIE).
 //!
 //! The provider does not sign its callbacks: anyone who learns the callback
 //! URL can post a fake "completed" task. Each defence is a small layer of its
@@ -13,13 +14,18 @@
 //! |---|---|---|---|
 //! | [`PathTokenLayer`] | the path | `404`, empty body, as "no route" | first |
 //! | [`IpAllowLayer`] | the peer address | `403`; `500` if the peer address is missing | before the payload |
+//! | [`HeaderSecretLayer`] | a header | `401` `invalid_secret` | before the payload |
 //! | [`StandardWebhooksLayer`] | the raw body ([`RawPayload`](crate::RawPayload)) | `401`; `500` without the payload layer | after the payload |
+//! | [`FalSignatureLayer`] | the raw body, fal's public keys | `401`; `503` + `Retry-After` while the keys cannot be fetched; `500` without the payload layer | after the payload |
+//! | [`KieSignatureLayer`] | the raw body (for the task id) | `401`; `500` without the payload layer | after the payload, before a refetch |
 //! | [`RefetchLayer`](refetch::RefetchLayer) | the parsed [`TaskEvent`](crate::TaskEvent) | `403` forged, `503` provider unavailable; `500` without the payload layer | after the payload, last |
 //!
-//! The two that need no body come first, so garbage is refused before a
-//! byte of it is read; the two that need the body come after
-//! [`PayloadLayer`](crate::PayloadLayer). A rejection never reaches the
-//! inner service.
+//! Those that need no body come first, so garbage is refused before a
+//! byte of it is read; those that need the body come after
+//! [`PayloadLayer`](crate::PayloadLayer), which reads it once, bounded,
+//! and leaves it in the request unchanged. A rejection never reaches the
+//! inner service. Which one a provider needs is its profile's
+//! [`Authenticity`](crate::provider::Authenticity).
 //!
 //! # Recommended order
 //!
@@ -177,14 +183,24 @@
 //!
 //! For providers that do sign, [`StandardWebhooksLayer`] verifies the
 //! [Standard Webhooks](https://www.standardwebhooks.com/) signature: the
-//! `webhook-id`, `webhook-timestamp` and `webhook-signature` headers; the
-//! HMAC-SHA256, keyed with the base64 secret after `whsec_`, of
-//! `{id}.{timestamp}.{raw body}`; any `v1,<base64>` entry of the
-//! space-separated signature header may match (compared in constant time);
-//! the timestamp must be within the tolerance (default 5 minutes) of our
+//! `webhook-id`, `webhook-timestamp` and `webhook-signature` headers, over
+//! `{id}.{timestamp}.{raw body}`, with either kind of key the specification
+//! defines ([`WebhookKey`] holds one, [`WebhookKey::new`] tells them apart by
+//! the prefix):
+//!
+//! | key | signature entry | check |
+//! |---|---|---|
+//! | [`WebhookSecret`], `whsec_<base64>` | `v1,<base64>` | HMAC-SHA256 keyed with the decoded secret, compared in constant time |
+//! | [`WebhookPublicKey`], `whpk_<base64>` | `v1a,<base64>` | Ed25519 (strict verification) with the 32-byte public key |
+//!
+//! Any entry of the space-separated signature header may match any
+//! accepted key, so a sender rotating keys, or sending both kinds, passes.
+//! The timestamp must be within the tolerance (default 5 minutes) of our
 //! clock in either direction, against replays. It checks the raw bytes (the
 //! [`RawPayload`](crate::RawPayload) extension), so it sits after
-//! [`PayloadLayer`](crate::PayloadLayer).
+//! [`PayloadLayer`](crate::PayloadLayer). The sender's `whsk_` secret key
+//! ([`WebhookSigningKey`]) signs `v1a` for tests and simulators; a receiver
+//! refuses it ([`InvalidWebhookKey::SigningKey`]) and takes its `whpk_`.
 //!
 //! **A failed check gets `401`.** Standard Webhooks senders retry any
 //! non-2xx, so the code does not cost them a delivery; for a sender that
@@ -195,20 +211,84 @@
 //! Keep the server clock synchronised: a clock off by more than the
 //! tolerance refuses every push. The provider of this project does not
 //! sign, so this layer is optional.
+//!
+//! # fal's signatures
+//!
+//! [`FalSignatureLayer`] checks fal's Ed25519 signature (hex, in
+//! `X-Fal-Webhook-Signature`) of
+//! `{request id}\n{user id}\n{timestamp}\n{hex(sha256(body))}`, the first
+//! three from the `X-Fal-Webhook-Request-Id`, `-User-Id` and `-Timestamp`
+//! headers, within a tolerance of 5 minutes. fal publishes its public keys
+//! as a JWKS; a [`JwksSource`] says where the layer gets them:
+//!
+//! - [`JwksSource::fetched`] with an [`HttpJwks`] (feature `refetch`, a
+//!   hyper client; fal's URL, `https://rest.alpha.fal.ai/.well-known/jwks.json`,
+//!   needs a TLS connector: [`HttpJwks::with_connector`]) or a [`FetchJwks`]
+//!   of your own, or [`JwksSource::url`] for a plain-HTTP URL: fetched on the first push, cached for
+//!   a time to live (1 hour), fetched again early when no cached key
+//!   verifies a signature (how a rotated key is learnt), at most once per
+//!   refresh interval (30 s) so a flood of forgeries cannot make us hammer
+//!   the URL, one fetch at a time for all the pushes that wait on it;
+//! - [`JwksSource::file`], read once (offline use); [`JwksSource::json`],
+//!   [`JwksSource::keys`], given in code.
+//!
+//! **Keys we cannot fetch are our problem, not the sender's**: when no key
+//! could be fetched, or the cached ones do not verify a signature and the
+//! set cannot be fetched again, the push gets `503`
+//! `signing_keys_unavailable` with `Retry-After`, never a 4xx (fal may give
+//! up on one). A set that was fetched once keeps verifying while the URL is
+//! down. Every fal customer's pushes are signed with the same keys: name
+//! your account with [`FalSignatureLayer::user_id`].
+//!
+//! # KIE's signatures
+//!
+//! [`KieSignatureLayer`] checks KIE's `X-Webhook-Signature`, the base64
+//! HMAC-SHA256 under the account's `webhookHmacKey` ([`KieSecret`]) of
+//! `{taskId}.{X-Webhook-Timestamp}` (Unix seconds, within 5 minutes), with
+//! the task id read from the body (`data.taskId` or `data.task_id`).
+//! **The body is not signed**: the signature proves that KIE sent a
+//! callback for that task id recently, not what the callback says, and a
+//! captured set of headers can carry another body until the timestamp
+//! expires. Confirm the state and the result URLs with
+//! [`RefetchLayer`](refetch::RefetchLayer) behind it.
+//!
+//! # A static header secret
+//!
+//! Some providers let you choose a header and a value they send with every
+//! push (AssemblyAI's `webhook_auth_header_name` and
+//! `webhook_auth_header_value`), or send a bearer token.
+//! [`HeaderSecretLayer::header`] and [`HeaderSecretLayer::bearer`] check it
+//! in constant time, accept several values during a rotation, answer
+//! `401` `invalid_secret` when it is missing or wrong, and remove it before
+//! the inner service sees the request. It needs no body: put it first.
 
+mod clock;
+mod ed25519;
+mod fal;
 pub mod future;
+mod header_secret;
 mod ip;
+mod kie;
 mod path_token;
 pub mod refetch;
 mod signature;
 
+pub use self::ed25519::{InvalidWebhookKey, WebhookPublicKey, WebhookSigningKey};
+pub use self::fal::{
+    FalSignature, FalSignatureLayer, FetchJwks, JwksError, JwksErrorKind, JwksSource,
+};
+#[cfg(feature = "refetch")]
+#[cfg_attr(docsrs, doc(cfg(feature = "refetch")))]
+pub use self::fal::{HttpJwks, InvalidJwksUrl};
+pub use self::header_secret::{HeaderSecret, HeaderSecretLayer, InvalidHeaderSecret};
 pub use self::ip::{
     default_peer_addr, Cidr, ClientIp, ForwardedHeader, InvalidCidr, IpAllow, IpAllowLayer,
     PeerAddr, PeerAddrFn,
 };
+pub use self::kie::{InvalidKieSecret, KieSecret, KieSignature, KieSignatureLayer};
 pub use self::path_token::{
     InvalidPathSecret, PathSecret, PathToken, PathTokenLayer, MAX_SECRET_LEN, MIN_SECRET_LEN,
 };
 pub use self::signature::{
-    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookSecret,
+    InvalidWebhookSecret, StandardWebhooks, StandardWebhooksLayer, WebhookKey, WebhookSecret,
 };

@@ -1,10 +1,13 @@
 //! Standard Webhooks signatures: [`StandardWebhooks`] /
-//! [`StandardWebhooksLayer`] and the [`WebhookSecret`] they check with.
+//! [`StandardWebhooksLayer`] and the [`WebhookKey`]s they check with (a
+//! [`WebhookSecret`] for `v1` HMAC signatures, a
+//! [`WebhookPublicKey`] for `v1a` Ed25519 ones).
 
 use std::fmt;
+use std::str::FromStr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime};
 
 use base64::engine::general_purpose::STANDARD;
 use base64::Engine;
@@ -15,6 +18,10 @@ use subtle::ConstantTimeEq;
 use tower_layer::Layer;
 use tower_service::Service;
 
+use super::clock::{self, Clock, TimestampError};
+use super::ed25519::{
+    InvalidWebhookKey, WebhookPublicKey, PUBLIC_PREFIX, SECRET_PREFIX as SIGNING_PREFIX,
+};
 use super::future::{Early, ResponseFuture};
 use crate::response::Rejection;
 use crate::RawPayload;
@@ -23,8 +30,8 @@ use crate::RawPayload;
 /// either direction: 5 minutes, as the spec recommends.
 pub(crate) const DEFAULT_TOLERANCE: Duration = Duration::from_secs(5 * 60);
 
-/// The most `webhook-signature` entries looked at (a sender rotating keys
-/// sends two or three).
+/// The most `webhook-signature` entries of each version looked at (a
+/// sender rotating keys sends two or three).
 const MAX_SIGNATURES: usize = 16;
 
 /// The prefix of a Standard Webhooks secret.
@@ -97,6 +104,106 @@ impl fmt::Debug for WebhookSecret {
     }
 }
 
+/// `{id}.{timestamp}.{body}`, the content a Standard Webhooks signature
+/// covers, in one buffer (Ed25519 signs the whole message).
+pub(crate) fn signed_content(id: &str, timestamp: &str, body: &[u8]) -> Vec<u8> {
+    let mut content = Vec::with_capacity(id.len() + timestamp.len() + body.len() + 2);
+    content.extend_from_slice(id.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(timestamp.as_bytes());
+    content.push(b'.');
+    content.extend_from_slice(body);
+    content
+}
+
+/// A key a receiver checks Standard Webhooks signatures with: a
+/// [`WebhookSecret`] (`whsec_`, matches `v1,` HMAC-SHA256 signatures) or a
+/// [`WebhookPublicKey`] (`whpk_`, matches `v1a,` Ed25519 signatures).
+///
+/// [`WebhookKey::new`] tells them apart by the prefix; a string without one
+/// is read as a `whsec_` secret, as [`WebhookSecret::new`] reads it. A
+/// `whsk_` secret key is refused: it is the sender's, and the receiver
+/// needs only its public half. `Debug` redacts a secret and shows a public
+/// key.
+///
+/// ```
+/// use taskhook::verify::{WebhookKey, WebhookSecret, WebhookSigningKey};
+///
+/// let hmac = WebhookKey::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?;
+/// assert_eq!(format!("{hmac:?}"), "WebhookKey(v1, <redacted>)");
+///
+/// let sender = WebhookSigningKey::from_seed(&[7; 32]);
+/// let public = WebhookKey::new(&sender.public_key().to_string())?; // "whpk_..."
+/// assert!(format!("{public:?}").starts_with("WebhookKey(v1a, whpk_"));
+///
+/// // From the typed keys too.
+/// let _: WebhookKey = WebhookSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?.into();
+/// let _: WebhookKey = sender.public_key().into();
+///
+/// assert!(WebhookKey::new(&sender.expose_secret()).is_err()); // "whsk_...": the sender's
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone)]
+pub struct WebhookKey {
+    kind: KeyKind,
+}
+
+#[derive(Clone)]
+enum KeyKind {
+    Hmac(WebhookSecret),
+    Ed25519(WebhookPublicKey),
+}
+
+impl WebhookKey {
+    /// Decodes `whsec_<base64>` (HMAC), `whpk_<base64>` (Ed25519 public
+    /// key), or bare base64 (HMAC).
+    pub fn new(key: &str) -> Result<Self, InvalidWebhookKey> {
+        let key = key.trim();
+        if key.starts_with(PUBLIC_PREFIX) {
+            return WebhookPublicKey::new(key).map(Self::from);
+        }
+        if key.starts_with(SIGNING_PREFIX) {
+            return Err(InvalidWebhookKey::SigningKey);
+        }
+        WebhookSecret::new(key)
+            .map(Self::from)
+            .map_err(|_| InvalidWebhookKey::Malformed)
+    }
+}
+
+impl FromStr for WebhookKey {
+    type Err = InvalidWebhookKey;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Self::new(s)
+    }
+}
+
+impl From<WebhookSecret> for WebhookKey {
+    fn from(secret: WebhookSecret) -> Self {
+        Self {
+            kind: KeyKind::Hmac(secret),
+        }
+    }
+}
+
+impl From<WebhookPublicKey> for WebhookKey {
+    fn from(key: WebhookPublicKey) -> Self {
+        Self {
+            kind: KeyKind::Ed25519(key),
+        }
+    }
+}
+
+impl fmt::Debug for WebhookKey {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.kind {
+            KeyKind::Hmac(_) => f.write_str("WebhookKey(v1, <redacted>)"),
+            KeyKind::Ed25519(key) => write!(f, "WebhookKey(v1a, {key})"),
+        }
+    }
+}
+
 /// A string that is not a Standard Webhooks secret (not base64 after the
 /// optional `whsec_` prefix, or empty). Never contains the secret.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -111,12 +218,9 @@ impl fmt::Display for InvalidWebhookSecret {
 
 impl std::error::Error for InvalidWebhookSecret {}
 
-/// The clock the tolerance window is checked against.
-type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
-
 #[derive(Clone)]
 struct Config {
-    secrets: Vec<WebhookSecret>,
+    keys: Vec<WebhookKey>,
     tolerance: Duration,
     now: Clock,
 }
@@ -155,33 +259,48 @@ impl Config {
         let timestamp = header("webhook-timestamp")?;
         let signatures = header("webhook-signature")?;
 
-        if timestamp.is_empty() || !timestamp.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(Invalid::BadTimestamp);
-        }
-        let sent = timestamp
-            .parse::<u64>()
-            .map_err(|_| Invalid::BadTimestamp)?;
-        let now = (self.now)()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        if now.abs_diff(sent) > self.tolerance.as_secs() {
-            return Err(Invalid::OutsideTolerance);
-        }
+        clock::check(timestamp, (self.now)(), self.tolerance).map_err(|e| match e {
+            TimestampError::NotUnixTime => Invalid::BadTimestamp,
+            TimestampError::OutsideTolerance => Invalid::OutsideTolerance,
+        })?;
 
-        let candidates: Vec<Vec<u8>> = signatures
-            .split(' ')
-            .filter_map(|entry| entry.strip_prefix("v1,"))
-            .take(MAX_SIGNATURES)
-            .filter_map(|b64| STANDARD.decode(b64).ok())
+        let entries = |version: &'static str| {
+            signatures
+                .split(' ')
+                .filter_map(move |entry| entry.strip_prefix(version))
+                .take(MAX_SIGNATURES)
+                .filter_map(|b64| STANDARD.decode(b64).ok())
+        };
+        let hmac: Vec<Vec<u8>> = entries("v1,").collect();
+        let ed25519: Vec<[u8; 64]> = entries("v1a,")
+            .filter_map(|bytes| <[u8; 64]>::try_from(bytes).ok())
             .collect();
-        for secret in &self.secrets {
-            let expected = secret.tag(id, timestamp, body);
-            // Constant time per comparison; which entry matched is not secret.
-            if candidates
-                .iter()
-                .any(|candidate| bool::from(expected.as_slice().ct_eq(candidate)))
-            {
-                return Ok(());
+        // Ed25519 signs the whole message: built once, only when needed.
+        let mut content = None;
+        for key in &self.keys {
+            match &key.kind {
+                KeyKind::Hmac(secret) if !hmac.is_empty() => {
+                    let expected = secret.tag(id, timestamp, body);
+                    // Constant time per comparison; which entry matched is
+                    // not secret.
+                    if hmac
+                        .iter()
+                        .any(|candidate| bool::from(expected.as_slice().ct_eq(candidate)))
+                    {
+                        return Ok(());
+                    }
+                }
+                KeyKind::Ed25519(public) if !ed25519.is_empty() => {
+                    let content =
+                        content.get_or_insert_with(|| signed_content(id, timestamp, body));
+                    if ed25519
+                        .iter()
+                        .any(|signature| public.verifies(content, signature))
+                    {
+                        return Ok(());
+                    }
+                }
+                _ => {}
             }
         }
         Err(Invalid::NoMatch)
@@ -189,20 +308,23 @@ impl Config {
 }
 
 /// Applies [`StandardWebhooks`] to a service: the request must carry a
-/// valid Standard Webhooks signature of its raw body.
+/// valid Standard Webhooks signature of its raw body, a `v1` HMAC made with
+/// one of the [`WebhookSecret`]s or a `v1a` Ed25519 signature made with the
+/// secret half of one of the [`WebhookPublicKey`]s.
 ///
 /// See the [module docs](crate::verify) for where it sits and what it
 /// answers.
 ///
 /// ```
 /// use std::time::{Duration, SystemTime};
-/// use taskhook::verify::{StandardWebhooksLayer, WebhookSecret};
+/// use taskhook::verify::{StandardWebhooksLayer, WebhookKey, WebhookSecret};
 ///
 /// let layer = StandardWebhooksLayer::new(WebhookSecret::new("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")?)
 ///     .also_accept(WebhookSecret::new("whsec_bmV3IHNlY3JldA==")?) // while rotating
+///     .also_accept(WebhookKey::new("whpk_11qYAYKxCrfVS/7TyWQHOg7hcvPapiMlrwIaaPcHURo=")?) // v1a
 ///     .tolerance(Duration::from_secs(60))
 ///     .now(SystemTime::now); // the default; a fixed clock in tests
-/// # Ok::<(), taskhook::verify::InvalidWebhookSecret>(())
+/// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
 #[derive(Clone)]
 pub struct StandardWebhooksLayer {
@@ -210,22 +332,24 @@ pub struct StandardWebhooksLayer {
 }
 
 impl StandardWebhooksLayer {
-    /// A layer checking signatures made with `secret`, with the default
+    /// A layer checking signatures made with `key` (a [`WebhookSecret`], a
+    /// [`WebhookPublicKey`] or a [`WebhookKey`]), with the default
     /// tolerance of 5 minutes and the system clock.
-    pub fn new(secret: WebhookSecret) -> Self {
+    pub fn new(key: impl Into<WebhookKey>) -> Self {
         Self {
             config: Arc::new(Config {
-                secrets: vec![secret],
+                keys: vec![key.into()],
                 tolerance: DEFAULT_TOLERANCE,
-                now: Arc::new(SystemTime::now),
+                now: clock::system(),
             }),
         }
     }
 
-    /// Accepts signatures made with `secret` too, for rotation.
+    /// Accepts signatures made with `key` too: for rotation, or a `v1a`
+    /// key beside a `v1` secret. A signature matching any one key passes.
     #[must_use]
-    pub fn also_accept(mut self, secret: WebhookSecret) -> Self {
-        Arc::make_mut(&mut self.config).secrets.push(secret);
+    pub fn also_accept(mut self, key: impl Into<WebhookKey>) -> Self {
+        Arc::make_mut(&mut self.config).keys.push(key.into());
         self
     }
 
@@ -249,7 +373,7 @@ impl StandardWebhooksLayer {
 impl fmt::Debug for StandardWebhooksLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardWebhooksLayer")
-            .field("secrets", &self.config.secrets.len())
+            .field("keys", &self.config.keys)
             .field("tolerance", &self.config.tolerance)
             .finish()
     }
@@ -277,15 +401,15 @@ pub struct StandardWebhooks<S> {
 }
 
 impl<S> StandardWebhooks<S> {
-    /// Wraps `inner`, checking signatures made with `secret`.
-    pub fn new(inner: S, secret: WebhookSecret) -> Self {
-        StandardWebhooksLayer::new(secret).layer(inner)
+    /// Wraps `inner`, checking signatures made with `key`.
+    pub fn new(inner: S, key: impl Into<WebhookKey>) -> Self {
+        StandardWebhooksLayer::new(key).layer(inner)
     }
 
     /// Returns a new [`Layer`] that wraps services with a
     /// `StandardWebhooks` middleware.
-    pub fn layer(secret: WebhookSecret) -> StandardWebhooksLayer {
-        StandardWebhooksLayer::new(secret)
+    pub fn layer(key: impl Into<WebhookKey>) -> StandardWebhooksLayer {
+        StandardWebhooksLayer::new(key)
     }
 
     inner_service_accessors!();
@@ -295,7 +419,7 @@ impl<S: fmt::Debug> fmt::Debug for StandardWebhooks<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("StandardWebhooks")
             .field("inner", &self.inner)
-            .field("secrets", &self.config.secrets.len())
+            .field("keys", &self.config.keys)
             .field("tolerance", &self.config.tolerance)
             .finish()
     }

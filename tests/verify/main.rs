@@ -1,6 +1,15 @@
 //! The verification layers: secret path token, IP allowlist,
 //! confirm-by-refetch against a fake provider on loopback, and Standard
-//! Webhooks signatures against the specification's test vectors.
+//! Webhooks signatures against the specification's test vectors; in the
+//! modules, `v1a` signatures, fal's signatures against a JWKS server on
+//! loopback, KIE's signatures, a static header secret, and hostile header
+//! values for all of them.
+
+mod fal;
+mod header_secret;
+mod hostile_headers;
+mod kie;
+mod standard_webhooks_v1a;
 
 use taskhook_test_support as common;
 
