@@ -66,6 +66,13 @@ where
         }
     }
 
+    /// The inner service called at once (the request was already read).
+    pub(super) fn calling(future: S::Future) -> Self {
+        Self {
+            state: State::Calling { future },
+        }
+    }
+
     pub(super) fn collecting(inner: S, parts: Parts, body: B, limit: usize, parse: Parse) -> Self
     where
         B: Body,

@@ -23,6 +23,12 @@
 //!    the inner service with a [`BufferedBody`](crate::body::BufferedBody)
 //!    that still holds the whole body.
 //!
+//! A request that already carries a [`TaskEvent`](crate::TaskEvent) and a
+//! [`RawPayload`] (a payload layer further out read it, so that a
+//! signature layer could check the body before a stack such as
+//! [`CallbackStack`](crate::CallbackStack), which has its own) is passed on
+//! as it is: the body is read and parsed once.
+//!
 //! Rejections carry a small JSON body: `{"error":{"code":"..","message":".."}}`.
 //! A body that fails while being read (a reset connection, a read timeout of
 //! an outer layer) is our transient problem, not bad input: `503` with

@@ -14,6 +14,7 @@ use super::PayloadLayer;
 use crate::body::{BufferedBody, ResponseBody};
 use crate::provider::Profile;
 use crate::response::Rejection;
+use crate::{RawPayload, TaskEvent};
 
 /// Buffers and parses a task callback body before calling the inner service.
 ///
@@ -88,6 +89,18 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        // Read and parsed already by a payload layer further out (one that
+        // had to run before a signature check): the body is its bytes.
+        let extensions = req.extensions();
+        if let (Some(_), Some(raw)) = (
+            extensions.get::<TaskEvent>(),
+            extensions.get::<RawPayload>(),
+        ) {
+            let bytes = raw.bytes().clone();
+            let (parts, _body) = req.into_parts();
+            let req = Request::from_parts(parts, BufferedBody::new(bytes));
+            return ResponseFuture::calling(self.inner.call(req));
+        }
         if let Some(rejection) = check_head(req.method(), req.headers(), self.limit) {
             return ResponseFuture::rejected(rejection);
         }

@@ -468,3 +468,39 @@ async fn parse_in_full_answers_like_the_two_step_parse() {
         assert_eq!(answers[0], answers[1], "{}", String::from_utf8_lossy(body));
     }
 }
+
+#[tokio::test]
+async fn a_second_payload_layer_passes_on_what_the_first_read() {
+    // The first layer parses a Replicate body; the second (the default
+    // shape, which would refuse it) reuses that event and those bytes.
+    let parses = Arc::new(AtomicUsize::new(0));
+    #[derive(Debug)]
+    struct Counting(Arc<AtomicUsize>);
+    impl taskhook::provider::Profile for Counting {
+        fn name(&self) -> &str {
+            "counting"
+        }
+        fn parse(
+            &self,
+            body: &Bytes,
+            headers: &http::HeaderMap,
+        ) -> Result<TaskEvent, taskhook::event::PayloadError> {
+            self.0.fetch_add(1, Ordering::SeqCst);
+            taskhook::provider::Replicate::new().parse(body, headers)
+        }
+        fn retry_horizon(&self) -> std::time::Duration {
+            std::time::Duration::from_secs(60)
+        }
+    }
+    let body = r#"{"id":"pred_1","status":"succeeded","output":"https://cdn.example/a.png"}"#;
+    let service = ServiceBuilder::new()
+        .layer(PayloadLayer::new().profile(Counting(Arc::clone(&parses))))
+        .layer(PayloadLayer::new())
+        .service(service_fn(echo));
+    let response = service.oneshot(request(body)).await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let text = response.into_body().collect().await.unwrap().to_bytes();
+    let len = body.len();
+    assert_eq!(text, format!("pred_1 {len} {len}"));
+    assert_eq!(parses.load(Ordering::SeqCst), 1);
+}
