@@ -6,13 +6,15 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 
 use clap::parser::ValueSource;
 use clap::{ArgMatches, Args, ValueEnum};
 use http::{HeaderName, HeaderValue, Uri};
 use serde::Deserialize;
-use taskhook::verify::{Cidr, PathSecret};
+use taskhook::provider::{Authenticity, Profile};
+use taskhook::verify::{Cidr, HeaderSecretLayer, KieSecret, PathSecret, WebhookKey};
 
 /// `taskhook relay`: the flags as clap parses them.
 #[derive(Debug, Clone, Args)]
@@ -183,6 +185,65 @@ pub(crate) struct RelayArgs {
     )]
     pub(crate) queue_capacity: usize,
 
+    /// The provider that pushes: how its bodies read, which events it sends
+    /// per task, how it signs (apimart, replicate, fal, openai,
+    /// standard-webhooks, kie, kling, midjourney-proxy).
+    #[arg(
+        long,
+        env = "TASKHOOK_PROVIDER",
+        value_name = "NAME",
+        default_value = "apimart"
+    )]
+    pub(crate) provider: String,
+
+    /// The secret the provider signs with, checked on every push:
+    /// Standard Webhooks `whsec_...` (v1) or `whpk_...` (v1a public key)
+    /// for replicate, openai and standard-webhooks; KIE's webhook key for
+    /// kie. Repeatable (rotation). Pushes without a valid signature get
+    /// `401`.
+    #[arg(
+        long,
+        env = "TASKHOOK_SIGNING_SECRET",
+        value_name = "S",
+        value_delimiter = '\n',
+        hide_env_values = true
+    )]
+    pub(crate) signing_secret: Vec<String>,
+
+    /// A static secret header every push must carry (`Name: value`; a
+    /// provider that authenticates with a header of your choice).
+    #[arg(
+        long,
+        env = "TASKHOOK_SIGNING_HEADER",
+        value_name = "HEADER",
+        hide_env_values = true
+    )]
+    pub(crate) signing_header: Option<String>,
+
+    /// fal: where its public keys are (an http:// JWKS URL; put a TLS proxy
+    /// in front of fal's https one), fetched and cached.
+    #[arg(
+        long,
+        env = "TASKHOOK_JWKS_URL",
+        value_name = "URL",
+        conflicts_with = "jwks_file"
+    )]
+    pub(crate) jwks_url: Option<String>,
+
+    /// fal: its public keys in a JWKS file, read once (offline use).
+    #[arg(long, env = "TASKHOOK_JWKS_FILE", value_name = "FILE")]
+    pub(crate) jwks_file: Option<PathBuf>,
+
+    /// fal: your fal user id; pushes signed for another fal user get `401`.
+    /// Repeatable.
+    #[arg(
+        long,
+        env = "TASKHOOK_FAL_USER_ID",
+        value_name = "ID",
+        value_delimiter = ','
+    )]
+    pub(crate) fal_user_id: Vec<String>,
+
     /// The log lines on stderr (`RUST_LOG` filters them; default `info`).
     #[arg(long, env = "TASKHOOK_LOG_FORMAT", value_name = "FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub(crate) log_format: LogFormat,
@@ -231,6 +292,12 @@ struct FileConfig {
     drain_secs: Option<u64>,
     queue_capacity: Option<usize>,
     log_format: Option<LogFormat>,
+    provider: Option<String>,
+    signing_secret: Option<Vec<String>>,
+    signing_header: Option<String>,
+    jwks_url: Option<String>,
+    jwks_file: Option<PathBuf>,
+    fal_user_id: Option<Vec<String>>,
 }
 
 /// The relay's settings, checked.
@@ -255,6 +322,29 @@ pub(crate) struct Relay {
     pub(crate) drain: Duration,
     pub(crate) queue_capacity: usize,
     pub(crate) log_format: LogFormat,
+    pub(crate) profile: Arc<dyn Profile>,
+    pub(crate) signature: Signature,
+    pub(crate) signing_header: Option<HeaderSecretLayer>,
+}
+
+/// How the relay checks the provider's signature.
+#[derive(Debug, Clone)]
+pub(crate) enum Signature {
+    /// Not at all (an unsigned provider, or no secret given).
+    None,
+    /// Standard Webhooks, any of these keys.
+    StandardWebhooks(Vec<WebhookKey>),
+    /// KIE's HMAC, any of these keys.
+    Kie(Vec<KieSecret>),
+    /// fal's Ed25519 with these keys, for these users (any if empty).
+    Fal { jwks: Jwks, user_ids: Vec<String> },
+}
+
+/// Where fal's public keys are.
+#[derive(Debug, Clone)]
+pub(crate) enum Jwks {
+    Url(String),
+    File(PathBuf),
 }
 
 impl RelayArgs {
@@ -309,8 +399,18 @@ impl RelayArgs {
             drain_secs,
             queue_capacity,
             log_format,
+            provider,
+            signing_secret,
+            fal_user_id,
         );
-        fill_option!(upstream, redis, admin_token);
+        fill_option!(
+            upstream,
+            redis,
+            admin_token,
+            signing_header,
+            jwks_url,
+            jwks_file
+        );
     }
 
     fn check(self) -> Result<Relay, String> {
@@ -369,7 +469,35 @@ impl RelayArgs {
                 self.admin_listen
             ));
         }
+        let profile = taskhook::provider::by_name(&self.provider).ok_or_else(|| {
+            format!(
+                "--provider {:?}: one of {}",
+                self.provider,
+                taskhook::provider::NAMES.join(", ")
+            )
+        })?;
+        let signature = signature(
+            profile.as_ref(),
+            &self.signing_secret,
+            self.jwks_url,
+            self.jwks_file,
+            self.fal_user_id,
+        )?;
+        let signing_header = match &self.signing_header {
+            Some(header) if !header.trim().is_empty() => {
+                let (name, value) = header
+                    .split_once(':')
+                    .ok_or("--signing-header: expected 'Name: value'")?;
+                let layer = HeaderSecretLayer::header(name.trim(), value.trim())
+                    .map_err(|e| format!("--signing-header: {e}"))?;
+                Some(layer)
+            }
+            _ => None,
+        };
         Ok(Relay {
+            profile,
+            signature,
+            signing_header,
             listen: self.listen,
             upstream,
             data_dir: self.data_dir,
@@ -390,6 +518,49 @@ impl RelayArgs {
             queue_capacity: self.queue_capacity,
             log_format: self.log_format,
         })
+    }
+}
+
+/// The signature check `profile` needs, from the secrets given.
+fn signature(
+    profile: &dyn Profile,
+    secrets: &[String],
+    jwks_url: Option<String>,
+    jwks_file: Option<PathBuf>,
+    user_ids: Vec<String>,
+) -> Result<Signature, String> {
+    let secrets: Vec<&String> = secrets.iter().filter(|s| !s.trim().is_empty()).collect();
+    let name = profile.name();
+    let jwks = match (jwks_url, jwks_file) {
+        (Some(url), _) => Some(Jwks::Url(url)),
+        (None, Some(file)) => Some(Jwks::File(file)),
+        (None, None) => None,
+    };
+    match profile.authenticity() {
+        Authenticity::StandardWebhooks if !secrets.is_empty() => secrets
+            .iter()
+            .map(|s| WebhookKey::new(s.trim()).map_err(|e| format!("--signing-secret: {e}")))
+            .collect::<Result<_, _>>()
+            .map(Signature::StandardWebhooks),
+        Authenticity::KieHmac if !secrets.is_empty() => secrets
+            .iter()
+            .map(|s| KieSecret::new(s.trim()).map_err(|e| format!("--signing-secret: {e}")))
+            .collect::<Result<_, _>>()
+            .map(Signature::Kie),
+        Authenticity::FalEd25519 if !secrets.is_empty() => Err(format!(
+            "--signing-secret: {name} signs with Ed25519 keys it publishes: give --jwks-url or --jwks-file"
+        )),
+        Authenticity::FalEd25519 => Ok(jwks.map_or(Signature::None, |jwks| Signature::Fal {
+            jwks,
+            user_ids,
+        })),
+        _ if jwks.is_some() => Err(format!(
+            "--jwks-url/--jwks-file: only fal's signatures use them, not {name}'s"
+        )),
+        _ if !secrets.is_empty() => Err(format!(
+            "--signing-secret: {name} does not sign its pushes (use --path-token, --allow-ip or --signing-header)"
+        )),
+        _ => Ok(Signature::None),
     }
 }
 

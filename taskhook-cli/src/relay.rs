@@ -25,6 +25,7 @@ use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
 use taskhook::dedup::{ById, DedupStats, DedupStore};
 use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, RetryPolicy};
 use taskhook::forward::Forward;
+use taskhook::provider::Authenticity;
 use taskhook::server::{serve, ServerLimits};
 use taskhook::verify::{IpAllowLayer, PathTokenLayer};
 use taskhook::{CallbackStack, DedupLayer, FastAckHandle};
@@ -34,7 +35,7 @@ use tower::util::BoxCloneSyncService;
 use tower::{Layer, ServiceExt};
 
 use crate::admin::{self, Admin};
-use crate::config::{JournalKind, Relay};
+use crate::config::{JournalKind, Jwks, Relay, Signature};
 
 /// How long the servers have to close their connections at the end.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
@@ -191,7 +192,7 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             .await
             .map_err(|e| format!("--redis: {e}"))?;
         let dedup = DedupLayer::with_store(RedisStore::builder(redis).build());
-        return Ok(built(fast_ack.journal(journal), dedup, forward));
+        return built(relay, fast_ack.journal(journal), dedup, forward);
     }
     let fast_ack = match relay.journal {
         JournalKind::Memory => {
@@ -207,23 +208,120 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             fast_ack.journal(journal)
         }
     };
-    Ok(built(fast_ack, DedupLayer::new(), forward))
+    built(relay, fast_ack, DedupLayer::new(), forward)
 }
 
 /// Payload → `dedup` → `fast_ack` → `forward` at `/callback`, the handle,
 /// and the dedup counters.
-fn built<St: DedupStore>(
+fn built<St: DedupStore + 'static>(
+    relay: &Relay,
     fast_ack: FastAckBuilder,
     dedup: DedupLayer<ById, St>,
     forward: Forward,
-) -> Built {
+) -> Result<Built, String> {
     let stats = dedup.clone();
     let (callback, handle) = CallbackStack::new()
         .fast_ack(fast_ack)
         .dedup(dedup)
+        .profile(Arc::clone(&relay.profile))
         .build(forward);
-    let router = Router::new().route_service("/callback", callback);
-    (router, handle, Arc::new(move || stats.stats()))
+    let router = Router::new().route_service("/callback", verified(relay, callback)?);
+    Ok((router, handle, Arc::new(move || stats.stats())))
+}
+
+/// `callback` behind the provider's signature check, when one is set: a
+/// payload layer reads the body first (the stack's own then passes it on),
+/// and a static header secret is checked before any of it.
+fn verified<S, B>(relay: &Relay, callback: S) -> Result<Stage, String>
+where
+    S: tower::Service<
+            Request<taskhook::body::BufferedBody>,
+            Response = http::Response<B>,
+            Error = Infallible,
+        > + tower::Service<Request<Body>, Response = http::Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    <S as tower::Service<Request<taskhook::body::BufferedBody>>>::Future: Send + 'static,
+    <S as tower::Service<Request<Body>>>::Future: Send + 'static,
+    B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    use taskhook::verify::{
+        FalSignatureLayer, JwksSource, KieSignatureLayer, StandardWebhooksLayer,
+    };
+    use tower::ServiceBuilder;
+
+    let profile = &relay.profile;
+    let payload = taskhook::PayloadLayer::new().profile(Arc::clone(profile));
+    let tolerance = profile.signature_tolerance();
+    let route: Stage = match &relay.signature {
+        Signature::None => {
+            if !matches!(profile.authenticity(), Authenticity::None) {
+                tracing::warn!(
+                    provider = profile.name(),
+                    "the provider signs its pushes but no key was given: signatures are not checked"
+                );
+            }
+            boxed(callback)
+        }
+        Signature::StandardWebhooks(keys) => {
+            let (first, rest) = keys.split_first().ok_or("no signing key")?;
+            let layer = rest
+                .iter()
+                .fold(StandardWebhooksLayer::new(first.clone()), |l, k| {
+                    l.also_accept(k.clone())
+                })
+                .tolerance(tolerance);
+            boxed(
+                ServiceBuilder::new()
+                    .layer(payload)
+                    .layer(layer)
+                    .service(callback),
+            )
+        }
+        Signature::Kie(keys) => {
+            let (first, rest) = keys.split_first().ok_or("no signing key")?;
+            let layer = rest
+                .iter()
+                .fold(KieSignatureLayer::new(first.clone()), |l, k| {
+                    l.also_accept(k.clone())
+                })
+                .tolerance(tolerance);
+            boxed(
+                ServiceBuilder::new()
+                    .layer(payload)
+                    .layer(layer)
+                    .service(callback),
+            )
+        }
+        Signature::Fal { jwks, user_ids } => {
+            let source = match jwks {
+                Jwks::Url(url) => {
+                    JwksSource::url(url).map_err(|e| format!("--jwks-url {url}: {e}"))?
+                }
+                Jwks::File(path) => JwksSource::file(path)
+                    .map_err(|e| format!("--jwks-file {}: {e}", path.display()))?,
+            };
+            let layer = user_ids
+                .iter()
+                .fold(FalSignatureLayer::new(source), |l, id| {
+                    l.user_id(id.clone())
+                })
+                .tolerance(tolerance);
+            boxed(
+                ServiceBuilder::new()
+                    .layer(payload)
+                    .layer(layer)
+                    .service(callback),
+            )
+        }
+    };
+    Ok(match &relay.signing_header {
+        Some(header) => boxed(header.layer(route)),
+        None => route,
+    })
 }
 
 /// The public app: metrics outermost (every answer counted), then the IP
