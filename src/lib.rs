@@ -13,10 +13,18 @@
 //! - [`fast_ack`]: answer `202` once the event is journaled and queued, run
 //!   the handler in the background with retries, dead letters, replay and
 //!   graceful drain.
-//! - [`stack`]: [`CallbackStack`], the three in the right order around a
+//! - [`provider`]: provider profiles, how each async-task API's pushes
+//!   read into the one [`TaskEvent`] model ([`provider::Apimart`] by
+//!   default; Replicate, fal, OpenAI, Standard Webhooks, KIE, Kling,
+//!   midjourney-proxy, or your own).
+//! - [`progress`]: for a provider that pushes every change of state, the
+//!   intermediate ones to a progress handler (or dropped), regressions
+//!   ignored, the final one on to dedup.
+//! - [`stack`]: [`CallbackStack`], the layers in the right order around a
 //!   handler, in one call.
-//! - `verify` (feature `verify`): secret path token, IP allowlist,
-//!   confirm-by-refetch and Standard Webhooks signatures.
+//! - `verify` (feature `verify`): secret path token, IP allowlist, a static
+//!   header secret, confirm-by-refetch, and the providers' signatures
+//!   (Standard Webhooks `v1`/`v1a`, fal's Ed25519 with a JWKS, KIE's HMAC).
 //! - `forward` (feature `forward`): `Forward`, the service that sends each
 //!   event to an app at an upstream URL (the handler under fast-ack, for an
 //!   app in any language).
@@ -69,7 +77,7 @@
 //! |---|---|
 //! | `axum` | [`TaskEvent`] and [`RawPayload`] as axum extractors |
 //! | `verify` | the `verify` layers: path token, IP allowlist, refetch, signatures |
-//! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch |
+//! | `refetch` | `verify::refetch::HttpConfirm`, a hyper client for confirm-by-refetch, and `verify::HttpJwks`, which fetches fal's signing keys |
 //! | `forward` | `forward::Forward`: each event forwarded to an upstream URL over a pooled hyper client |
 //! | `redb` | `backend::redb::RedbJournal` (durable fast-ack journal, group commit) and `backend::redb::RedbDedupStore` (done ids across restarts); implies `moka`; needs Rust 1.89 |
 //! | `moka` | `backend::MokaStore`, a dedup store on a moka cache (exact LRU); the default `backend::CompactStore` needs no moka |
