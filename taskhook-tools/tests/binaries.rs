@@ -232,6 +232,16 @@ fn receiver_help_lists_every_flag_and_bad_flags_exit_2() {
 // ---------------------------------------------------------------------------
 // The demo
 
+/// The value of the row `name` of the demo's table.
+fn row(table: &str, name: &str) -> String {
+    table
+        .lines()
+        .find_map(|l| l.strip_prefix(name))
+        .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
+        .trim()
+        .to_owned()
+}
+
 #[test]
 fn demo_runs_and_reports_nothing_processed_twice_or_lost() {
     let out = run_to_end(
@@ -256,14 +266,7 @@ fn demo_runs_and_reports_nothing_processed_twice_or_lost() {
     let table = String::from_utf8(out.stdout).unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{table}\n{stderr}");
-    let row = |name: &str| -> String {
-        table
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
-            .trim()
-            .to_owned()
-    };
+    let row = |name: &str| row(&table, name);
     assert_eq!(row("tasks sent"), "300");
     assert!(row("processed twice").starts_with("0 "), "{table}");
     assert!(row("lost").starts_with("0 "), "{table}");
@@ -310,14 +313,7 @@ fn demo_plays_every_provider_and_processes_each_task_once() {
         let table = String::from_utf8(out.stdout).unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{provider}\n{table}\n{stderr}");
-        let row = |name: &str| -> String {
-            table
-                .lines()
-                .find_map(|l| l.strip_prefix(name))
-                .unwrap_or_else(|| panic!("no {name:?} row in\n{table}"))
-                .trim()
-                .to_owned()
-        };
+        let row = |name: &str| row(&table, name);
         assert!(stderr.contains(provider), "{provider}: {stderr}");
         assert_eq!(row("processed once"), "150", "{provider}\n{table}");
         assert!(
