@@ -183,6 +183,9 @@ type Built = (
 /// The stack around `forward` on the embedded redb journal, or on Redis.
 async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
     let fast_ack = fast_ack(relay);
+    // Done task ids outlive the provider's retries (24 h, 6 days for
+    // OpenAI's 72 h).
+    let ttl = relay.profile.default_time_to_live();
     if let Some(url) = &relay.redis {
         let redis = RedisConnection::connect(url)
             .await
@@ -191,7 +194,7 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             .build()
             .await
             .map_err(|e| format!("--redis: {e}"))?;
-        let dedup = DedupLayer::with_store(RedisStore::builder(redis).build());
+        let dedup = DedupLayer::with_store(RedisStore::builder(redis).time_to_live(ttl).build());
         return built(relay, fast_ack.journal(journal), dedup, forward);
     }
     let fast_ack = match relay.journal {
@@ -203,8 +206,10 @@ async fn stack(relay: &Relay, forward: Forward) -> Result<Built, String> {
             std::fs::create_dir_all(&relay.data_dir)
                 .map_err(|e| format!("--data-dir {}: {e}", relay.data_dir.display()))?;
             let path = relay.data_dir.join("journal.redb");
-            let journal =
-                RedbJournal::open(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+            let journal = RedbJournal::builder()
+                .done_time_to_live(ttl)
+                .open(&path)
+                .map_err(|e| format!("{}: {e}", path.display()))?;
             fast_ack.journal(journal)
         }
     };
