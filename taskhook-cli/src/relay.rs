@@ -22,6 +22,7 @@ use http::Request;
 use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use taskhook::backend::redb::RedbJournal;
 use taskhook::backend::redis::{RedisConnection, RedisJournal, RedisStore};
+use taskhook::body::BufferedBody;
 use taskhook::dedup::{ById, DedupStats, DedupStore};
 use taskhook::fast_ack::{FastAckBuilder, FastAckLayer, RetryPolicy};
 use taskhook::forward::Forward;
@@ -239,16 +240,13 @@ fn built<St: DedupStore + 'static>(
 /// and a static header secret is checked before any of it.
 fn verified<S, B>(relay: &Relay, callback: S) -> Result<Stage, String>
 where
-    S: tower::Service<
-            Request<taskhook::body::BufferedBody>,
-            Response = http::Response<B>,
-            Error = Infallible,
-        > + tower::Service<Request<Body>, Response = http::Response<B>, Error = Infallible>
+    S: tower::Service<Request<BufferedBody>, Response = http::Response<B>, Error = Infallible>
+        + tower::Service<Request<Body>, Response = http::Response<B>, Error = Infallible>
         + Clone
         + Send
         + Sync
         + 'static,
-    <S as tower::Service<Request<taskhook::body::BufferedBody>>>::Future: Send + 'static,
+    <S as tower::Service<Request<BufferedBody>>>::Future: Send + 'static,
     <S as tower::Service<Request<Body>>>::Future: Send + 'static,
     B: axum::body::HttpBody<Data = axum::body::Bytes> + Send + 'static,
     B::Error: Into<axum::BoxError>,
@@ -256,12 +254,10 @@ where
     use taskhook::verify::{
         FalSignatureLayer, JwksSource, KieSignatureLayer, StandardWebhooksLayer,
     };
-    use tower::ServiceBuilder;
 
     let profile = &relay.profile;
-    let payload = taskhook::PayloadLayer::new().profile(Arc::clone(profile));
     let tolerance = profile.signature_tolerance();
-    let route: Stage = match &relay.signature {
+    let signed: Checked = match &relay.signature {
         Signature::None => {
             if !matches!(profile.authenticity(), Authenticity::None) {
                 tracing::warn!(
@@ -269,7 +265,7 @@ where
                     "the provider signs its pushes but no key was given: signatures are not checked"
                 );
             }
-            boxed(callback)
+            return Ok(with_header(relay, boxed(callback)));
         }
         Signature::StandardWebhooks(keys) => {
             let (first, rest) = keys.split_first().ok_or("no signing key")?;
@@ -279,12 +275,7 @@ where
                     l.also_accept(k.clone())
                 })
                 .tolerance(tolerance);
-            boxed(
-                ServiceBuilder::new()
-                    .layer(payload)
-                    .layer(layer)
-                    .service(callback),
-            )
+            checked(layer.layer(callback))
         }
         Signature::Kie(keys) => {
             let (first, rest) = keys.split_first().ok_or("no signing key")?;
@@ -294,12 +285,7 @@ where
                     l.also_accept(k.clone())
                 })
                 .tolerance(tolerance);
-            boxed(
-                ServiceBuilder::new()
-                    .layer(payload)
-                    .layer(layer)
-                    .service(callback),
-            )
+            checked(layer.layer(callback))
         }
         Signature::Fal { jwks, user_ids } => {
             let source = match jwks {
@@ -315,18 +301,33 @@ where
                     l.user_id(id.clone())
                 })
                 .tolerance(tolerance);
-            boxed(
-                ServiceBuilder::new()
-                    .layer(payload)
-                    .layer(layer)
-                    .service(callback),
-            )
+            checked(layer.layer(callback))
         }
     };
-    Ok(match &relay.signing_header {
+    let payload = taskhook::PayloadLayer::new().profile(Arc::clone(profile));
+    Ok(with_header(relay, boxed(payload.layer(signed))))
+}
+
+/// `route` behind the static header secret, when one is set.
+fn with_header(relay: &Relay, route: Stage) -> Stage {
+    match &relay.signing_header {
         Some(header) => boxed(header.layer(route)),
         None => route,
-    })
+    }
+}
+
+/// A signature check around the stack: its requests already read by a
+/// payload layer.
+type Checked = BoxCloneSyncService<Request<BufferedBody>, Response, Infallible>;
+
+/// Boxes a signature check, its answers as axum's.
+fn checked<S>(service: S) -> Checked
+where
+    S: tower::Service<Request<BufferedBody>, Error = Infallible> + Clone + Send + Sync + 'static,
+    S::Response: IntoResponse,
+    S::Future: Send + 'static,
+{
+    BoxCloneSyncService::new(service.map_response(IntoResponse::into_response))
 }
 
 /// The public app: metrics outermost (every answer counted), then the IP
